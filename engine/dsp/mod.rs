@@ -1,0 +1,51 @@
+//! Block-based Web-Audio-style DSP.
+//!
+//! Every algorithm here follows the Rust crate `web-audio-api` 1.1.0 (the DSP inside the
+//! original's node-web-audio-api 0.21.5), down to the order of float operations, so that our
+//! renders can be bit-identical to the reference renders. The runtime code is ours because a
+//! render must be resumable block by block and must not allocate per block.
+
+pub mod bus;
+
+pub use bus::{Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation};
+
+/// Frames per block: the Web Audio render quantum.
+pub const RENDER_QUANTUM: usize = 128;
+
+/// Most channels any stream in a kromosynth graph carries: the channel merger inside the
+/// wavetable and additive nodes has the Web Audio default of 6 inputs, so 6 channels (5.1).
+pub const MAX_CHANNELS: usize = 6;
+
+/// Sample rate of every render (the original server's `SAMPLE_RATE`).
+pub const SAMPLE_RATE: f32 = 48_000.0;
+
+/// One channel of one block.
+pub type Channel = [f32; RENDER_QUANTUM];
+
+/// Where in the render a block sits. `frame` is the index of the block's first frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope {
+    pub frame: u64,
+    pub sample_rate: f32,
+}
+
+impl Scope {
+    /// The context time of the block's first frame, as web-audio-api computes it
+    /// (`frame as f64 / sample_rate as f64`).
+    pub fn current_time(&self) -> f64 {
+        self.frame as f64 / self.sample_rate as f64
+    }
+}
+
+/// A node's per-block audio processing: one input bus (already mixed to the node's channel
+/// configuration), the node's AudioParam values for this block, one output bus.
+///
+/// Each param slice has length 1 (the value holds for the whole block) or `RENDER_QUANTUM`
+/// (a-rate values, one per frame), as web-audio-api's `AudioParamValues`.
+///
+/// Returns whether the node still has a tail (web-audio-api's `tail_time`); the graph uses it
+/// only for bookkeeping.
+pub trait Processor: Send {
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope)
+        -> bool;
+}

@@ -1,0 +1,8 @@
+//! krs-engine: a kromosynth genome becomes sound.
+//!
+//! Pure computation: genome JSON bytes in, blocks of 48 kHz mono f32 out. No sockets, no SQLite.
+
+pub mod dsp;
+pub mod render;
+
+pub use render::{render_batch, CompiledGenome, Render, RenderError, RenderRequest, Stats};

@@ -1,0 +1,1 @@
+//! kromosynth-cli genome databases.
