@@ -49,3 +49,20 @@ pub trait Processor: Send {
     fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope)
         -> bool;
 }
+
+/// Whether an AudioParam is computed per frame (a-rate) or once per block (k-rate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutomationRate {
+    A,
+    K,
+}
+
+/// An AudioParam's fixed description, as web-audio-api's `AudioParamDescriptor`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamDescriptor {
+    pub name: &'static str,
+    pub automation_rate: AutomationRate,
+    pub default_value: f32,
+    pub min_value: f32,
+    pub max_value: f32,
+}
