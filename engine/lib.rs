@@ -2,7 +2,9 @@
 //!
 //! Pure computation: genome JSON bytes in, blocks of 48 kHz mono f32 out. No sockets, no SQLite.
 
+pub mod cppn;
 pub mod dsp;
+pub mod genome;
 pub mod render;
 
 pub use render::{render_batch, CompiledGenome, Render, RenderError, RenderRequest, Stats};

@@ -1,0 +1,165 @@
+//! The 13 CPPN activation functions, exactly as the original computes them.
+//!
+//! Formulas: cppnjs `activationFunctions/cppnActivationFunctions.js` with kromosynth's
+//! overrides and additions (`cppn-neat/activation-functions.js`), evaluated in f64 like
+//! JavaScript. The transcendental functions come from the `libm` crate, a port of the same
+//! fdlibm algorithms that V8 uses for `Math.sin`, `Math.exp`, ..., so results match the
+//! original's doubles, not merely to within an ulp.
+
+use std::f64::consts::PI;
+
+/// An activation function id as stored in `activationFunction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Activation {
+    Sine = 0,
+    Sine2 = 1,
+    Cos = 2,
+    Arctan = 3,
+    Triangle = 4,
+    Sawtooth = 5,
+    Spike = 6,
+    StepFunction = 7,
+    BipolarSigmoid = 8,
+    PlainSigmoid = 9,
+    Gaussian = 10,
+    Linear = 11,
+    NullFn = 12,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 13] = [
+        Activation::Sine,
+        Activation::Sine2,
+        Activation::Cos,
+        Activation::Arctan,
+        Activation::Triangle,
+        Activation::Sawtooth,
+        Activation::Spike,
+        Activation::StepFunction,
+        Activation::BipolarSigmoid,
+        Activation::PlainSigmoid,
+        Activation::Gaussian,
+        Activation::Linear,
+        Activation::NullFn,
+    ];
+
+    /// The stored id, e.g. `"BipolarSigmoid"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Sine => "Sine",
+            Activation::Sine2 => "Sine2",
+            Activation::Cos => "cos",
+            Activation::Arctan => "arctan",
+            Activation::Triangle => "triangle",
+            Activation::Sawtooth => "sawtooth",
+            Activation::Spike => "spike",
+            Activation::StepFunction => "StepFunction",
+            Activation::BipolarSigmoid => "BipolarSigmoid",
+            Activation::PlainSigmoid => "PlainSigmoid",
+            Activation::Gaussian => "Gaussian",
+            Activation::Linear => "Linear",
+            Activation::NullFn => "NullFn",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Activation> {
+        Activation::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Applies the function to the weighted input sum `x`.
+    #[inline]
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Activation::Sine => libm::sin(x),
+            Activation::Sine2 => libm::sin(2.0 * x),
+            Activation::Cos => libm::cos(x),
+            Activation::Arctan => libm::atan(x),
+            // (2 * 1 / PI) * asin(sin(2 * (PI / (2 PI)) * x)); PI / (2 PI) is exactly 0.5.
+            Activation::Triangle => (2.0 / PI) * libm::asin(libm::sin(x)),
+            Activation::Sawtooth => {
+                let period = 2.0 * PI;
+                2.0 * ((x / period) - libm::floor(0.5 + (x / period)))
+            }
+            Activation::Spike => {
+                let f = libm::floor(x);
+                // JavaScript `%` keeps the dividend's sign, as Rust's does: floor(x) = -3
+                // gives -1, which takes the second branch.
+                if f % 2.0 == 0.0 {
+                    1.0 - 2.0 * (x - f)
+                } else {
+                    -1.0 + 2.0 * (x - f)
+                }
+            }
+            // kromosynth's override: -1/+1, not cppnjs's 0/1.
+            Activation::StepFunction => {
+                if x <= 0.0 {
+                    -1.0
+                } else {
+                    1.0
+                }
+            }
+            Activation::BipolarSigmoid => (2.0 / (1.0 + libm::exp(-4.9 * x))) - 1.0,
+            Activation::PlainSigmoid => 1.0 / (1.0 + libm::exp(-x)),
+            // Math.pow(y, 2) is y * y in fdlibm.
+            Activation::Gaussian => {
+                let y = x * 2.5;
+                2.0 * libm::exp(-(y * y)) - 1.0
+            }
+            // cppnjs "Linear" is the absolute value.
+            Activation::Linear => x.abs(),
+            Activation::NullFn => 0.0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Activation::ALL {
+            assert_eq!(Activation::from_name(a.name()), Some(a));
+        }
+        assert_eq!(Activation::from_name("tanh"), None);
+    }
+
+    #[test]
+    fn formulas_at_known_points() {
+        use Activation::*;
+        assert_eq!(Sine.apply(PI / 2.0), 1.0);
+        assert_eq!(Sine2.apply(PI / 4.0), 1.0);
+        assert_eq!(Cos.apply(0.0), 1.0);
+        assert_eq!(Arctan.apply(1.0), PI / 4.0);
+        assert!((Triangle.apply(PI / 2.0) - 1.0).abs() < 1e-15);
+        assert!((Triangle.apply(-PI / 4.0) + 0.5).abs() < 1e-15);
+        assert_eq!(Sawtooth.apply(0.0), 0.0);
+        assert!((Sawtooth.apply(PI / 2.0) - 0.5).abs() < 1e-15);
+        assert!((Sawtooth.apply(PI * 0.999) - 0.999).abs() < 1e-12);
+        assert!((Sawtooth.apply(PI * 1.001) + 0.999).abs() < 1e-12);
+        assert_eq!(Spike.apply(0.25), 0.5); // floor 0 even: 1 - 2*0.25
+        assert_eq!(Spike.apply(1.25), -0.5); // floor 1 odd: -1 + 2*0.25
+        assert_eq!(Spike.apply(-0.75), -0.5); // floor -1, -1 % 2 = -1: odd branch
+        assert_eq!(Spike.apply(-1.75), 0.5); // floor -2 even
+        assert_eq!(StepFunction.apply(0.0), -1.0);
+        assert_eq!(StepFunction.apply(1e-300), 1.0);
+        assert_eq!(BipolarSigmoid.apply(0.0), 0.0);
+        assert!((BipolarSigmoid.apply(1.0) - (2.0 / (1.0 + (-4.9f64).exp()) - 1.0)).abs() < 1e-15);
+        assert_eq!(PlainSigmoid.apply(0.0), 0.5);
+        assert_eq!(Gaussian.apply(0.0), 1.0);
+        assert!((Gaussian.apply(0.4) - (2.0 * (-1.0f64).exp() - 1.0)).abs() < 1e-15);
+        assert_eq!(Linear.apply(-3.5), 3.5);
+        assert_eq!(NullFn.apply(123.0), 0.0);
+    }
+
+    #[test]
+    fn libm_matches_std_closely() {
+        // fdlibm and the platform libm agree to within an ulp; a guard against a wrong import.
+        for i in 0..1000 {
+            let x = (i as f64 - 500.0) * 0.0137;
+            assert!((libm::sin(x) - x.sin()).abs() <= 2.0 * f64::EPSILON);
+            assert!((libm::exp(x) - x.exp()).abs() <= 2.0 * f64::EPSILON * x.exp());
+        }
+    }
+}

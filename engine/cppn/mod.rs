@@ -1,0 +1,461 @@
+//! The CPPN: a neatjs network compiled into a flat program, and its CPU evaluator.
+//!
+//! The original evaluates a decoded neatjs genome per sample with cppnjs's recursive pull
+//! (`networks/cppn.js` `recursiveActivation`): signals are cleared, the inputs set, and each
+//! output neuron is pulled depth-first in index order; a neuron is computed once, as
+//! `activation(sum over incoming connections of source * weight)`, summing in connection order.
+//! A source still on the recursion stack (a recurrent edge) contributes its last activation,
+//! which is always 0 because signals were cleared. That traversal depends only on the topology,
+//! so we run it once at compile time and record the resulting straight-line program.
+
+pub mod activation;
+
+use std::ops::Range;
+
+pub use activation::Activation;
+use rayon::prelude::*;
+
+use crate::genome::NeatGenome;
+
+/// Bounds on the networks we accept, so a hostile genome cannot make compile time or memory
+/// explode. Real kromosynth CPPNs have tens of nodes and about a hundred connections.
+pub const MAX_NODES: usize = 10_000;
+pub const MAX_CONNECTIONS: usize = 100_000;
+
+/// Samples per rayon task when evaluating a whole buffer. Large enough that the per-task
+/// overhead is negligible, small enough to spread a 1 s render over many cores.
+pub const PARALLEL_CHUNK: usize = 4096;
+
+/// One neuron's computation: `regs[target] = activation(sum of regs[src] * weight)`.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub target: u32,
+    pub activation: Activation,
+    /// Index range into `Program::terms`.
+    pub terms: Range<u32>,
+}
+
+/// A straight-line CPPN program over a register file of `registers` f64 values.
+///
+/// Register layout: the network's neurons in stored order (bias neurons, inputs, outputs,
+/// hidden), then one register that always holds 0.0 (what a recurrent edge reads).
+#[derive(Clone, Debug)]
+pub struct Program {
+    pub registers: usize,
+    pub bias_count: usize,
+    pub input_count: usize,
+    pub output_count: usize,
+    pub ops: Vec<Op>,
+    /// (source register, weight) of every summed connection, grouped per op.
+    pub terms: Vec<(u32, f64)>,
+}
+
+/// Why a CPPN cannot be compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CppnError(pub String);
+
+impl std::fmt::Display for CppnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CppnError {}
+
+impl Program {
+    /// Compiles a stored neatjs genome (the decoder of neatjs `DecodeToFloatFastConcurrentNetwork`
+    /// and the traversal of cppnjs `recursiveActivation`).
+    pub fn compile(genome: &NeatGenome) -> Result<Program, CppnError> {
+        let n = genome.nodes.len();
+        if n > MAX_NODES {
+            return Err(CppnError(format!(
+                "CPPN has {n} nodes; at most {MAX_NODES}"
+            )));
+        }
+        if genome.connections.len() > MAX_CONNECTIONS {
+            return Err(CppnError(format!(
+                "CPPN has {} connections; at most {MAX_CONNECTIONS}",
+                genome.connections.len()
+            )));
+        }
+        let bias_count = genome.nodes.iter().take_while(|n| n.is_bias).count();
+        let input_count = genome.input_count;
+        let output_count = genome.output_count;
+        let first_output = bias_count + input_count;
+        if first_output + output_count > n {
+            return Err(CppnError(format!(
+                "CPPN has {n} nodes, fewer than its {bias_count} bias + {input_count} input + \
+                 {output_count} output nodes"
+            )));
+        }
+
+        let mut activations = Vec::with_capacity(n);
+        for node in &genome.nodes {
+            activations.push(Activation::from_name(&node.activation).ok_or_else(|| {
+                CppnError(format!(
+                    "CPPN node {} has unknown activation function {:?}",
+                    node.gid, node.activation
+                ))
+            })?);
+        }
+
+        let index_of = |gid: &str, what: &str| {
+            genome
+                .nodes
+                .iter()
+                .position(|n| n.gid == gid)
+                .ok_or_else(|| CppnError(format!("CPPN connection {what} {gid:?} is no node")))
+        };
+        // cppnjs keeps incoming sources per connection (duplicates repeat) but weights in an
+        // adjacency matrix, so a duplicated pair sums twice with the last weight.
+        let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut weight = std::collections::HashMap::new();
+        for c in &genome.connections {
+            let s = index_of(&c.source, "source")?;
+            let t = index_of(&c.target, "target")?;
+            incoming[t].push(s);
+            weight.insert((s, t), c.weight);
+        }
+
+        let zero = n as u32;
+        let mut compiler = Compiler {
+            incoming: &incoming,
+            weight: &weight,
+            activations: &activations,
+            activated: (0..n).map(|i| i < first_output).collect(),
+            in_activation: vec![false; n],
+            ops: Vec::new(),
+            terms: Vec::new(),
+            zero,
+        };
+        for i in 0..output_count {
+            compiler.activate(first_output + i);
+        }
+        Ok(Program {
+            registers: n + 1,
+            bias_count,
+            input_count,
+            output_count,
+            ops: compiler.ops,
+            terms: compiler.terms,
+        })
+    }
+
+    /// Register holding output `index`.
+    pub fn output_register(&self, index: usize) -> usize {
+        self.bias_count + self.input_count + index
+    }
+
+    /// Number of summed connections per sample (for cost estimates).
+    pub fn term_count(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// Evaluates the program for one sample. `regs` must hold `registers` values; bias and
+    /// input registers are set here, everything else is overwritten or reads as 0.
+    #[inline]
+    pub fn run(&self, regs: &mut [f64], inputs: [f64; 2]) {
+        regs.fill(0.0);
+        for r in regs.iter_mut().take(self.bias_count) {
+            *r = 1.0;
+        }
+        for (i, v) in inputs.iter().enumerate().take(self.input_count) {
+            regs[self.bias_count + i] = *v;
+        }
+        for op in &self.ops {
+            let mut sum = 0.0f64;
+            for &(src, w) in &self.terms[op.terms.start as usize..op.terms.end as usize] {
+                sum += regs[src as usize] * w;
+            }
+            regs[op.target as usize] = op.activation.apply(sum);
+        }
+    }
+}
+
+struct Compiler<'a> {
+    incoming: &'a [Vec<usize>],
+    weight: &'a std::collections::HashMap<(usize, usize), f64>,
+    activations: &'a [Activation],
+    activated: Vec<bool>,
+    in_activation: Vec<bool>,
+    ops: Vec<Op>,
+    terms: Vec<(u32, f64)>,
+    zero: u32,
+}
+
+impl Compiler<'_> {
+    /// cppnjs `recursiveActivateNode`, recording instead of computing. Terms are collected in
+    /// a local list first because nested activations append their own ops and terms.
+    fn activate(&mut self, node: usize) {
+        if self.activated[node] {
+            self.in_activation[node] = false;
+            return;
+        }
+        self.in_activation[node] = true;
+        let mut terms = Vec::with_capacity(self.incoming[node].len());
+        for &src in &self.incoming[node] {
+            let w = self.weight[&(src, node)];
+            if self.in_activation[src] {
+                terms.push((self.zero, w));
+            } else {
+                if !self.activated[src] {
+                    self.activate(src);
+                }
+                terms.push((src as u32, w));
+            }
+        }
+        self.activated[node] = true;
+        self.in_activation[node] = false;
+        let start = self.terms.len() as u32;
+        self.terms.extend(terms);
+        self.ops.push(Op {
+            target: node as u32,
+            activation: self.activations[node],
+            terms: start..self.terms.len() as u32,
+        });
+    }
+}
+
+/// The CPPN's two inputs for sample `c` of an `n`-sample render (kromosynth
+/// `Activator.getInputSignals`, `variationOnPeriods` true): the ramp from -1 to 1 and
+/// `sin(inputPeriods * ramp) * velocity`, with `inputPeriods = frequency * n / 48000`.
+#[inline]
+pub fn inputs(c: usize, n: usize, input_periods: f64, velocity: f64) -> [f64; 2] {
+    let fraction = c as f64 / (n - 1) as f64;
+    // range.js lerp(from, to, t) = from + t * (to - from)
+    let ramp = -1.0 + fraction * 2.0;
+    let extra = libm::sin(input_periods * ramp);
+    [extra * velocity, ramp]
+}
+
+/// `frequency * (totalSampleCount / sampleRate)`.
+pub fn input_periods(frequency: f64, n: usize, sample_rate: f64) -> f64 {
+    frequency * (n as f64 / sample_rate)
+}
+
+/// Evaluates `outputs` (output indices) for samples `range` of an `n`-sample render at one
+/// frequency; `out[k]` receives output `outputs[k]` as f32 (the original stores the doubles in
+/// a Float32Array). Single-threaded; see [`evaluate_parallel`].
+pub fn evaluate_range(
+    program: &Program,
+    input_periods: f64,
+    velocity: f64,
+    n: usize,
+    range: Range<usize>,
+    outputs: &[usize],
+    out: &mut [&mut [f32]],
+) {
+    let mut regs = vec![0.0f64; program.registers];
+    let regs_out: Vec<usize> = outputs
+        .iter()
+        .map(|&o| program.output_register(o))
+        .collect();
+    for (j, c) in range.enumerate() {
+        program.run(&mut regs, inputs(c, n, input_periods, velocity));
+        for (k, &r) in regs_out.iter().enumerate() {
+            out[k][j] = regs[r] as f32;
+        }
+    }
+}
+
+/// Evaluates whole output buffers (`n` samples each) with rayon. The result does not depend
+/// on the chunking: every sample is computed independently from its index.
+pub fn evaluate_parallel(
+    program: &Program,
+    input_periods: f64,
+    velocity: f64,
+    n: usize,
+    outputs: &[usize],
+) -> Vec<Vec<f32>> {
+    let mut bufs: Vec<Vec<f32>> = outputs.iter().map(|_| vec![0.0f32; n]).collect();
+    // Split every output buffer into the same chunks, then hand chunk i of all buffers to
+    // one task.
+    let mut per_chunk: Vec<Vec<&mut [f32]>> = Vec::new();
+    for buf in bufs.iter_mut() {
+        for (i, chunk) in buf.chunks_mut(PARALLEL_CHUNK).enumerate() {
+            if per_chunk.len() <= i {
+                per_chunk.push(Vec::with_capacity(outputs.len()));
+            }
+            per_chunk[i].push(chunk);
+        }
+    }
+    per_chunk
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, mut chunk)| {
+            let start = i * PARALLEL_CHUNK;
+            let end = (start + PARALLEL_CHUNK).min(n);
+            evaluate_range(
+                program,
+                input_periods,
+                velocity,
+                n,
+                start..end,
+                outputs,
+                &mut chunk,
+            );
+        });
+    bufs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::genome::{NeatConnection, NeatGenome, NeatNode};
+
+    fn node(gid: &str, act: &str, bias: bool) -> NeatNode {
+        NeatNode {
+            gid: gid.into(),
+            activation: act.into(),
+            is_bias: bias,
+        }
+    }
+
+    fn conn(s: &str, t: &str, w: f64) -> NeatConnection {
+        NeatConnection {
+            source: s.into(),
+            target: t.into(),
+            weight: w,
+        }
+    }
+
+    /// bias 0, inputs 1 2, outputs 3 4, hidden 5.
+    fn genome(acts: [&str; 3], connections: Vec<NeatConnection>) -> NeatGenome {
+        NeatGenome {
+            nodes: vec![
+                node("0", "NullFn", true),
+                node("1", "NullFn", false),
+                node("2", "NullFn", false),
+                node("3", acts[0], false),
+                node("4", acts[1], false),
+                node("5", acts[2], false),
+            ],
+            connections,
+            input_count: 2,
+            output_count: 2,
+        }
+    }
+
+    fn eval(p: &Program, inputs: [f64; 2]) -> (f64, f64) {
+        let mut regs = vec![0.0; p.registers];
+        p.run(&mut regs, inputs);
+        (regs[p.output_register(0)], regs[p.output_register(1)])
+    }
+
+    #[test]
+    fn feed_forward_with_bias_and_hidden() {
+        let g = genome(
+            ["Linear", "Linear", "Linear"],
+            vec![
+                conn("0", "5", 0.5),
+                conn("1", "5", 2.0),
+                conn("5", "3", -1.0),
+                conn("2", "4", 3.0),
+            ],
+        );
+        let p = Program::compile(&g).unwrap();
+        // hidden = |0.5 + 2 * in0|, out0 = |-hidden|, out1 = |3 * in1|
+        assert_eq!(eval(&p, [1.0, -2.0]), (2.5, 6.0));
+    }
+
+    #[test]
+    fn duplicate_connections_sum_twice_with_the_last_weight() {
+        let g = genome(
+            ["Linear", "NullFn", "NullFn"],
+            vec![conn("1", "3", 1.0), conn("1", "3", 4.0)],
+        );
+        let p = Program::compile(&g).unwrap();
+        assert_eq!(eval(&p, [1.0, 0.0]).0, 8.0);
+    }
+
+    #[test]
+    fn recurrent_edges_contribute_zero() {
+        // 3 <- 5 <- 3 (cycle) and 5 <- 1. Pulling 3 starts 3, then 5; 5 sees 3 on the stack.
+        let g = genome(
+            ["Linear", "NullFn", "Linear"],
+            vec![
+                conn("5", "3", 1.0),
+                conn("3", "5", 100.0),
+                conn("1", "5", 2.0),
+            ],
+        );
+        let p = Program::compile(&g).unwrap();
+        assert_eq!(eval(&p, [1.5, 0.0]).0, 3.0);
+    }
+
+    #[test]
+    fn self_loop_contributes_zero() {
+        let g = genome(
+            ["Linear", "NullFn", "NullFn"],
+            vec![conn("3", "3", 5.0), conn("2", "3", 1.0)],
+        );
+        let p = Program::compile(&g).unwrap();
+        assert_eq!(eval(&p, [0.0, -0.25]).0, 0.25);
+    }
+
+    #[test]
+    fn bad_networks_are_errors() {
+        let g = genome(["Nope", "Linear", "Linear"], vec![]);
+        assert_eq!(
+            Program::compile(&g).unwrap_err().0,
+            "CPPN node 3 has unknown activation function \"Nope\""
+        );
+        let g = genome(["Linear", "Linear", "Linear"], vec![conn("9", "3", 1.0)]);
+        assert_eq!(
+            Program::compile(&g).unwrap_err().0,
+            "CPPN connection source \"9\" is no node"
+        );
+    }
+
+    #[test]
+    fn inputs_follow_the_original_formula() {
+        let n = 48000;
+        let periods = input_periods(440.0, n, 48000.0);
+        assert_eq!(periods, 440.0);
+        let [extra, ramp] = inputs(0, n, periods, 0.5);
+        assert_eq!(ramp, -1.0);
+        assert_eq!(extra, libm::sin(-440.0) * 0.5);
+        assert_eq!(inputs(n - 1, n, periods, 1.0)[1], 1.0);
+    }
+
+    #[test]
+    fn parallel_evaluation_does_not_depend_on_chunking() {
+        let g = genome(
+            ["Sine", "BipolarSigmoid", "sawtooth"],
+            vec![
+                conn("0", "5", 0.3),
+                conn("1", "5", 2.0),
+                conn("2", "5", -7.0),
+                conn("5", "3", 1.3),
+                conn("1", "4", 0.7),
+                conn("5", "4", 0.2),
+            ],
+        );
+        let p = Program::compile(&g).unwrap();
+        let n = 3 * PARALLEL_CHUNK + 17;
+        let periods = input_periods(123.4, n, 48000.0);
+        let par = evaluate_parallel(&p, periods, 0.8, n, &[1, 0]);
+        let mut a = vec![0.0f32; n];
+        let mut b = vec![0.0f32; n];
+        // odd-sized sequential pieces
+        let mut start = 0;
+        for size in [1usize, 1000, 77, 5000].iter().cycle() {
+            if start >= n {
+                break;
+            }
+            let end = (start + size).min(n);
+            evaluate_range(
+                &p,
+                periods,
+                0.8,
+                n,
+                start..end,
+                &[1, 0],
+                &mut [&mut a[start..end], &mut b[start..end]],
+            );
+            start = end;
+        }
+        assert_eq!(par[0], a);
+        assert_eq!(par[1], b);
+    }
+}
