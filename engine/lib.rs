@@ -5,6 +5,7 @@
 pub mod cppn;
 pub mod dsp;
 pub mod genome;
+pub mod patch;
 pub mod render;
 
 pub use render::{render_batch, CompiledGenome, Render, RenderError, RenderRequest, Stats};

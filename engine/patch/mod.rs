@@ -1,0 +1,21 @@
+//! asNEAT patch -> audio graph description.
+//!
+//! Two steps, as in the original: the asNEAT network becomes a synth.is patch (an audio graph
+//! keyed by node id plus "network outputs" that feed CPPN samples into params), and that patch,
+//! for one request, becomes the flat list of Web Audio nodes and connections the original's
+//! virtual-audio-graph would create (`graph`).
+
+pub mod js_object;
+pub mod synthis;
+
+/// Why a patch cannot be turned into an audio graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchError(pub String);
+
+impl std::fmt::Display for PatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PatchError {}
