@@ -5,6 +5,7 @@
 //! for one request, becomes the flat list of Web Audio nodes and connections the original's
 //! virtual-audio-graph would create (`graph`).
 
+pub mod graph;
 pub mod js_object;
 pub mod synthis;
 
