@@ -3,6 +3,9 @@
 //! PROVISIONAL: this module's public API is fixed (the server codes against it) but the body
 //! is being written; until then `Render` yields silence of the right length.
 
+pub mod order;
+pub mod samples;
+
 use crate::dsp::RENDER_QUANTUM;
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
