@@ -1,0 +1,316 @@
+//! AudioParam values per block, following web-audio-api 1.1.0 `src/param.rs`
+//! (`AudioParam::set_value` / `set_value_curve_at_time`, `AudioParamProcessor::compute_buffer`
+//! and `mix_to_output`).
+//!
+//! Only the two automations kromosynth uses are supported: setting the intrinsic value and value
+//! curves. They go through the same event timeline as in web-audio-api because the order of
+//! events decides the sound (see [`Param::set_value`]).
+//!
+//! # How an audio signal feeds a param
+//!
+//! In web-audio-api the param is a node of its own whose single input has channel count 1, mode
+//! `explicit`, interpretation `discrete` ([`INPUT_CHANNEL_CONFIG`]). Every signal connected to the
+//! param is summed into that input with `Bus::add(signal, &INPUT_CHANNEL_CONFIG)`: with
+//! `discrete`, a multi-channel signal keeps only its first channel (no speaker down-mix; the
+//! right channel of a stereo signal is dropped). The param's computed values are then
+//! `clamp(input + intrinsic)` per frame, with NaN replaced by the default value.
+//!
+//! # Values per block
+//!
+//! [`Param::compute`] yields 1 value (constant for the block) or 128 values, exactly when
+//! web-audio-api's `AudioParamValues::get` yields a slice of that length: nodes branch on that
+//! length, so it is part of the result. Notably the block in which a `set_value` event is applied
+//! yields 128 equal values for an a-rate param, and every web-audio-api node constructor calls
+//! `set_value(option)` on each of its params, so block 0 of a freshly built node always has
+//! 128-value a-rate params.
+
+use std::sync::Arc;
+
+use super::{
+    AutomationRate, Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor,
+    Scope, RENDER_QUANTUM,
+};
+
+/// The channel configuration of a param's audio input in web-audio-api 1.1.0 (`AudioParam`'s
+/// `channel_config`): connected signals are summed into one channel, keeping only channel 0 of
+/// each.
+pub const INPUT_CHANNEL_CONFIG: ChannelConfig = ChannelConfig {
+    count: 1,
+    mode: ChannelCountMode::Explicit,
+    interpretation: ChannelInterpretation::Discrete,
+};
+
+/// Why an automation call was refused. web-audio-api panics in these cases (the JS bindings turn
+/// the panic into an exception); the messages are its.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AutomationError {
+    /// "TypeError - The provided value is non-finite."
+    NonFiniteValue,
+    /// "InvalidStateError - sequence length should not be less than 2"
+    CurveTooShort,
+    /// start time non-finite or negative
+    InvalidTime,
+    /// duration non-finite or not strictly positive
+    InvalidDuration,
+    /// "NotSupportedError": a curve would overlap another automation event
+    Overlap,
+}
+
+impl std::fmt::Display for AutomationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let msg = match self {
+            AutomationError::NonFiniteValue => "TypeError - The provided value is non-finite.",
+            AutomationError::CurveTooShort => {
+                "InvalidStateError - sequence length should not be less than 2"
+            }
+            AutomationError::InvalidTime => "RangeError - invalid time value",
+            AutomationError::InvalidDuration => "RangeError - duration should be strictly positive",
+            AutomationError::Overlap => {
+                "NotSupportedError - SetValueCurveAtTime overlaps another automation event"
+            }
+        };
+        f.write_str(msg)
+    }
+}
+
+impl std::error::Error for AutomationError {}
+
+#[derive(Clone, Debug)]
+enum Event {
+    /// web-audio-api queues `set_value` at time 0 so that it sorts first; when processed, its
+    /// time becomes the block's start time.
+    SetValue(f32),
+    Curve {
+        start: f64,
+        duration: f64,
+        values: Arc<[f32]>,
+    },
+}
+
+impl Event {
+    fn time(&self) -> f64 {
+        match self {
+            Event::SetValue(_) => 0.0,
+            Event::Curve { start, .. } => *start,
+        }
+    }
+}
+
+/// One AudioParam's automation state.
+#[derive(Clone, Debug)]
+pub struct Param {
+    descriptor: ParamDescriptor,
+    intrinsic_value: f32,
+    /// Sorted by time, stable: web-audio-api pushes then stable-sorts. Events before `next`
+    /// are done; they stay so that nothing is freed while rendering.
+    timeline: Vec<Event>,
+    next: usize,
+}
+
+/// Frame index within a block where `time` falls, as web-audio-api rounds it.
+fn end_index(time: f64, block_time: f64, dt: f64) -> usize {
+    (((time - block_time).max(0.) / dt).round() as usize).min(RENDER_QUANTUM)
+}
+
+/// web-audio-api `compute_set_value_curve_sample`: k = floor((N-1)/D * (t-T0)) computed in f64,
+/// interpolation weight rounded to f32 and applied with a fused multiply-add.
+fn curve_sample(start: f64, duration: f64, values: &[f32], time: f64) -> f32 {
+    if time - start >= duration {
+        return values[values.len() - 1];
+    }
+    let position = (values.len() - 1) as f64 * (time - start) / duration;
+    let k = position as usize;
+    let phase = (position - position.floor()) as f32;
+    (values[k + 1] - values[k]).mul_add(phase, values[k])
+}
+
+impl Param {
+    pub fn new(descriptor: ParamDescriptor) -> Self {
+        Param {
+            descriptor,
+            intrinsic_value: descriptor.default_value,
+            timeline: Vec::with_capacity(4),
+            next: 0,
+        }
+    }
+
+    pub fn descriptor(&self) -> &ParamDescriptor {
+        &self.descriptor
+    }
+
+    /// `param.value = v` (and what every node constructor does with its options).
+    ///
+    /// As in web-audio-api the intrinsic value changes at once (a k-rate param, or frames before
+    /// a later curve, see it from the next block on) and a SetValue event is queued at time 0,
+    /// i.e. before every event already queued at time 0 only if it was queued first: events at
+    /// equal times keep their call order. So `set_value` then a curve at 0 gives the curve from
+    /// frame 0 on; a curve at 0 then `set_value` gives the curve, and after the curve ends the
+    /// queued value replaces the curve's last value.
+    pub fn set_value(&mut self, value: f32) -> Result<(), AutomationError> {
+        if !value.is_finite() {
+            return Err(AutomationError::NonFiniteValue);
+        }
+        // A set_value is never refused for overlapping a curve: its time 0 is never inside a
+        // curve's (start, end) interval, which is what web-audio-api checks.
+        self.intrinsic_value = value;
+        self.insert(Event::SetValue(value));
+        Ok(())
+    }
+
+    /// `param.setValueCurveAtTime(values, start_time, duration)`. After the curve ends the param
+    /// holds the curve's last value.
+    pub fn set_value_curve_at_time(
+        &mut self,
+        values: impl Into<Arc<[f32]>>,
+        start_time: f64,
+        duration: f64,
+    ) -> Result<(), AutomationError> {
+        let values = values.into();
+        if values.len() < 2 {
+            return Err(AutomationError::CurveTooShort);
+        }
+        if !start_time.is_finite() || start_time < 0. {
+            return Err(AutomationError::InvalidTime);
+        }
+        if !duration.is_finite() || duration <= 0. {
+            return Err(AutomationError::InvalidDuration);
+        }
+        let end_time = start_time + duration;
+        if self.timeline[self.next..]
+            .iter()
+            .any(|e| e.time() > start_time && e.time() < end_time)
+        {
+            return Err(AutomationError::Overlap);
+        }
+        self.insert(Event::Curve {
+            start: start_time,
+            duration,
+            values,
+        });
+        Ok(())
+    }
+
+    fn insert(&mut self, event: Event) {
+        let t = event.time();
+        let at = self.next + self.timeline[self.next..].partition_point(|e| e.time() <= t);
+        self.timeline.insert(at, event);
+    }
+
+    /// The param's values for the block at `scope`, with the param's audio `input` (already
+    /// summed with [`INPUT_CHANNEL_CONFIG`]) added. Writes `out[..n]` and returns `n`, 1 or 128.
+    pub fn compute(
+        &mut self,
+        scope: &Scope,
+        input: &Bus,
+        out: &mut [f32; RENDER_QUANTUM],
+    ) -> usize {
+        let len = self.compute_intrinsic(scope, out);
+        self.mix_input(input, out, len)
+    }
+
+    /// web-audio-api `compute_buffer`: the intrinsic values, 1 or 128 of them, into `buf`.
+    fn compute_intrinsic(&mut self, scope: &Scope, buf: &mut [f32; RENDER_QUANTUM]) -> usize {
+        let block_time = scope.current_time();
+        let dt = 1. / scope.sample_rate as f64;
+        let next_block_time = dt.mul_add(RENDER_QUANTUM as f64, block_time);
+        let is_a_rate = self.descriptor.automation_rate == AutomationRate::A;
+
+        let is_constant_block = match self.timeline.get(self.next) {
+            None => true,
+            Some(e) => e.time() >= next_block_time,
+        };
+        let mut len = 0;
+        if !is_a_rate || is_constant_block {
+            buf[0] = self.intrinsic_value;
+            len = 1;
+            if is_constant_block {
+                return 1;
+            }
+        }
+
+        loop {
+            let Some(event) = self.timeline.get(self.next) else {
+                if is_a_rate {
+                    buf[len..].fill(self.intrinsic_value);
+                    len = RENDER_QUANTUM;
+                }
+                return len;
+            };
+            match event {
+                &Event::SetValue(value) => {
+                    // Its time becomes the block time: nothing to fill before it, and it always
+                    // applies within this block.
+                    self.intrinsic_value = value;
+                    self.next += 1;
+                }
+                Event::Curve {
+                    start,
+                    duration,
+                    values,
+                } => {
+                    let (start, duration) = (*start, *duration);
+                    let end_time = start + duration;
+                    if is_a_rate {
+                        let end = end_index(end_time, block_time, dt);
+                        if end > len {
+                            let mut time = (len as f64).mul_add(dt, block_time);
+                            let mut value = 0.;
+                            for v in &mut buf[len..end] {
+                                value = if time < start {
+                                    self.intrinsic_value
+                                } else {
+                                    curve_sample(start, duration, values, time)
+                                };
+                                *v = value;
+                                time += dt;
+                            }
+                            len = end;
+                            self.intrinsic_value = value;
+                        }
+                    }
+                    if end_time >= next_block_time {
+                        // The value at the next block's start, which a k-rate param uses then.
+                        self.intrinsic_value =
+                            curve_sample(start, duration, values, next_block_time);
+                        return len;
+                    }
+                    self.intrinsic_value = values[values.len() - 1];
+                    self.next += 1;
+                }
+            }
+        }
+    }
+
+    /// web-audio-api `mix_to_output`: adds the input signal, maps NaN to the default value and
+    /// clamps (with `max().min()`, not `clamp`, as it does).
+    fn mix_input(&self, input: &Bus, buf: &mut [f32; RENDER_QUANTUM], len: usize) -> usize {
+        let d = &self.descriptor;
+        let finish = |v: f32| {
+            if v.is_nan() {
+                d.default_value
+            } else {
+                v.max(d.min_value).min(d.max_value)
+            }
+        };
+        let is_a_rate = d.automation_rate == AutomationRate::A;
+        if len == 1 || !is_a_rate {
+            let value = buf[0];
+            if input.is_silent() || !is_a_rate {
+                // A k-rate param takes only the input's first frame. Adding the silent input's
+                // 0.0 is kept: it turns -0.0 into +0.0.
+                buf[0] = finish(value + input.channel(0)[0]);
+                1
+            } else {
+                for (o, &i) in buf.iter_mut().zip(input.channel(0).iter()) {
+                    *o = finish(i + value);
+                }
+                RENDER_QUANTUM
+            }
+        } else {
+            for (o, &i) in buf.iter_mut().zip(input.channel(0).iter()) {
+                *o = finish(i + *o);
+            }
+            RENDER_QUANTUM
+        }
+    }
+}
