@@ -103,10 +103,7 @@ impl Bus {
 
     /// Sets the channel count; new channels are silent. Existing channels keep their data.
     pub fn set_number_of_channels(&mut self, n: usize) {
-        assert!(
-            (1..=MAX_CHANNELS).contains(&n),
-            "channel count {n} out of range"
-        );
+        assert!((1..=MAX_CHANNELS).contains(&n), "channel count {n} out of range");
         for i in self.channels..n {
             self.silent[i] = true;
         }
@@ -186,10 +183,7 @@ impl Bus {
         if from == n {
             return;
         }
-        assert!(
-            (1..=MAX_CHANNELS).contains(&n),
-            "channel count {n} out of range"
-        );
+        assert!((1..=MAX_CHANNELS).contains(&n), "channel count {n} out of range");
         if interpretation == ChannelInterpretation::Discrete {
             self.set_number_of_channels(n);
             return;
