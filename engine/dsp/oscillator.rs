@@ -166,3 +166,151 @@ impl Processor for Oscillator {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::testing::{assert_bit_exact, oracle, Graph};
+    use web_audio_api::context::BaseAudioContext;
+    use web_audio_api::node::{
+        AudioNode, AudioScheduledSourceNode, OscillatorNode, OscillatorOptions,
+        OscillatorType as WaType,
+    };
+
+    const FRAMES: usize = 96_000;
+    const TYPES: [(OscillatorType, WaType); 4] = [
+        (OscillatorType::Sine, WaType::Sine),
+        (OscillatorType::Square, WaType::Square),
+        (OscillatorType::Sawtooth, WaType::Sawtooth),
+        (OscillatorType::Triangle, WaType::Triangle),
+    ];
+
+    struct Case<'a> {
+        frequency: f32,
+        detune: f32,
+        frequency_curve: Option<(&'a [f32], f64)>,
+        detune_curve: Option<(&'a [f32], f64)>,
+    }
+
+    fn compare(kind: OscillatorType, wa: WaType, case: &Case) {
+        let what = format!(
+            "{kind:?} {} Hz detune {} curves {:?} {:?}",
+            case.frequency, case.detune, case.frequency_curve, case.detune_curve
+        );
+        let theirs = oracle(1, FRAMES, |ctx| {
+            let mut osc = OscillatorNode::new(
+                ctx,
+                OscillatorOptions {
+                    type_: wa,
+                    frequency: case.frequency,
+                    detune: case.detune,
+                    ..Default::default()
+                },
+            );
+            if let Some((c, d)) = case.frequency_curve {
+                osc.frequency().set_value_curve_at_time(c, 0., d);
+            }
+            if let Some((c, d)) = case.detune_curve {
+                osc.detune().set_value_curve_at_time(c, 0., d);
+            }
+            osc.connect(&ctx.destination());
+            osc.start();
+            osc
+        });
+        let mut g = Graph::default();
+        let osc = g.node(
+            Oscillator::new(kind),
+            Oscillator::channel_config(),
+            Oscillator::PARAMS,
+            &[case.frequency, case.detune],
+        );
+        if let Some((c, d)) = case.frequency_curve {
+            g.param(osc, 0).set_value_curve_at_time(c, 0., d).unwrap();
+        }
+        if let Some((c, d)) = case.detune_curve {
+            g.param(osc, 1).set_value_curve_at_time(c, 0., d).unwrap();
+        }
+        let ours = g.render(osc, 1, FRAMES);
+        let energy: f32 = theirs[0].iter().map(|v| v * v).sum();
+        assert!(energy > 1.0, "{what}: the oracle rendered silence");
+        assert_bit_exact(&what, &ours[0], &theirs[0]);
+    }
+
+    #[test]
+    fn constant_frequencies_match_web_audio_api() {
+        for (kind, wa) in TYPES {
+            for frequency in [440., 184.997, 27.5, 3000., 23_999.] {
+                for detune in [0., -37.5] {
+                    let case = Case {
+                        frequency,
+                        detune,
+                        frequency_curve: None,
+                        detune_curve: None,
+                    };
+                    compare(kind, wa, &case);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frequency_and_detune_curves_match_web_audio_api() {
+        let sweep = [30., 2000., 440., 8000., 5., 184.997];
+        let beyond_nyquist = [100., 30_000., -500.];
+        let detune = [0., 1200., -2400., 35.];
+        for (kind, wa) in TYPES {
+            let cases = [
+                Case {
+                    frequency: 440.,
+                    detune: 0.,
+                    frequency_curve: Some((&sweep, 1.5)),
+                    detune_curve: None,
+                },
+                Case {
+                    frequency: 440.,
+                    detune: 10.,
+                    frequency_curve: Some((&beyond_nyquist, 2.0)),
+                    detune_curve: None,
+                },
+                Case {
+                    frequency: 184.997,
+                    detune: 0.,
+                    frequency_curve: None,
+                    detune_curve: Some((&detune, 0.9)),
+                },
+                Case {
+                    frequency: 27.5,
+                    detune: 0.,
+                    frequency_curve: Some((&sweep, 0.3)),
+                    detune_curve: Some((&detune, 1.7)),
+                },
+            ];
+            for case in &cases {
+                compare(kind, wa, case);
+            }
+        }
+    }
+
+    #[test]
+    fn phase_wraps_into_unit_interval() {
+        let mut osc = Oscillator::new(OscillatorType::Sine);
+        let mut out = Bus::silent();
+        let scope = Scope {
+            frame: 0,
+            sample_rate: SAMPLE_RATE,
+        };
+        for _ in 0..100 {
+            osc.process(&Bus::silent(), &[&[18_000.], &[0.]], &mut out, &scope);
+            assert!((0.0..1.0).contains(&osc.phase));
+        }
+        assert_eq!(out.number_of_channels(), 1);
+        assert!(!out.is_channel_silent(0));
+    }
+
+    #[test]
+    fn sine_table_is_one_period() {
+        let t = sine_table();
+        assert_eq!(t[0], 0.);
+        assert_eq!(t[TABLE_LENGTH / 4], 1.);
+    }
+}
