@@ -288,7 +288,11 @@ mod tests {
     /// frequency, detune, Q, gain (the order of `Biquad::PARAMS`)
     type Values = [f32; 4];
 
-    fn wa_biquad(ctx: &OfflineAudioContext, type_: BiquadFilterType, v: Values) -> BiquadFilterNode {
+    fn wa_biquad(
+        ctx: &OfflineAudioContext,
+        type_: BiquadFilterType,
+        v: Values,
+    ) -> BiquadFilterNode {
         BiquadFilterNode::new(
             ctx,
             BiquadFilterOptions {
@@ -336,7 +340,12 @@ mod tests {
         });
         let mut g = Graph::default();
         let src = g.node(Signal::new(data), ChannelConfig::DEFAULT, &[], &[]);
-        let f = g.node(Biquad::new(kind), Biquad::channel_config(), Biquad::PARAMS, &v);
+        let f = g.node(
+            Biquad::new(kind),
+            Biquad::channel_config(),
+            Biquad::PARAMS,
+            &v,
+        );
         if let Some((c, d)) = curve {
             g.param(f, 0).set_value_curve_at_time(c, 0., d).unwrap();
         }
@@ -381,7 +390,14 @@ mod tests {
     fn frequency_curve_on_noise_matches_web_audio_api() {
         let sweep = [20., 12_000., 300., 30_000., 0., 2500.];
         for (kind, wa) in TYPES {
-            compare_noise(kind, wa, [1000., 0., 2., 6.], Some((&sweep, 0.8)), 1, FRAMES);
+            compare_noise(
+                kind,
+                wa,
+                [1000., 0., 2., 6.],
+                Some((&sweep, 0.8)),
+                1,
+                FRAMES,
+            );
         }
     }
 
@@ -428,7 +444,12 @@ mod tests {
                 Oscillator::PARAMS,
                 &[110., 0.],
             );
-            let f = g.node(Biquad::new(kind), Biquad::channel_config(), Biquad::PARAMS, &v);
+            let f = g.node(
+                Biquad::new(kind),
+                Biquad::channel_config(),
+                Biquad::PARAMS,
+                &v,
+            );
             for (i, (c, d)) in [(&fc, 0.9), (&dc, 0.5), (&qc, 0.75), (&gc, 0.6)]
                 .into_iter()
                 .enumerate()
@@ -454,7 +475,13 @@ mod tests {
                 let mut osc = ctx.create_oscillator();
                 osc.start();
                 let src = wa_buffer(ctx, &data);
-                let gain = GainNode::new(ctx, GainOptions { gain: 0., ..Default::default() });
+                let gain = GainNode::new(
+                    ctx,
+                    GainOptions {
+                        gain: 0.,
+                        ..Default::default()
+                    },
+                );
                 gain.gain().set_value_curve_at_time(&curve, 0.25, 0.25);
                 let f = wa_biquad(ctx, wa, v);
                 src.connect(&gain);
@@ -475,7 +502,12 @@ mod tests {
             g.param(gain, 0)
                 .set_value_curve_at_time(&curve[..], 0.25, 0.25)
                 .unwrap();
-            let f = g.node(Biquad::new(kind), Biquad::channel_config(), Biquad::PARAMS, &v);
+            let f = g.node(
+                Biquad::new(kind),
+                Biquad::channel_config(),
+                Biquad::PARAMS,
+                &v,
+            );
             g.connect(src, gain);
             g.connect(gain, f);
             g.connect(osc, f);
@@ -539,7 +571,10 @@ mod tests {
     #[test]
     fn tail_ends_once_state_is_not_normal() {
         let v = [8000., 0., 0.5, 3.];
-        assert_eq!(tail_blocks(BiquadType::Lowpass, v, &stereo_impulse(), 100), Some(12));
+        assert_eq!(
+            tail_blocks(BiquadType::Lowpass, v, &stereo_impulse(), 100),
+            Some(12)
+        );
     }
 
     #[test]
@@ -548,7 +583,10 @@ mod tests {
         // into a limit cycle around 1e-307: the node outputs non-silent zeros for ever. The
         // oracle test `tail_end_matches_web_audio_api` shows web-audio-api does the same.
         let v = [1000., 0., 1., 0.];
-        assert_eq!(tail_blocks(BiquadType::Lowpass, v, &stereo_impulse(), 20_000), None);
+        assert_eq!(
+            tail_blocks(BiquadType::Lowpass, v, &stereo_impulse(), 20_000),
+            None
+        );
     }
 
     /// A stereo burst through a `kind` filter plus a mono sine, summed by a gain (max mode) into
@@ -571,7 +609,12 @@ mod tests {
         });
         let mut g = Graph::default();
         let src = g.node(Signal::new(burst), ChannelConfig::DEFAULT, &[], &[]);
-        let f = g.node(Biquad::new(kind), Biquad::channel_config(), Biquad::PARAMS, &v);
+        let f = g.node(
+            Biquad::new(kind),
+            Biquad::channel_config(),
+            Biquad::PARAMS,
+            &v,
+        );
         let osc = g.node(
             Oscillator::new(OscillatorType::Sine),
             Oscillator::channel_config(),
