@@ -64,7 +64,7 @@ fn coefficients(kind: BiquadType, sample_rate: f64, f0: f64, gain: f64, q: f64) 
                 b2 = (1. - cos_w0) / 2.;
             } else {
                 b0 = (1. + cos_w0) / 2.;
-                b1 = -1. * (1. + cos_w0);
+                b1 = -(1. + cos_w0);
                 b2 = (1. + cos_w0) / 2.;
             }
             a0 = 1. + alpha;
@@ -78,7 +78,7 @@ fn coefficients(kind: BiquadType, sample_rate: f64, f0: f64, gain: f64, q: f64) 
                 BiquadType::Bandpass => {
                     b0 = alpha;
                     b1 = 0.;
-                    b2 = -1. * alpha;
+                    b2 = -alpha;
                 }
                 BiquadType::Notch => {
                     b0 = 1.;

@@ -314,3 +314,246 @@ impl Param {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::gain::Gain;
+    use crate::dsp::testing::{assert_bit_exact, oracle, Graph, Signal};
+    use crate::dsp::SAMPLE_RATE;
+    use web_audio_api::context::BaseAudioContext;
+    use web_audio_api::node::{AudioNode, AudioScheduledSourceNode, GainNode, GainOptions};
+    use web_audio_api::AudioBuffer;
+
+    const A_RATE: ParamDescriptor = ParamDescriptor {
+        name: "a",
+        automation_rate: AutomationRate::A,
+        default_value: 0.5,
+        min_value: -2.,
+        max_value: 2.,
+    };
+    const K_RATE: ParamDescriptor = ParamDescriptor {
+        automation_rate: AutomationRate::K,
+        ..A_RATE
+    };
+
+    fn scope(block: u64) -> Scope {
+        Scope {
+            frame: block * RENDER_QUANTUM as u64,
+            sample_rate: SAMPLE_RATE,
+        }
+    }
+
+    fn block(p: &mut Param, b: u64) -> Vec<f32> {
+        let mut out = [0.; RENDER_QUANTUM];
+        let n = p.compute(&scope(b), &Bus::silent(), &mut out);
+        out[..n].to_vec()
+    }
+
+    #[test]
+    fn untouched_param_is_its_default_once_per_block() {
+        let mut p = Param::new(A_RATE);
+        assert_eq!(block(&mut p, 0), [0.5]);
+        assert_eq!(block(&mut p, 1), [0.5]);
+    }
+
+    #[test]
+    fn set_value_gives_one_full_a_rate_block_then_constant_blocks() {
+        let mut p = Param::new(A_RATE);
+        p.set_value(1.5).unwrap();
+        assert_eq!(block(&mut p, 0), [1.5; RENDER_QUANTUM]);
+        assert_eq!(block(&mut p, 1), [1.5]);
+        // Later calls behave the same in the block that follows them.
+        p.set_value(-1.).unwrap();
+        assert_eq!(block(&mut p, 2), [-1.; RENDER_QUANTUM]);
+        assert_eq!(block(&mut p, 3), [-1.]);
+
+        let mut k = Param::new(K_RATE);
+        k.set_value(1.5).unwrap();
+        assert_eq!(block(&mut k, 0), [1.5]);
+    }
+
+    #[test]
+    fn curve_interpolates_then_holds_its_last_point() {
+        let mut p = Param::new(A_RATE);
+        // 3 points over 256 frames: 0 at frame 0, 1 at frame 128, -1 from frame 256 on.
+        let duration = 256. / SAMPLE_RATE as f64;
+        p.set_value_curve_at_time(vec![0., 1., -1.], 0., duration)
+            .unwrap();
+        let b0 = block(&mut p, 0);
+        assert_eq!(b0.len(), RENDER_QUANTUM);
+        assert_eq!(b0[0], 0.);
+        assert!((b0[64] - 0.5).abs() < 1e-6);
+        let b1 = block(&mut p, 1);
+        assert_eq!(b1.len(), RENDER_QUANTUM);
+        assert!((b1[0] - 1.).abs() < 1e-6);
+        assert!((b1[64] - 0.).abs() < 1e-6);
+        // The curve ends exactly at this block's start: it is still consumed here, as 128
+        // values, and the param is constant from the next block on.
+        assert_eq!(block(&mut p, 2), [-1.; RENDER_QUANTUM]);
+        assert_eq!(block(&mut p, 3), [-1.]);
+        assert_eq!(block(&mut p, 300), [-1.]);
+    }
+
+    #[test]
+    fn k_rate_curve_lags_one_block() {
+        // A k-rate param takes the value at the block start computed in the previous block:
+        // in block 0 the curve has not been sampled yet.
+        let mut k = Param::new(K_RATE);
+        k.set_value(0.25).unwrap();
+        k.set_value_curve_at_time(vec![1., 2.], 0., 1.).unwrap();
+        assert_eq!(block(&mut k, 0), [0.25]);
+        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE);
+        assert!((block(&mut k, 1)[0] - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn values_are_clamped_and_nan_becomes_the_default() {
+        let mut p = Param::new(A_RATE);
+        p.set_value_curve_at_time(vec![5., -5., f32::NAN, f32::NAN], 0., 1.)
+            .unwrap();
+        let b0 = block(&mut p, 0);
+        assert_eq!(b0[0], 2.);
+        assert!(b0.iter().all(|v| (-2. ..=2.).contains(v)));
+        // Late in the curve: interpolating with NaN gives NaN, reported as the default.
+        assert_eq!(block(&mut p, 300), [0.5; RENDER_QUANTUM]);
+        // After it: the held NaN point, still reported as the default.
+        assert_eq!(block(&mut p, 400), [0.5; RENDER_QUANTUM]);
+        assert_eq!(block(&mut p, 401), [0.5]);
+    }
+
+    #[test]
+    fn audio_input_is_added_then_clamped() {
+        let mut p = Param::new(A_RATE);
+        let mut input = Bus::silent();
+        input.channel_mut(0).fill(1.75);
+        input.channel_mut(0)[1] = f32::NAN;
+        let mut out = [0.; RENDER_QUANTUM];
+        assert_eq!(p.compute(&scope(0), &input, &mut out), RENDER_QUANTUM);
+        assert_eq!(out[0], 2.);
+        assert_eq!(out[1], 0.5);
+
+        // Without input the sum still happens: -0.0 + 0.0 is +0.0.
+        p.set_value(-0.).unwrap();
+        block(&mut p, 1);
+        assert_eq!(block(&mut p, 2)[0].to_bits(), 0.0_f32.to_bits());
+    }
+
+    #[test]
+    fn k_rate_input_takes_the_first_frame() {
+        let mut k = Param::new(K_RATE);
+        let mut input = Bus::silent();
+        input.channel_mut(0)[0] = 0.25;
+        input.channel_mut(0)[1] = 1.;
+        let mut out = [0.; RENDER_QUANTUM];
+        assert_eq!(k.compute(&scope(0), &input, &mut out), 1);
+        assert_eq!(out[0], 0.75);
+    }
+
+    #[test]
+    fn refused_automations() {
+        let mut p = Param::new(A_RATE);
+        assert_eq!(p.set_value(f32::NAN), Err(AutomationError::NonFiniteValue));
+        assert_eq!(
+            p.set_value_curve_at_time(vec![1.], 0., 1.),
+            Err(AutomationError::CurveTooShort)
+        );
+        assert_eq!(
+            p.set_value_curve_at_time(vec![1., 2.], -1., 1.),
+            Err(AutomationError::InvalidTime)
+        );
+        assert_eq!(
+            p.set_value_curve_at_time(vec![1., 2.], 0., 0.),
+            Err(AutomationError::InvalidDuration)
+        );
+        p.set_value_curve_at_time(vec![1., 2.], 1., 1.).unwrap();
+        assert_eq!(
+            p.set_value_curve_at_time(vec![1., 2.], 0.5, 1.),
+            Err(AutomationError::Overlap)
+        );
+        // Touching intervals and equal start times are allowed, as is set_value at any time.
+        p.set_value_curve_at_time(vec![1., 2.], 0., 1.).unwrap();
+        p.set_value_curve_at_time(vec![1., 2.], 1., 0.5).unwrap();
+        p.set_value(3.).unwrap();
+    }
+
+    /// DC 1.0 -> gain(value, then `schedule`) -> out: the output is the gain param's values.
+    fn compare_gain_values(what: &str, value: f32, schedule: &[Automation]) -> f32 {
+        const FRAMES: usize = 48_000;
+        let ones = vec![1.0; FRAMES];
+        let theirs = oracle(1, FRAMES, |ctx| {
+            let mut src = ctx.create_buffer_source();
+            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE));
+            src.start();
+            let gain = GainNode::new(
+                ctx,
+                GainOptions {
+                    gain: value,
+                    ..Default::default()
+                },
+            );
+            for a in schedule {
+                match a {
+                    Automation::Value(v) => {
+                        gain.gain().set_value(*v);
+                    }
+                    Automation::Curve(c, t, d) => {
+                        gain.gain().set_value_curve_at_time(c, *t, *d);
+                    }
+                }
+            }
+            src.connect(&gain);
+            gain.connect(&ctx.destination());
+            (src, gain)
+        });
+        let mut g = Graph::default();
+        let src = g.node(Signal::new(vec![ones]), Gain::channel_config(), &[], &[]);
+        let gain = g.node(Gain::new(), Gain::channel_config(), Gain::PARAMS, &[value]);
+        for a in schedule {
+            match a {
+                Automation::Value(v) => g.param(gain, 0).set_value(*v).unwrap(),
+                Automation::Curve(c, t, d) => g
+                    .param(gain, 0)
+                    .set_value_curve_at_time(c.to_vec(), *t, *d)
+                    .unwrap(),
+            }
+        }
+        g.connect(src, gain);
+        let ours = g.render(gain, 1, FRAMES);
+        assert_bit_exact(what, &ours[0], &theirs[0]);
+        theirs[0][FRAMES - 1]
+    }
+
+    enum Automation {
+        Value(f32),
+        Curve(&'static [f32], f64, f64),
+    }
+
+    #[test]
+    fn set_value_and_curves_interleave_as_in_web_audio_api() {
+        use Automation::{Curve, Value};
+        const C: &[f32] = &[0.1, 0.9, -0.3, 0.6];
+        // The constructor's set_value, then a curve at 0: the curve from frame 0.
+        let last = compare_gain_values("option then curve", 0.5, &[Curve(C, 0., 0.4)]);
+        assert_eq!(last, 0.6);
+        // A curve at 0, then set_value: the curve, then the set value once the curve ends.
+        let last = compare_gain_values("curve then value", 0.5, &[Curve(C, 0., 0.4), Value(0.25)]);
+        assert_eq!(last, 0.25);
+        // Two curves at 0: the second one runs from where the first ends.
+        let last = compare_gain_values(
+            "two curves at 0",
+            0.5,
+            &[Curve(C, 0., 0.3), Curve(&[2., -2.], 0., 0.7)],
+        );
+        assert_eq!(last, -2.);
+        // A curve starting off the block and frame grid; the value holds before it.
+        compare_gain_values("late curve", 0.75, &[Curve(C, 0.123_456_7, 0.2)]);
+        compare_gain_values(
+            "curves back to back",
+            0.75,
+            &[Curve(C, 0.1, 0.2), Curve(&[3., 1.], 0.3, 0.111)],
+        );
+        // NaN points read as the default value (1 for gain).
+        compare_gain_values("NaN curve", 0.5, &[Curve(&[0.5, f32::NAN, 0.2], 0., 0.5)]);
+    }
+}
