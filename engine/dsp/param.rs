@@ -319,7 +319,7 @@ impl Param {
 mod tests {
     use super::*;
     use crate::dsp::gain::Gain;
-    use crate::dsp::testing::{assert_bit_exact, oracle, Graph, Signal};
+    use crate::dsp::testing::{assert_bit_exact, noise, oracle, Graph, Signal};
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{AudioNode, AudioScheduledSourceNode, GainNode, GainOptions};
@@ -555,5 +555,44 @@ mod tests {
         );
         // NaN points read as the default value (1 for gain).
         compare_gain_values("NaN curve", 0.5, &[Curve(&[0.5, f32::NAN, 0.2], 0., 0.5)]);
+    }
+
+    #[test]
+    fn stereo_into_a_param_keeps_the_left_channel_as_in_web_audio_api() {
+        const FRAMES: usize = 12_800;
+        let ones = vec![1.0; FRAMES];
+        let stereo = vec![noise(3, FRAMES), noise(4, FRAMES)];
+        let theirs = oracle(1, FRAMES, |ctx| {
+            let buffer_source = |data: Vec<Vec<f32>>| {
+                let mut src = ctx.create_buffer_source();
+                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE));
+                src.start();
+                src
+            };
+            let dc = buffer_source(vec![ones.clone()]);
+            let modulator = buffer_source(stereo.clone());
+            let gain = GainNode::new(
+                ctx,
+                GainOptions {
+                    gain: 0.,
+                    ..Default::default()
+                },
+            );
+            dc.connect(&gain);
+            modulator.connect(gain.gain());
+            gain.connect(&ctx.destination());
+            (dc, modulator, gain)
+        });
+        let expected: Vec<f32> = stereo[0].iter().map(|v| v + 0.).collect();
+        assert_bit_exact("left channel only", &theirs[0], &expected);
+
+        let mut g = Graph::default();
+        let dc = g.node(Signal::new(vec![ones]), Gain::channel_config(), &[], &[]);
+        let modulator = g.node(Signal::new(stereo), Gain::channel_config(), &[], &[]);
+        let gain = g.node(Gain::new(), Gain::channel_config(), Gain::PARAMS, &[0.]);
+        g.connect(dc, gain);
+        g.connect_param(modulator, gain, 0);
+        let ours = g.render(gain, 1, FRAMES);
+        assert_bit_exact("stereo into gain.gain", &ours[0], &theirs[0]);
     }
 }
