@@ -138,14 +138,18 @@ impl Param {
         &self.descriptor
     }
 
-    /// `param.value = v` (and what every node constructor does with its options).
+    /// `param.value = v`, which is also what every web-audio-api node constructor does with
+    /// each of its param options.
     ///
-    /// As in web-audio-api the intrinsic value changes at once (a k-rate param, or frames before
-    /// a later curve, see it from the next block on) and a SetValue event is queued at time 0,
-    /// i.e. before every event already queued at time 0 only if it was queued first: events at
-    /// equal times keep their call order. So `set_value` then a curve at 0 gives the curve from
-    /// frame 0 on; a curve at 0 then `set_value` gives the curve, and after the curve ends the
-    /// queued value replaces the curve's last value.
+    /// As in web-audio-api, the intrinsic value changes at once and a SetValue event is queued
+    /// with time 0. Pending events are kept sorted by time with ties in call order, so the call
+    /// order against a curve starting at 0 matters:
+    /// - `set_value` then the curve (a constructor option, then the curve): the curve rules
+    ///   from frame 0 on and the param holds its last point afterwards;
+    /// - the curve then `set_value`: the curve plays the same, but when it ends the queued value
+    ///   replaces its last point.
+    ///
+    /// Neither order is refused (web-audio-api does not panic either).
     pub fn set_value(&mut self, value: f32) -> Result<(), AutomationError> {
         if !value.is_finite() {
             return Err(AutomationError::NonFiniteValue);
