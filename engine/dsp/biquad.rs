@@ -11,6 +11,11 @@
 //! filter keeps ringing on the previous channel count, feeding zeros, until no state value is a
 //! normal f64; then it outputs one silent channel and reports no tail. Its state is not cleared
 //! then: leftover zeros or subnormals are where it resumes from.
+//!
+//! With denormals flushed (as web-audio-api renders, see `denormals`), some settings never get
+//! there: near the smallest normal f64 flushed products turn the recursion into a limit cycle
+//! around 1e-307, and the node outputs non-silent zeros (on the last input's channel count) for
+//! ever, as web-audio-api's does.
 
 use std::f64::consts::{PI, SQRT_2};
 
