@@ -5,7 +5,14 @@
 //! renders can be bit-identical to the reference renders. The runtime code is ours because a
 //! render must be resumable block by block and must not allocate per block.
 
+pub mod biquad;
 pub mod bus;
+pub mod denormals;
+pub mod gain;
+pub mod oscillator;
+pub mod param;
+#[cfg(test)]
+mod testing;
 
 pub use bus::{Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation};
 
