@@ -1,12 +1,21 @@
 //! Render: a compiled genome and a request become blocks of samples.
 //!
-//! PROVISIONAL: this module's public API is fixed (the server codes against it) but the body
-//! is being written; until then `Render` yields silence of the right length.
+//! A [`CompiledGenome`] (parsed once, cached by the server) and a [`RenderRequest`] become a
+//! [`Render`]: the Web Audio graph for the request, its CPPN outputs evaluated, ready to yield
+//! blocks. [`render_batch`] runs one to the end and applies the original's normalization.
 
+pub mod graph;
 pub mod order;
 pub mod samples;
 
-use crate::dsp::RENDER_QUANTUM;
+use crate::cppn::Program;
+use crate::dsp::denormals::FlushDenormals;
+use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
+use crate::genome::{Genome, WaveNetwork};
+use crate::patch::graph::build as build_graph;
+use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
+use graph::AudioGraph;
+use samples::{evaluate_outputs, Cppns, Resolver};
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
@@ -55,32 +64,65 @@ impl std::fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
-/// A genome parsed and compiled once, shareable between renders (`Arc<CompiledGenome>`).
+/// A genome parsed and compiled once, shareable between renders (`Arc<CompiledGenome>`):
+/// the synth.is patch and the compiled CPPN program(s). Everything that depends on the request
+/// (noteDelta, duration, velocity) happens in [`Render::new`].
 #[derive(Debug)]
 pub struct CompiledGenome {
-    _private: (),
+    patch: SynthIsPatch,
+    cppns: Cppns,
 }
 
 impl CompiledGenome {
     /// Parses genome JSON in any of the kromosynth shapes (wrapped or bare, string-encoded
     /// layers) and compiles its CPPN and patch.
     pub fn from_json(bytes: &[u8]) -> Result<CompiledGenome, RenderError> {
-        let _: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| RenderError(format!("invalid JSON: {e}")))?;
-        Ok(CompiledGenome { _private: () })
+        let genome = Genome::from_json(bytes).map_err(|e| RenderError(e.0))?;
+        CompiledGenome::from_genome(&genome)
     }
+
+    pub fn from_genome(genome: &Genome) -> Result<CompiledGenome, RenderError> {
+        let patch = patch_from_asneat(&genome.patch).map_err(|e| RenderError(e.0))?;
+        let compile = |g| Program::compile(g).map_err(|e| RenderError(e.0));
+        let cppns = match &genome.wave_network {
+            WaveNetwork::Single(g) => Cppns::Single(compile(g)?),
+            WaveNetwork::PerFrequency(v) => Cppns::PerFrequency(
+                v.iter()
+                    .map(|(f, g)| Ok((*f, compile(g)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        };
+        Ok(CompiledGenome { patch, cppns })
+    }
+
+    /// The CPPN program (the single one, or the first of the per-frequency ones).
+    pub fn program(&self) -> &Program {
+        match &self.cppns {
+            Cppns::Single(p) => p,
+            Cppns::PerFrequency(v) => &v[0].1,
+        }
+    }
+}
+
+/// Fewest frames a render may have: the CPPN ramp divides by `frames - 1`.
+pub const MIN_FRAMES: usize = 2;
+
+/// Frames of a render of `duration` seconds (kromosynth `Math.round(sampleRate * duration)`).
+pub fn frames_for(duration: f64) -> usize {
+    (SAMPLE_RATE as f64 * duration).round() as usize
 }
 
 /// One render in progress. Yields one block of `RENDER_QUANTUM` frames per call and can be
 /// paused between any two calls; the samples do not depend on how the blocks are pulled.
 pub struct Render {
+    graph: AudioGraph,
     total_frames: usize,
     position: usize,
     stats: Stats,
 }
 
 impl Render {
-    pub fn new(_genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
+    pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
@@ -90,8 +132,33 @@ impl Render {
                 request.duration
             )));
         }
+        let total_frames = frames_for(request.duration);
+        if total_frames < MIN_FRAMES {
+            return Err(RenderError(format!(
+                "duration {} s is shorter than {MIN_FRAMES} samples",
+                request.duration
+            )));
+        }
+        if !request.note_delta.is_finite() {
+            return Err(RenderError("noteDelta must be a finite number".into()));
+        }
+        if !request.velocity.is_finite() {
+            return Err(RenderError("velocity must be a finite number".into()));
+        }
+        let web = build_graph(&genome.patch, request.note_delta, genome.cppns.output_count())
+            .map_err(|e| RenderError(e.0))?;
+        let raw = evaluate_outputs(
+            &genome.cppns,
+            &web.outputs,
+            total_frames,
+            request.velocity,
+            request.seed,
+        );
+        let mut resolver = Resolver::new(&raw);
+        let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
         Ok(Render {
-            total_frames: (48_000.0 * request.duration).round() as usize,
+            graph,
+            total_frames,
             position: 0,
             stats: Stats::default(),
         })
@@ -113,12 +180,29 @@ impl Render {
     /// render (`RENDER_QUANTUM`, fewer for the last block, 0 once finished).
     pub fn next_block(&mut self, out: &mut [f32; RENDER_QUANTUM]) -> usize {
         let n = RENDER_QUANTUM.min(self.total_frames - self.position);
-        out.fill(0.0);
+        if n == 0 {
+            return 0;
+        }
+        {
+            // web-audio-api renders every block with denormals flushed.
+            let _ftz = FlushDenormals::new();
+            self.graph.render_block(self.position as u64, out);
+        }
+        for &s in &out[..n] {
+            // normalizeAudioBuffer starts min and max at 0.
+            if s < self.stats.min {
+                self.stats.min = s;
+            }
+            if s > self.stats.max {
+                self.stats.max = s;
+            }
+        }
+        self.stats.peak = self.stats.max.max(-self.stats.min);
         self.position += n;
         n
     }
 
-    /// min, max and peak of the frames rendered so far.
+    /// min, max and peak of the frames rendered so far (min and max start at 0).
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -150,5 +234,20 @@ pub fn render_batch(
 /// kromosynth `normalizeAudioBuffer`: only if a sample leaves [-1, 1], every sample is mapped
 /// affinely from [min, max] to [-1, 1].
 pub fn normalize_like_original(samples: &mut [f32]) {
-    let _ = samples;
+    let (mut min, mut max) = (0.0f32, 0.0f32);
+    for &s in samples.iter() {
+        if s < min {
+            min = s;
+        }
+        if s > max {
+            max = s;
+        }
+    }
+    if min < -1.0 || max > 1.0 {
+        let (min, max) = (min as f64, max as f64);
+        for s in samples.iter_mut() {
+            // remapNumberToRange(s, min, max, -1, 1)
+            *s = ((*s as f64 - min) / (max - min) * (1.0 - -1.0) + -1.0) as f32;
+        }
+    }
 }
