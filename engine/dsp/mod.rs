@@ -6,6 +6,9 @@
 //! render must be resumable block by block and must not allocate per block.
 
 pub mod bus;
+pub mod delay;
+#[cfg(test)]
+mod test_oracle;
 
 pub use bus::{Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation};
 
@@ -46,8 +49,7 @@ impl Scope {
 /// Returns whether the node still has a tail (web-audio-api's `tail_time`); the graph uses it
 /// only for bookkeeping.
 pub trait Processor: Send {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope)
-        -> bool;
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool;
 }
 
 /// Whether an AudioParam is computed per frame (a-rate) or once per block (k-rate).
