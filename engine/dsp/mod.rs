@@ -6,6 +6,7 @@
 //! render must be resumable block by block and must not allocate per block.
 
 pub mod bus;
+pub mod compressor;
 pub mod delay;
 #[cfg(test)]
 mod test_oracle;
