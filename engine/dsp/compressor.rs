@@ -208,7 +208,11 @@ mod tests {
             .map(|c| {
                 let mut v = noise(40_001, 21 + c as u32);
                 for (i, s) in v.iter_mut().enumerate() {
-                    let level = if (10_000..25_000).contains(&i) { 2.5 } else { 0.1 };
+                    let level = if (10_000..25_000).contains(&i) {
+                        2.5
+                    } else {
+                        0.1
+                    };
                     *s *= level;
                 }
                 v
@@ -246,7 +250,13 @@ mod tests {
     #[test]
     fn oracle_mono() {
         let input = input(1);
-        for p in [KROMOSYNTH_FIXTURE, LIMITER, DEFAULTS, HARD_KNEE_SLOW, INSTANT] {
+        for p in [
+            KROMOSYNTH_FIXTURE,
+            LIMITER,
+            DEFAULTS,
+            HARD_KNEE_SLOW,
+            INSTANT,
+        ] {
             assert_bit_exact(
                 &ours(&input, p, 1, 0),
                 &oracle(&input, p, 1, 0),
