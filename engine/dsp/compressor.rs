@@ -184,7 +184,7 @@ mod tests {
     use crate::dsp::test_oracle::*;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
-    use web_audio_api::node::{AudioNode, AudioScheduledSourceNode};
+    use web_audio_api::node::AudioNode;
 
     /// threshold, knee, ratio, attack, release
     type Settings = [f32; 5];

@@ -304,7 +304,7 @@ mod tests {
     use crate::dsp::test_oracle::*;
     use crate::dsp::{ChannelCountMode, SAMPLE_RATE};
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
-    use web_audio_api::node::{AudioNode, AudioScheduledSourceNode};
+    use web_audio_api::node::AudioNode;
 
     fn scope(block: usize) -> Scope {
         Scope {

@@ -7,6 +7,7 @@
 
 pub mod bus;
 pub mod compressor;
+pub mod convolver;
 pub mod delay;
 #[cfg(test)]
 mod test_oracle;
