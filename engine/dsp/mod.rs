@@ -9,6 +9,7 @@ pub mod bus;
 pub mod compressor;
 pub mod convolver;
 pub mod delay;
+pub mod waveshaper;
 #[cfg(test)]
 mod test_oracle;
 
