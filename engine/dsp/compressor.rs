@@ -153,7 +153,7 @@ impl Processor for Compressor {
             } else {
                 release_tau * prev_detector_value + (1. - release_tau) * sample_attenuation
             };
-            let reduction_gain = -1. * detector_value + makeup_gain;
+            let reduction_gain = -detector_value + makeup_gain;
             *gain = db_to_lin(reduction_gain);
             prev_detector_value = detector_value;
         }
@@ -189,12 +189,13 @@ mod tests {
     /// threshold, knee, ratio, attack, release
     type Settings = [f32; 5];
 
+    /// A kromosynth genome's settings: JS numbers, rounded to f32 by the AudioParams.
     const KROMOSYNTH_FIXTURE: Settings = [
-        -9.443438495509326,
-        23.027188228443265,
-        12.927213160321116,
-        0.03206114277709276,
-        0.014547325670719147,
+        -9.443438495509326_f64 as f32,
+        23.027188228443265_f64 as f32,
+        12.927213160321116_f64 as f32,
+        0.03206114277709276_f64 as f32,
+        0.014547325670719147_f64 as f32,
     ];
     /// The render socket's optional 0 dB limiter.
     const LIMITER: Settings = [0., 0., 20., 0.001, 0.01];

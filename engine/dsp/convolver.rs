@@ -83,8 +83,8 @@ struct Partitioned {
 /// `result += a * b` per bin, with fft-convolver's grouping of the products.
 fn multiply_accumulate(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
     for ((r, a), b) in result.iter_mut().zip(a).zip(b) {
-        r.re = r.re + (a.re * b.re - a.im * b.im);
-        r.im = r.im + (a.re * b.im + a.im * b.re);
+        r.re += a.re * b.re - a.im * b.im;
+        r.im += a.re * b.im + a.im * b.re;
     }
 }
 
@@ -179,7 +179,7 @@ impl Partitioned {
         }
         let len = SEGMENT as f32;
         for v in self.fft_buffer.iter_mut() {
-            *v = *v / len;
+            *v /= len;
         }
 
         let result = &self.fft_buffer[pos..pos + RENDER_QUANTUM];

@@ -473,7 +473,11 @@ mod tests {
         let automate = |p: &web_audio_api::AudioParam| {
             p.set_value_curve_at_time(&curve, 0.0, 2.0);
         };
-        let values = oracle_param_values(FRAMES + RENDER_QUANTUM, automate);
+        let values = oracle_param_values(
+            FRAMES + RENDER_QUANTUM,
+            web_audio_api::AutomationRate::A,
+            automate,
+        );
         let input = vec![noise(45_001, 11)];
 
         let ctx = OfflineAudioContext::new(1, FRAMES, SAMPLE_RATE);

@@ -5,11 +5,13 @@
 //! renders can be bit-identical to the reference renders. The runtime code is ours because a
 //! render must be resumable block by block and must not allocate per block.
 
+pub mod buffer_source;
 pub mod bus;
 pub mod compressor;
 pub mod convolver;
 pub mod delay;
 pub mod waveshaper;
+
 #[cfg(test)]
 mod test_oracle;
 

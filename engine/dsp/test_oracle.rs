@@ -34,10 +34,10 @@ pub fn noise(len: usize, seed: u32) -> Vec<f32> {
 /// all-zero but non-silent block comes first.)
 pub fn source_bus(channels: &[Vec<f32>], block: usize) -> Bus {
     let len = channels[0].len();
-    assert!(
-        len % RENDER_QUANTUM != 0,
-        "pick a length off the block grid"
-    );
+    // `is_multiple_of` is newer than the workspace's rust-version (1.80)
+    #[allow(clippy::manual_is_multiple_of)]
+    let on_grid = len % RENDER_QUANTUM == 0;
+    assert!(!on_grid, "pick a length off the block grid");
     let mut bus = Bus::silent();
     let start = block * RENDER_QUANTUM;
     if start >= len {
@@ -141,16 +141,20 @@ pub fn assert_bit_exact(ours: &[f32], oracle: &[f32], what: &str) {
     }
 }
 
-/// The oracle's per-frame values of an a-rate AudioParam automation, read through a probe:
-/// a ConstantSourceNode (offset 1) into a GainNode whose gain param gets `automate`. The gain
-/// multiplies by exactly 1.0, so the probe records the param values themselves.
+/// The oracle's per-frame values of an AudioParam automation, read through a probe: a
+/// ConstantSourceNode (offset 1) into a GainNode whose gain param gets `rate` and `automate`.
+/// The gain multiplies by exactly 1.0, so the probe records the param values themselves, with
+/// one caveat: a k-rate gain within 1e-6 of 0 or 1 is recorded as exactly 0 or 1 (GainNode's
+/// mute and pass-through shortcuts).
 pub fn oracle_param_values(
     frames: usize,
+    rate: web_audio_api::AutomationRate,
     automate: impl FnOnce(&web_audio_api::AudioParam),
 ) -> Vec<f32> {
     let ctx = OfflineAudioContext::new(1, frames, SAMPLE_RATE);
     let mut one = ctx.create_constant_source();
     let gain = ctx.create_gain();
+    gain.gain().set_automation_rate(rate);
     automate(gain.gain());
     one.connect(&gain);
     gain.connect(&ctx.destination());
