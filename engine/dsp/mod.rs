@@ -6,11 +6,19 @@
 //! render must be resumable block by block and must not allocate per block.
 
 pub mod biquad;
+pub mod buffer_source;
 pub mod bus;
+pub mod compressor;
+pub mod convolver;
+pub mod delay;
 pub mod denormals;
 pub mod gain;
 pub mod oscillator;
 pub mod param;
+pub mod waveshaper;
+
+#[cfg(test)]
+mod test_oracle;
 #[cfg(test)]
 mod testing;
 

@@ -1,0 +1,445 @@
+//! ConvolverNode, following web-audio-api 1.1.0 `src/node/convolver.rs`, whose engine is the
+//! crate fft-convolver 0.2.0 (uniformly partitioned FFT convolution, partition 1024).
+//!
+//! The engine is re-implemented here with the same FFT plans (realfft 3.5.1, the version
+//! fft-convolver uses) and the same float operations in the same order, because
+//! fft-convolver's `process` lets realfft allocate scratch space on every call; ours keeps the
+//! scratch from construction. The oracle tests pin the output to web-audio-api bit for bit.
+//!
+//! Facts for the graph:
+//! - Input channel config (2, clamped-max, speakers). web-audio-api 1.1.0 only convolves in
+//!   mono: the input is down-mixed to one channel (stereo: 0.5 * (L + R)) and the output is
+//!   always one channel, also for a stereo IR (only its first channel is used).
+//! - With an impulse response the output is never the silence buffer: silent input still runs
+//!   the engine (the reverb tail), and the node reports a tail until 128-frame blocks of
+//!   silent input add up to the IR length. Without an IR (`buffer` null) the node passes its
+//!   input through unchanged, flags included.
+//! - A NaN or infinity reaching the engine makes realfft reject the spectrum (non-zero
+//!   imaginary part at DC); fft-convolver then outputs zeros for that block without advancing,
+//!   so the block's input is dropped and the next block takes its place. An IR holding NaN or
+//!   infinity therefore gives zeros throughout. We do the same.
+
+use super::{
+    Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
+    RENDER_QUANTUM,
+};
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use std::sync::Arc;
+
+/// web-audio-api's partition size ("rule of thumb" 8 render quanta), a power of two already.
+const PARTITION: usize = RENDER_QUANTUM * 8;
+/// FFT length: a partition plus its zero padding.
+const SEGMENT: usize = 2 * PARTITION;
+/// Bins of the real FFT of one segment.
+const BINS: usize = SEGMENT / 2 + 1;
+
+/// web-audio-api's `normalize_buffer`: the equal-power scale of an IR, in f32 as there.
+pub fn normalization_scale(channels: &[&[f32]], sample_rate: f32) -> f32 {
+    let gain_calibration = 0.00125;
+    let gain_calibration_sample_rate = 44100.;
+    let min_power = 0.000125;
+
+    let length = channels.first().map_or(0, |c| c.len());
+    let mut power: f32 = channels
+        .iter()
+        .map(|c| c.iter().map(|&s| s * s).sum::<f32>())
+        .sum();
+    power = (power / (channels.len() * length) as f32).sqrt();
+    if !power.is_finite() || power.is_nan() || power < min_power {
+        power = min_power;
+    }
+    let mut scale = 1. / power;
+    scale *= gain_calibration;
+    scale *= gain_calibration_sample_rate / sample_rate;
+    if channels.len() == 4 {
+        // true-stereo compensation
+        scale *= 0.5;
+    }
+    scale
+}
+
+/// fft-convolver 0.2.0's `FFTConvolver` for 128-frame calls and a 1024-frame partition.
+struct Partitioned {
+    segment_count: usize,
+    /// Spectra of the last `segment_count` input partitions (a ring, `current` the newest).
+    segments: Vec<Complex<f32>>,
+    /// Spectra of the IR partitions.
+    segments_ir: Vec<Complex<f32>>,
+    fft_buffer: Vec<f32>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
+    forward_scratch: Vec<Complex<f32>>,
+    inverse_scratch: Vec<Complex<f32>>,
+    /// Sum of the products of all but the newest input partition, computed once per partition.
+    pre_multiplied: Vec<Complex<f32>>,
+    conv: Vec<Complex<f32>>,
+    overlap: Vec<f32>,
+    current: usize,
+    input_buffer: Vec<f32>,
+    input_fill: usize,
+}
+
+/// `result += a * b` per bin, with fft-convolver's grouping of the products.
+fn multiply_accumulate(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
+    for ((r, a), b) in result.iter_mut().zip(a).zip(b) {
+        r.re += a.re * b.re - a.im * b.im;
+        r.im += a.re * b.im + a.im * b.re;
+    }
+}
+
+impl Partitioned {
+    /// `None` for an empty IR (fft-convolver then outputs zeros).
+    fn new(ir: &[f32]) -> Option<Self> {
+        if ir.is_empty() {
+            return None;
+        }
+        // fft-convolver plans both directions with one fresh planner; the planner's choice of
+        // algorithm (and so the rounding) depends only on the length and the CPU features.
+        let mut planner = RealFftPlanner::<f32>::new();
+        let forward = planner.plan_fft_forward(SEGMENT);
+        let inverse = planner.plan_fft_inverse(SEGMENT);
+        let segment_count = (ir.len() as f64 / PARTITION as f64).ceil() as usize;
+
+        let mut fft_buffer = vec![0.; SEGMENT];
+        let mut forward_scratch = forward.make_scratch_vec();
+        let mut segments_ir = vec![Complex::default(); segment_count * BINS];
+        for (part, spectrum) in ir.chunks(PARTITION).zip(segments_ir.chunks_exact_mut(BINS)) {
+            fft_buffer.fill(0.);
+            fft_buffer[..part.len()].copy_from_slice(part);
+            forward
+                .process_with_scratch(&mut fft_buffer, spectrum, &mut forward_scratch)
+                .expect("buffer lengths match the plan");
+        }
+
+        Some(Partitioned {
+            segment_count,
+            segments: vec![Complex::default(); segment_count * BINS],
+            segments_ir,
+            fft_buffer,
+            inverse_scratch: inverse.make_scratch_vec(),
+            forward,
+            inverse,
+            forward_scratch,
+            pre_multiplied: vec![Complex::default(); BINS],
+            conv: vec![Complex::default(); BINS],
+            overlap: vec![0.; PARTITION],
+            current: 0,
+            input_buffer: vec![0.; PARTITION],
+            input_fill: 0,
+        })
+    }
+
+    fn process(&mut self, input: &[f32; RENDER_QUANTUM], output: &mut [f32; RENDER_QUANTUM]) {
+        let input_was_empty = self.input_fill == 0;
+        let pos = self.input_fill;
+        self.input_buffer[pos..pos + RENDER_QUANTUM].copy_from_slice(input);
+
+        self.fft_buffer[..PARTITION].copy_from_slice(&self.input_buffer);
+        self.fft_buffer[PARTITION..].fill(0.);
+        let current = &mut self.segments[self.current * BINS..][..BINS];
+        let forward = self.forward.process_with_scratch(
+            &mut self.fft_buffer,
+            current,
+            &mut self.forward_scratch,
+        );
+        debug_assert!(forward.is_ok(), "a forward real FFT only fails on lengths");
+
+        if input_was_empty {
+            self.pre_multiplied.fill(Complex::default());
+            for i in 1..self.segment_count {
+                let audio = (self.current + i) % self.segment_count;
+                multiply_accumulate(
+                    &mut self.pre_multiplied,
+                    &self.segments_ir[i * BINS..][..BINS],
+                    &self.segments[audio * BINS..][..BINS],
+                );
+            }
+        }
+        self.conv.copy_from_slice(&self.pre_multiplied);
+        multiply_accumulate(
+            &mut self.conv,
+            &self.segments[self.current * BINS..][..BINS],
+            &self.segments_ir[..BINS],
+        );
+
+        if self
+            .inverse
+            .process_with_scratch(
+                &mut self.conv,
+                &mut self.fft_buffer,
+                &mut self.inverse_scratch,
+            )
+            .is_err()
+        {
+            // realfft found a non-zero imaginary part at DC or Nyquist (only NaN/inf get
+            // there); fft-convolver zeroes the output and keeps its state as it is.
+            output.fill(0.);
+            return;
+        }
+        let len = SEGMENT as f32;
+        for v in self.fft_buffer.iter_mut() {
+            *v /= len;
+        }
+
+        let result = &self.fft_buffer[pos..pos + RENDER_QUANTUM];
+        let overlap = &self.overlap[pos..pos + RENDER_QUANTUM];
+        for ((o, r), v) in output.iter_mut().zip(result).zip(overlap) {
+            *o = r + v;
+        }
+
+        self.input_fill += RENDER_QUANTUM;
+        if self.input_fill == PARTITION {
+            self.input_buffer.fill(0.);
+            self.input_fill = 0;
+            self.overlap.copy_from_slice(&self.fft_buffer[PARTITION..]);
+            self.current = if self.current > 0 {
+                self.current - 1
+            } else {
+                self.segment_count - 1
+            };
+        }
+    }
+}
+
+/// What the node does with its input.
+enum Mode {
+    /// No IR set: pass the input through.
+    Passthrough,
+    /// An IR; `None` when it is empty (the engine outputs zeros).
+    Convolve(Option<Box<Partitioned>>),
+}
+
+/// A ConvolverNode.
+pub struct Convolver {
+    mode: Mode,
+    impulse_length: usize,
+    /// Frames of silent input since the last non-silent block.
+    tail_count: usize,
+    /// The input down-mixed to mono.
+    mono: Bus,
+}
+
+impl Convolver {
+    pub const PARAMS: &'static [ParamDescriptor] = &[];
+
+    /// The convolver's input channel configuration.
+    pub fn channel_config() -> ChannelConfig {
+        ChannelConfig {
+            count: 2,
+            mode: ChannelCountMode::ClampedMax,
+            interpretation: ChannelInterpretation::Speakers,
+        }
+    }
+
+    /// A convolver with the mono impulse response `ir` (an AudioBuffer at `sample_rate`, which
+    /// must be the context rate), or none. `normalize` is the node's `normalize` attribute at
+    /// the time the buffer is set (Web Audio default true).
+    pub fn new(ir: Option<&[f32]>, normalize: bool, sample_rate: f32) -> Self {
+        let (mode, impulse_length) = match ir {
+            None => (Mode::Passthrough, 0),
+            Some(ir) => {
+                let scale = if normalize {
+                    normalization_scale(&[ir], sample_rate)
+                } else {
+                    1.
+                };
+                let scaled: Vec<f32> = ir.iter().map(|&s| s * scale).collect();
+                (
+                    Mode::Convolve(Partitioned::new(&scaled).map(Box::new)),
+                    ir.len(),
+                )
+            }
+        };
+        Convolver {
+            mode,
+            impulse_length,
+            tail_count: 0,
+            mono: Bus::silent(),
+        }
+    }
+}
+
+impl Processor for Convolver {
+    fn process(&mut self, input: &Bus, _: &[&[f32]], output: &mut Bus, _: &Scope) -> bool {
+        let engine = match &mut self.mode {
+            Mode::Passthrough => {
+                output.copy_from(input);
+                return !input.is_silent();
+            }
+            Mode::Convolve(engine) => engine,
+        };
+
+        self.mono.copy_from(input);
+        self.mono.mix(1, ChannelInterpretation::Speakers);
+        output.make_silent();
+        let out = output.channel_mut(0);
+        match engine {
+            Some(engine) => engine.process(self.mono.channel(0), out),
+            None => out.fill(0.),
+        }
+
+        if input.is_silent() {
+            self.tail_count += RENDER_QUANTUM;
+            return self.tail_count < self.impulse_length;
+        }
+        self.tail_count = 0;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::test_oracle::*;
+    use crate::dsp::SAMPLE_RATE;
+    use web_audio_api::context::OfflineAudioContext;
+    use web_audio_api::node::{AudioNode, ConvolverNode, ConvolverOptions};
+    use web_audio_api::AudioBuffer;
+
+    /// A decaying noise IR of `len` samples.
+    fn ir(len: usize) -> Vec<f32> {
+        noise(len, 99)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s * (-(i as f32) / 6000.).exp())
+            .collect()
+    }
+
+    fn oracle(input: &[Vec<f32>], ir: Option<&[f32]>, normalize: bool) -> Vec<f32> {
+        let ctx = OfflineAudioContext::new(1, FRAMES, SAMPLE_RATE);
+        let src = oracle_source(&ctx, input);
+        let options = ConvolverOptions {
+            buffer: ir.map(|ir| AudioBuffer::from(vec![ir.to_vec()], SAMPLE_RATE)),
+            disable_normalization: !normalize,
+            ..ConvolverOptions::default()
+        };
+        let conv = ConvolverNode::new(&ctx, options);
+        src.connect(&conv);
+        to_destination(&ctx, &conv);
+        oracle_render(ctx, 0)
+    }
+
+    fn ours(input: &[Vec<f32>], ir: Option<&[f32]>, normalize: bool) -> Vec<f32> {
+        let mut conv = Convolver::new(ir, normalize, SAMPLE_RATE);
+        let mut out = Bus::silent();
+        render_ours(FRAMES, 1, 0, |s| {
+            let b = s.frame as usize / RENDER_QUANTUM;
+            let mut bus = Bus::silent();
+            bus.add(&source_bus(input, b), &Convolver::channel_config());
+            conv.process(&bus, &[], &mut out, s);
+            out.clone()
+        })
+    }
+
+    #[test]
+    fn oracle_ir_lengths_mono_input() {
+        // the input stops early so the tail plays out
+        let input = vec![noise(30_001, 1)];
+        for len in [1, 127, 128, 1000, 48_000] {
+            let ir = ir(len);
+            assert_bit_exact(
+                &ours(&input, Some(&ir), true),
+                &oracle(&input, Some(&ir), true),
+                &format!("IR of {len}"),
+            );
+        }
+    }
+
+    #[test]
+    fn oracle_stereo_input_is_convolved_as_mono() {
+        let input = vec![noise(30_001, 2), noise(30_001, 3)];
+        for len in [128, 1025] {
+            let ir = ir(len);
+            assert_bit_exact(
+                &ours(&input, Some(&ir), true),
+                &oracle(&input, Some(&ir), true),
+                &format!("stereo input, IR of {len}"),
+            );
+        }
+    }
+
+    #[test]
+    fn oracle_unnormalized_silent_ir_and_passthrough() {
+        let input = vec![noise(30_001, 4)];
+        let quiet: Vec<f32> = ir(3000).iter().map(|s| s * 1e-5).collect();
+        for (ir, normalize, what) in [
+            (Some(ir(2000)), false, "normalize off"),
+            (Some(quiet), true, "quiet IR: power below the minimum"),
+            (None, true, "no IR"),
+        ] {
+            assert_bit_exact(
+                &ours(&input, ir.as_deref(), normalize),
+                &oracle(&input, ir.as_deref(), normalize),
+                what,
+            );
+        }
+    }
+
+    #[test]
+    fn oracle_nan_input_drops_one_block() {
+        let mut input = vec![noise(30_001, 5)];
+        input[0][5000] = f32::NAN;
+        let ir = ir(500);
+        let ours = ours(&input, Some(&ir), true);
+        let block = 5000 / RENDER_QUANTUM;
+        assert!(ours[block * RENDER_QUANTUM..][..RENDER_QUANTUM]
+            .iter()
+            .all(|&v| v == 0.));
+        assert!(ours[(block + 1) * RENDER_QUANTUM..]
+            .iter()
+            .all(|v| v.is_finite()));
+        assert_bit_exact(&ours, &oracle(&input, Some(&ir), true), "NaN in the input");
+    }
+
+    #[test]
+    fn oracle_nan_ir_outputs_zeros() {
+        let input = vec![noise(30_001, 5)];
+        let mut ir = ir(500);
+        ir[10] = f32::NAN;
+        let ours = ours(&input, Some(&ir), true);
+        assert!(ours.iter().all(|&v| v == 0.));
+        assert_eq!(ours, oracle(&input, Some(&ir), true));
+    }
+
+    #[test]
+    fn matches_fft_convolver_crate() {
+        let ir = ir(5000);
+        let input = noise(20 * RENDER_QUANTUM, 6);
+        let mut theirs = fft_convolver::FFTConvolver::<f32>::default();
+        theirs.init(PARTITION, &ir).unwrap();
+        let mut ours = Partitioned::new(&ir).unwrap();
+        for block in input.chunks_exact(RENDER_QUANTUM) {
+            let mut a = [0.; RENDER_QUANTUM];
+            let mut b = [0.; RENDER_QUANTUM];
+            theirs.process(block, &mut a).unwrap();
+            ours.process(block.try_into().unwrap(), &mut b);
+            assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+        }
+    }
+
+    #[test]
+    fn tail_lasts_the_ir_length_of_silent_input() {
+        let ir = ir(300);
+        let mut conv = Convolver::new(Some(&ir), true, SAMPLE_RATE);
+        let mut out = Bus::silent();
+        let scope = Scope {
+            frame: 0,
+            sample_rate: SAMPLE_RATE,
+        };
+        let tails: Vec<bool> = (0..4)
+            .map(|_| conv.process(&Bus::silent(), &[], &mut out, &scope))
+            .collect();
+        assert_eq!(tails, [true, true, false, false]);
+        assert!(!out.is_silent());
+    }
+
+    #[test]
+    fn normalization_of_a_unit_impulse() {
+        // power = sqrt(1 / 1) = 1, so the scale is the calibration times 44.1/48
+        assert_eq!(
+            normalization_scale(&[&[1.0]], 48_000.),
+            1. / 1. * 0.00125 * (44100. / 48000.)
+        );
+    }
+}
