@@ -146,7 +146,12 @@ impl Def {
 }
 
 /// A child of a custom node: a standard node whose outputs name siblings or the custom
-/// node's own output; `input` marks the child that receives the custom node's input.
+/// node's own output.
+///
+/// No child receives the custom node's input. kromosynth marks feedbackDelay's passthroughGain
+/// as its 'input', but its graph compiler (1.0.36 `util/audio-graph-compiler.js`) passes only
+/// (output, params) to virtual-audio-graph's node factories, so the mark is lost and whatever
+/// connects to a custom node never reaches it. The reference renders confirm this.
 #[derive(Clone, Debug)]
 struct Child {
     key: String,
@@ -154,7 +159,6 @@ struct Child {
     outputs: Vec<Output>,
     props: JsObject<Value>,
     max_delay_time: Option<f64>,
-    input: bool,
 }
 
 /// Builds the Web Audio graph for one request. `cppn_outputs` is the number of CPPN outputs
@@ -341,7 +345,6 @@ fn child(key: String, node_type: NodeType, outputs: Vec<Output>) -> Child {
         outputs,
         props: JsObject::new(),
         max_delay_time: None,
-        input: false,
     }
 }
 
@@ -491,7 +494,6 @@ fn feedback_delay(props: &JsObject<Value>) -> Vec<Child> {
         vec![Output::Destination, Output::Node("delayNode".into())],
     );
     pass.props.insert("gain", Value::Number(1.0));
-    pass.input = true;
     vec![fb, delay, pass]
 }
 
@@ -702,7 +704,7 @@ impl Builder {
 
 /// Where a top-level definition's audio goes in and comes out.
 struct Placed {
-    /// Ids that receive the node's audio input (none for wavetable / additive).
+    /// Ids that receive the node's audio input (none for custom nodes, see [`Child`]).
     inputs: Vec<usize>,
     /// Ids whose outputs are the node's output.
     outputs: Vec<usize>,
@@ -756,12 +758,7 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
                 placed.insert(
                     key,
                     Placed {
-                        inputs: children
-                            .iter()
-                            .zip(&ids)
-                            .filter(|(c, _)| c.input)
-                            .map(|(_, &(i, _))| i)
-                            .collect(),
+                        inputs: Vec::new(),
                         outputs: children
                             .iter()
                             .zip(&ids)
@@ -902,7 +899,7 @@ mod tests {
             })
             .count();
         assert_eq!(gains, 2);
-        // the feedback delay's passthrough gain receives audio; its delay is 5 s max
+        // the feedback delay's delay line is 5 s long
         assert!(g.nodes.iter().any(|n| matches!(
             n.kind,
             Kind::DelayWriter {

@@ -20,8 +20,8 @@ use crate::dsp::oscillator::{Oscillator, OscillatorType};
 use crate::dsp::param::{self, Param};
 use crate::dsp::waveshaper::WaveShaper;
 use crate::dsp::{
-    Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor,
-    Scope, RENDER_QUANTUM, SAMPLE_RATE,
+    Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
+    RENDER_QUANTUM, SAMPLE_RATE,
 };
 use crate::patch::graph::{Kind, WebGraph};
 use crate::RenderError;
@@ -171,11 +171,7 @@ impl AudioGraph {
                     Kind::Convolver { buffer } => {
                         let ir = bytes(buffer, resolver);
                         (
-                            Proc::Node(Box::new(Convolver::new(
-                                ir.as_deref(),
-                                true,
-                                SAMPLE_RATE,
-                            ))),
+                            Proc::Node(Box::new(Convolver::new(ir.as_deref(), true, SAMPLE_RATE))),
                             Convolver::channel_config(),
                             Convolver::PARAMS,
                         )
@@ -190,10 +186,9 @@ impl AudioGraph {
                     }
                     Kind::BufferSource { buffer } => {
                         let proc = match bytes(buffer, resolver) {
-                            Some(b) => Proc::Node(Box::new(BufferSource::new(
-                                b.to_vec(),
-                                SAMPLE_RATE,
-                            ))),
+                            Some(b) => {
+                                Proc::Node(Box::new(BufferSource::new(b.to_vec(), SAMPLE_RATE)))
+                            }
                             None => Proc::Silent,
                         };
                         (proc, BufferSource::channel_config(), BufferSource::PARAMS)
@@ -219,9 +214,7 @@ impl AudioGraph {
                 continue;
             };
             let desc = match &graph.nodes[*owner].kind {
-                Kind::DelayReader { max_delay_time, .. } => {
-                    Delay::params(*max_delay_time)[0]
-                }
+                Kind::DelayReader { max_delay_time, .. } => Delay::params(*max_delay_time)[0],
                 _ => descriptor(node_params[*owner], name),
             };
             let mut p = Param::new(desc);
@@ -319,11 +312,13 @@ impl AudioGraph {
                     out.make_silent();
                     out.set_number_of_channels(MERGER_CHANNELS);
                     if !self.inputs[id].is_silent() {
-                        out.channel_mut(0).copy_from_slice(self.inputs[id].channel(0));
+                        out.channel_mut(0)
+                            .copy_from_slice(self.inputs[id].channel(0));
                     }
                 }
                 Proc::Param(p) => {
-                    self.param_len[id] = p.compute(&scope, &self.inputs[id], &mut self.param_values[id]);
+                    self.param_len[id] =
+                        p.compute(&scope, &self.inputs[id], &mut self.param_values[id]);
                 }
                 Proc::Node(proc) => {
                     let mut slices: [&[f32]; MAX_PARAMS] = [&[]; MAX_PARAMS];

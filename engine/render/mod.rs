@@ -95,6 +95,14 @@ impl CompiledGenome {
         Ok(CompiledGenome { patch, cppns })
     }
 
+    pub fn patch(&self) -> &SynthIsPatch {
+        &self.patch
+    }
+
+    pub fn cppns(&self) -> &Cppns {
+        &self.cppns
+    }
+
     /// The CPPN program (the single one, or the first of the per-frequency ones).
     pub fn program(&self) -> &Program {
         match &self.cppns {
@@ -145,8 +153,12 @@ impl Render {
         if !request.velocity.is_finite() {
             return Err(RenderError("velocity must be a finite number".into()));
         }
-        let web = build_graph(&genome.patch, request.note_delta, genome.cppns.output_count())
-            .map_err(|e| RenderError(e.0))?;
+        let web = build_graph(
+            &genome.patch,
+            request.note_delta,
+            genome.cppns.output_count(),
+        )
+        .map_err(|e| RenderError(e.0))?;
         let raw = evaluate_outputs(
             &genome.cppns,
             &web.outputs,

@@ -1,13 +1,17 @@
 //! Parity with the original renderer: every reference genome, all four requests, against the
 //! renders that kromosynth 1.0.36 made of them (tests/fixtures/reference).
 //!
-//! Deterministic genomes must reach an SNR of at least 60 dB (we aim for bit-exactness and the
-//! table printed by `cargo test -- --nocapture` shows what each one reaches); genomes with noise
-//! outputs use `Math.random` in the original and are compared by RMS (within 5%).
+//! Deterministic genomes must reach an SNR of at least 100 dB. On the machine type the
+//! references were made on they are bit-identical (the table printed by
+//! `cargo test -- --nocapture` shows SNR inf and 0 differing samples); the margin allows for an
+//! FFT or libm that picks other instructions on another CPU. Genomes with noise outputs use
+//! `Math.random` in the original and are compared by RMS (within 5%).
 
 use std::path::PathBuf;
 
 use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
+
+const MIN_SNR_DB: f64 = 100.0;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference")
@@ -113,8 +117,11 @@ fn every_fixture_render_matches_the_original() {
                 "{:<28} {:>3} {:>4} {:>3} {:>10.1} {:>12.3e} {:>9}",
                 c.id, c.note_delta, c.velocity, c.duration, snr, max_err, differing
             );
-            if snr < 60.0 {
-                failures.push(format!("{}: SNR {snr:.1} dB, max abs error {max_err}", c.file));
+            if snr < MIN_SNR_DB {
+                failures.push(format!(
+                    "{}: SNR {snr:.1} dB, max abs error {max_err}",
+                    c.file
+                ));
             }
         }
     }
@@ -148,8 +155,14 @@ fn block_pulling_pattern_does_not_change_the_samples() {
         burst = burst % 7 + 1;
     }
     assert_eq!(out_a.len(), all.len());
-    assert!(out_a.iter().zip(&all).all(|(x, y)| x.to_bits() == y.to_bits()));
-    assert!(out_b.iter().zip(&all).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(out_a
+        .iter()
+        .zip(&all)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(out_b
+        .iter()
+        .zip(&all)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
     assert_eq!(a.next_block(&mut block), 0);
 }
 
