@@ -141,6 +141,41 @@ impl Program {
         })
     }
 
+    /// The program cut down to what `outputs` depend on. The original computes every output
+    /// neuron per sample; a render usually needs one or two of the 18 per frequency, and the
+    /// values of those do not change: which edges count as recurrent was fixed at compile time.
+    pub fn pruned(&self, outputs: &[usize]) -> Program {
+        let mut needed = vec![false; self.registers];
+        for &o in outputs {
+            needed[self.output_register(o)] = true;
+        }
+        let mut keep = vec![false; self.ops.len()];
+        for (i, op) in self.ops.iter().enumerate().rev() {
+            if needed[op.target as usize] {
+                keep[i] = true;
+                for &(src, _) in &self.terms[op.terms.start as usize..op.terms.end as usize] {
+                    needed[src as usize] = true;
+                }
+            }
+        }
+        let mut ops = Vec::new();
+        let mut terms = Vec::new();
+        for (op, _) in self.ops.iter().zip(&keep).filter(|(_, &k)| k) {
+            let start = terms.len() as u32;
+            terms.extend_from_slice(&self.terms[op.terms.start as usize..op.terms.end as usize]);
+            ops.push(Op {
+                target: op.target,
+                activation: op.activation,
+                terms: start..terms.len() as u32,
+            });
+        }
+        Program {
+            ops,
+            terms,
+            ..self.clone()
+        }
+    }
+
     /// Register holding output `index`.
     pub fn output_register(&self, index: usize) -> usize {
         self.bias_count + self.input_count + index
@@ -267,6 +302,7 @@ pub fn evaluate_parallel(
     n: usize,
     outputs: &[usize],
 ) -> Vec<Vec<f32>> {
+    let program = &program.pruned(outputs);
     let mut bufs: Vec<Vec<f32>> = outputs.iter().map(|_| vec![0.0f32; n]).collect();
     // Split every output buffer into the same chunks, then hand chunk i of all buffers to
     // one task.
@@ -405,6 +441,35 @@ mod tests {
             Program::compile(&g).unwrap_err().0,
             "CPPN connection source \"9\" is no node"
         );
+    }
+
+    #[test]
+    fn pruning_keeps_the_needed_outputs_exact() {
+        let g = genome(
+            ["Sine", "BipolarSigmoid", "sawtooth"],
+            vec![
+                conn("0", "5", 0.3),
+                conn("1", "5", 2.0),
+                conn("5", "3", 1.3),
+                conn("3", "5", 0.5), // recurrent when pulled from output 3
+                conn("2", "4", 0.7),
+            ],
+        );
+        let p = Program::compile(&g).unwrap();
+        let only_out1 = p.pruned(&[1]);
+        assert_eq!(
+            only_out1.ops.len(),
+            1,
+            "output 1 needs neither hidden nor output 0"
+        );
+        for x in [-0.9, 0.1, 0.77] {
+            let full = eval(&p, [x, -x]);
+            let mut regs = vec![0.0; p.registers];
+            only_out1.run(&mut regs, [x, -x]);
+            assert_eq!(regs[p.output_register(1)], full.1);
+            p.pruned(&[0]).run(&mut regs, [x, -x]);
+            assert_eq!(regs[p.output_register(0)], full.0);
+        }
     }
 
     #[test]

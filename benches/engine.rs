@@ -1,0 +1,91 @@
+//! Engine benchmarks: CPPN evaluation cost per node per sample, and whole renders of every
+//! fixture request (reported as time per render; the real-time factor is printed alongside).
+//!
+//! `cargo bench --bench engine` (add `-- cppn` or `-- render` to pick a group).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use krs_engine::cppn::{evaluate_range, input_periods};
+use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
+}
+
+fn genomes() -> Vec<(String, CompiledGenome)> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
+    index["genomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let id = g["id"].as_str().unwrap().to_string();
+            let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
+            (id, CompiledGenome::from_json(&bytes).unwrap())
+        })
+        .collect()
+}
+
+/// One core, one frequency, all 18 outputs: the unit the ns/node/sample target is about.
+fn cppn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cppn");
+    let n = 48_000;
+    for (id, g) in genomes() {
+        let p = g.program();
+        let outputs: Vec<usize> = (0..p.output_count).collect();
+        let mut bufs = vec![vec![0.0f32; n]; outputs.len()];
+        let nodes = p.ops.len();
+        group.throughput(Throughput::Elements((n * nodes) as u64));
+        group.bench_function(BenchmarkId::new("1s_per_node_sample", &id[18..]), |b| {
+            b.iter(|| {
+                let mut slices: Vec<&mut [f32]> = bufs.iter_mut().map(|v| &mut v[..]).collect();
+                evaluate_range(
+                    p,
+                    input_periods(440.0, n, 48000.0),
+                    1.0,
+                    n,
+                    0..n,
+                    &outputs,
+                    &mut slices,
+                );
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Whole batch renders of the fixture requests, as the original's `timing.total_ms` measures.
+fn render(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (id, g) in genomes() {
+        for (note_delta, velocity, duration) in [(0.0, 1.0, 1.0), (12.0, 0.5, 4.0)] {
+            let request = RenderRequest {
+                duration,
+                note_delta,
+                velocity,
+                seed: 1,
+            };
+            let start = Instant::now();
+            render_batch(&g, &request, true).unwrap();
+            eprintln!(
+                "{id} {note_delta}_{velocity}_{duration}: one render {:.1} ms, real-time factor {:.0}x",
+                start.elapsed().as_secs_f64() * 1e3,
+                duration / start.elapsed().as_secs_f64()
+            );
+            group.bench_function(
+                BenchmarkId::new(&id[18..], format!("{note_delta}_{velocity}_{duration}")),
+                |b| b.iter(|| render_batch(&g, &request, true).unwrap()),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cppn, render);
+criterion_main!(benches);
