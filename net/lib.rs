@@ -1,1 +1,8 @@
+//! kromosynth-render-socket: the WebSocket render service, its wire protocol, its client and
+//! its CLI's file output.
 
+pub mod audio_file;
+pub mod client;
+pub mod genomes;
+pub mod protocol;
+pub mod server;

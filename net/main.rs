@@ -1,1 +1,261 @@
-fn main() {}
+//! `kromosynth-render-socket`: the render service (`serve`, the default) and its tools
+//! (`render`, `import`, `list`, `client`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kromosynth_render_socket::server::{Config, Server};
+use kromosynth_render_socket::{audio_file, client};
+use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+use krs_storage::Genomes;
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Real-time WebSocket render service for kromosynth sound genomes"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve renders over WebSocket (the default).
+    Serve(ServeArgs),
+    /// Render one genome to a file.
+    Render(RenderArgs),
+    /// Import genome files (.json / .json.gz, kromosynth-cli shape) into a genomes.sqlite.
+    Import {
+        /// The database; created with the kromosynth-cli schema if missing.
+        #[arg(long)]
+        db: PathBuf,
+        /// Genome files or directories (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// List genome ids, one per line.
+    List {
+        /// A kromosynth-cli genomes.sqlite; the embedded default genomes when absent.
+        #[arg(long, env = "DB_PATH")]
+        db: Option<PathBuf>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Ask a running server for a render and report how it arrived.
+    Client(ClientArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// A kromosynth-cli genomes.sqlite; the embedded default genomes when absent.
+    #[arg(long, env = "DB_PATH")]
+    db: Option<PathBuf>,
+    /// Longest render a client may request, in seconds.
+    #[arg(long, env = "MAX_DURATION", default_value_t = 600.0)]
+    max_duration: f64,
+    /// Most open connections.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Most renders in progress over all connections.
+    #[arg(long, default_value_t = 4096)]
+    max_renders: usize,
+    /// Render worker threads (0: one per core).
+    #[arg(long, env = "THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Do not log one line per render.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// A genome file (.json or .json.gz), or the id of a genome in the database.
+    #[arg(long)]
+    genome: String,
+    /// A kromosynth-cli genomes.sqlite for ids; the embedded default genomes when absent.
+    #[arg(long, env = "DB_PATH")]
+    db: Option<PathBuf>,
+    /// Seconds.
+    #[arg(long)]
+    duration: f64,
+    /// Pitch shift in semitones.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    note_delta: f64,
+    #[arg(long, default_value_t = 0.5)]
+    velocity: f64,
+    /// Seed of the noise outputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Skip the original's batch normalization (what the stream carries).
+    #[arg(long)]
+    raw: bool,
+    /// Output: .wav (32-bit float, 48 kHz, mono) or .f32 (raw little-endian).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    genome_id: String,
+    /// Seconds.
+    #[arg(default_value_t = 5.0)]
+    duration: f64,
+    #[arg(long, default_value = "ws://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    note_delta: f64,
+    #[arg(long, default_value_t = 0.5)]
+    velocity: f64,
+    /// Ask for binary chunk frames instead of JSON.
+    #[arg(long)]
+    binary: bool,
+    /// Apply the original's batch normalization before writing (equals `render` output).
+    #[arg(long)]
+    normalize: bool,
+    /// Write the received audio (.wav or .f32).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Render(args)) => render(args),
+        Some(Command::Import { db, paths }) => import(&db, &paths),
+        Some(Command::List { db, limit }) => list(db.as_deref(), limit),
+        Some(Command::Client(args)) => run_client(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let server = Server::bind(Config {
+        host: args.host,
+        port: args.port,
+        db: args.db,
+        max_duration: args.max_duration,
+        max_connections: args.max_connections,
+        max_streams: args.max_renders,
+        threads: args.threads,
+        log_renders: !args.quiet,
+    })?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line to learn the port (with --port 0).
+    println!("listening on ws://{addr}");
+    let _ = std::io::stdout().flush();
+    eprintln!(
+        "serving {} with {} render workers",
+        server.genomes().source().describe(),
+        server.worker_threads()
+    );
+    server.run().map_err(|e| format!("event loop failed: {e}"))
+}
+
+/// Genome JSON from a file path, or else from the database by id.
+fn genome_json(genome: &str, db: Option<&Path>) -> Result<Vec<u8>, String> {
+    let path = Path::new(genome);
+    if path.is_file() {
+        return krs_storage::read_genome_file(path).map_err(|e| format!("{genome}: {e}"));
+    }
+    Genomes::from_config(db)
+        .and_then(|g| g.get(genome))
+        .map_err(|e| e.to_string())
+}
+
+fn render(args: RenderArgs) -> Result<(), String> {
+    let json = genome_json(&args.genome, args.db.as_deref())?;
+    let genome = CompiledGenome::from_json(&json)
+        .map_err(|e| format!("genome {} cannot be rendered: {e}", args.genome))?;
+    let request = RenderRequest {
+        duration: args.duration,
+        note_delta: args.note_delta,
+        velocity: args.velocity,
+        seed: args.seed,
+    };
+    let samples = render_batch(&genome, &request, !args.raw).map_err(|e| e.to_string())?;
+    audio_file::write(&args.out, &samples)
+}
+
+fn import(db: &Path, paths: &[PathBuf]) -> Result<(), String> {
+    let report = krs_storage::import(db, paths).map_err(|e| e.to_string())?;
+    for skipped in &report.skipped {
+        eprintln!("skipped {}: {}", skipped.path.display(), skipped.reason);
+    }
+    println!(
+        "imported {} genome(s) into {}{}",
+        report.imported_count(),
+        db.display(),
+        if report.skipped_count() > 0 {
+            format!(", skipped {}", report.skipped_count())
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn list(db: Option<&Path>, limit: Option<usize>) -> Result<(), String> {
+    let genomes = Genomes::from_config(db).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    for id in genomes.list(limit).map_err(|e| e.to_string())? {
+        if writeln!(out, "{id}").is_err() {
+            break; // e.g. piped into `head`
+        }
+    }
+    Ok(())
+}
+
+fn run_client(args: ClientArgs) -> Result<(), String> {
+    let (mut socket, _) = client::connect(&args.url)?;
+    let mut request = json!({
+        "type": "render",
+        "genomeId": args.genome_id,
+        "duration": args.duration,
+        "noteDelta": args.note_delta,
+        "velocity": args.velocity,
+    });
+    if args.binary {
+        request["format"] = json!("binary");
+    }
+    let mut received = client::render(&mut socket, &request)?;
+    let _ = socket.close(None);
+    println!(
+        "first chunk after {:.1} ms",
+        received.first_chunk.as_secs_f64() * 1e3
+    );
+    println!(
+        "complete after {:.1} ms: {} chunks, {} samples ({:.2} s of audio), peak {}",
+        received.total.as_secs_f64() * 1e3,
+        received.chunks,
+        received.samples.len(),
+        received.samples.len() as f64 / 48_000.0,
+        received.complete["peak"],
+    );
+    if let Some(out) = args.out {
+        if args.normalize {
+            krs_engine::render::normalize_like_original(&mut received.samples);
+        }
+        audio_file::write(&out, &received.samples)?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}

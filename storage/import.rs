@@ -203,8 +203,9 @@ fn genome_suffix(path: &Path) -> Option<&'static str> {
         .find(|suffix| name.len() > suffix.len() && name.ends_with(suffix))
 }
 
-/// Reads one genome file: its id and the gzipped JSON to store, or why it cannot be imported.
-fn load(path: &Path) -> Result<(String, Vec<u8>), String> {
+/// The JSON bytes of a genome file (`.json`, or gzip of it, recognised by its magic bytes),
+/// bounded by [`MAX_IMPORT_FILE_BYTES`] on disk and [`MAX_GENOME_BYTES`] decompressed.
+pub fn read_genome_file(path: &Path) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
     File::open(path)
         .and_then(|f| f.take(MAX_IMPORT_FILE_BYTES + 1).read_to_end(&mut raw))
@@ -212,11 +213,16 @@ fn load(path: &Path) -> Result<(String, Vec<u8>), String> {
     if raw.len() as u64 > MAX_IMPORT_FILE_BYTES {
         return Err(format!("file larger than {MAX_IMPORT_FILE_BYTES} bytes"));
     }
-    let json = if raw.starts_with(&GZIP_MAGIC) {
-        blob::gunzip_bounded(&raw, MAX_GENOME_BYTES)?
+    if raw.starts_with(&GZIP_MAGIC) {
+        blob::gunzip_bounded(&raw, MAX_GENOME_BYTES)
     } else {
-        raw
-    };
+        Ok(raw)
+    }
+}
+
+/// Reads one genome file: its id and the gzipped JSON to store, or why it cannot be imported.
+fn load(path: &Path) -> Result<(String, Vec<u8>), String> {
+    let json = read_genome_file(path)?;
     let value: Value = serde_json::from_slice(&json).map_err(|e| format!("invalid JSON: {e}"))?;
     let object = value
         .as_object()

@@ -43,7 +43,8 @@ use std::path::Path;
 pub use embedded::{EmbeddedGenomes, DEFAULT_GENOME_IDS};
 pub use error::StoreError;
 pub use import::{
-    import, ImportReport, ImportedGenome, SkippedFile, MAX_IMPORT_DEPTH, MAX_IMPORT_FILE_BYTES,
+    import, read_genome_file, ImportReport, ImportedGenome, SkippedFile, MAX_IMPORT_DEPTH,
+    MAX_IMPORT_FILE_BYTES,
 };
 pub use store::{GenomeStore, Reader, BUSY_TIMEOUT};
 

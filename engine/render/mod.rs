@@ -7,6 +7,7 @@
 pub mod graph;
 pub mod order;
 pub mod samples;
+pub mod stream;
 
 use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;

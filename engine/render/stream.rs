@@ -1,0 +1,250 @@
+//! Streaming renders: a [`RenderJob`] runs on the [`Scheduler`]'s rayon pool and hands its
+//! blocks to the consumer (the server's event loop) through a bounded SPSC ring.
+//!
+//! No worker ever waits for a consumer (design.md, steps 5 to 8):
+//! - the worker pushes blocks until the ring is full, then returns the job to the consumer as
+//!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half;
+//! - a job that keeps finding room renders at most [`SLICE_BLOCKS`] blocks per turn and then
+//!   queues itself behind the other jobs, so one fast reader cannot monopolise a worker;
+//! - the consumer is told that data is ready only when a ring goes from empty to non-empty
+//!   (at most one [`JobEvent::Ready`] outstanding per stream), so wake-ups cost per burst;
+//! - the cancel flag is read before every block, so cancel and disconnect take effect within
+//!   one block.
+//!
+//! The per-block path (render, flag load, ring push) does not allocate, lock or log.
+
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use rtrb::{Consumer, Producer, RingBuffer};
+
+use super::{CompiledGenome, Render, RenderError, RenderRequest, Stats};
+use crate::dsp::RENDER_QUANTUM;
+
+/// One render quantum of samples; the last block of a render is zero-padded.
+pub type Block = [f32; RENDER_QUANTUM];
+
+/// Ring capacity in blocks: 64 x 128 frames = 8192 frames (171 ms of audio, 32 KiB) per
+/// stream. Two default chunks (4096 frames) fit, so a reader that keeps up never parks the job.
+pub const RING_BLOCKS: usize = 64;
+
+/// Blocks a job renders per turn on a worker before it yields to other jobs: 128 blocks are
+/// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
+pub const SLICE_BLOCKS: usize = 128;
+
+/// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
+/// `Finished`/`Failed`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
+pub const EVENTS_PER_STREAM: usize = 3;
+
+/// Fetches and compiles the genome of a job, on the worker that first runs it (storage and
+/// caching belong to the caller; the engine only needs the result).
+pub type Prepare = Box<dyn FnOnce() -> Result<Arc<CompiledGenome>, RenderError> + Send>;
+
+/// State shared between a job and its consumer.
+#[derive(Debug, Default)]
+pub struct StreamShared {
+    cancelled: AtomicBool,
+    /// Set by the worker when it sends `Ready`, cleared by the consumer when it takes it.
+    ready_sent: AtomicBool,
+}
+
+impl StreamShared {
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+/// What a job tells its consumer. `id` is the consumer's own stream id.
+pub enum JobEvent {
+    /// The ring went from empty to non-empty.
+    Ready(u64),
+    /// The ring is full; resubmit the job when the ring has room again.
+    Parked(u64, RenderJob),
+    /// Every block is in the ring.
+    Finished(u64, Finished),
+    /// The render could not start (genome missing or unrenderable) or failed.
+    Failed(u64, RenderError),
+}
+
+/// Summary of a finished render.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    pub stats: Stats,
+    pub total_frames: usize,
+    /// Genome fetch and compile, graph build and CPPN evaluation.
+    pub prepare: Duration,
+    /// From the job's creation to its last block.
+    pub total: Duration,
+}
+
+enum Stage {
+    Pending(Prepare, RenderRequest),
+    /// Only while `Pending` is being turned into `Running`.
+    Preparing,
+    Running(Box<Render>),
+}
+
+/// A render in flight: its stage, the producing end of its ring, and its shared flags.
+pub struct RenderJob {
+    id: u64,
+    stage: Stage,
+    producer: Producer<Block>,
+    shared: Arc<StreamShared>,
+    created: Instant,
+    prepare: Duration,
+}
+
+/// The consumer's end of a stream.
+pub struct StreamHandle {
+    pub consumer: Consumer<Block>,
+    pub shared: Arc<StreamShared>,
+}
+
+impl StreamHandle {
+    /// Call after draining the ring to empty: re-arms the `Ready` notification. Returns true
+    /// when blocks arrived meanwhile (drain again, they will not be announced).
+    pub fn rearm(&mut self) -> bool {
+        self.shared.ready_sent.store(false, Ordering::Relaxed);
+        // Pairs with the fence after the worker's push: either this side sees the new block,
+        // or the worker's swap sees `false` and sends `Ready`. Without both fences each side
+        // could read the other's stale value and the wake-up would be lost.
+        fence(Ordering::SeqCst);
+        !self.consumer.is_empty()
+    }
+}
+
+/// A new stream: the job to submit and the handle to read it with.
+pub fn stream(id: u64, request: RenderRequest, prepare: Prepare) -> (RenderJob, StreamHandle) {
+    let (producer, consumer) = RingBuffer::new(RING_BLOCKS);
+    let shared = Arc::new(StreamShared::default());
+    let job = RenderJob {
+        id,
+        stage: Stage::Pending(prepare, request),
+        producer,
+        shared: shared.clone(),
+        created: Instant::now(),
+        prepare: Duration::ZERO,
+    };
+    (job, StreamHandle { consumer, shared })
+}
+
+impl RenderJob {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Free ring slots (the consumer resubmits a parked job once this reaches half).
+    pub fn free_slots(&self) -> usize {
+        self.producer.slots()
+    }
+}
+
+/// Runs render jobs on a rayon pool and reports to one consumer through `events` and `wake`.
+#[derive(Clone)]
+pub struct Scheduler {
+    pool: Arc<rayon::ThreadPool>,
+    events: Sender<JobEvent>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+enum Turn {
+    Yield(RenderJob),
+    Done,
+}
+
+impl Scheduler {
+    /// `events` should hold [`EVENTS_PER_STREAM`] events per stream the consumer admits;
+    /// `wake` is called after an event is sent.
+    pub fn new(
+        pool: Arc<rayon::ThreadPool>,
+        events: Sender<JobEvent>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> Scheduler {
+        Scheduler { pool, events, wake }
+    }
+
+    pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
+        &self.pool
+    }
+
+    /// Queues `job` behind the jobs already waiting (FIFO, for fairness between streams).
+    pub fn submit(&self, job: RenderJob) {
+        let this = self.clone();
+        self.pool.spawn_fifo(move || {
+            if let Turn::Yield(job) = this.run_turn(job) {
+                this.submit(job);
+            }
+        });
+    }
+
+    fn send(&self, event: JobEvent) {
+        // A send only fails when the consumer is gone, and then nobody wants the event.
+        if self.events.send(event).is_ok() {
+            (self.wake)();
+        }
+    }
+
+    fn run_turn(&self, mut job: RenderJob) -> Turn {
+        if job.shared.is_cancelled() {
+            return Turn::Done;
+        }
+        if let Stage::Pending(..) = job.stage {
+            let Stage::Pending(prepare, request) =
+                std::mem::replace(&mut job.stage, Stage::Preparing)
+            else {
+                unreachable!()
+            };
+            let started = Instant::now();
+            match prepare().and_then(|genome| Render::new(&genome, &request)) {
+                Ok(render) => job.stage = Stage::Running(Box::new(render)),
+                Err(e) => {
+                    self.send(JobEvent::Failed(job.id, e));
+                    return Turn::Done;
+                }
+            }
+            job.prepare = started.elapsed();
+        }
+        let Stage::Running(render) = &mut job.stage else {
+            unreachable!()
+        };
+        let mut block: Block = [0.0; RENDER_QUANTUM];
+        for _ in 0..SLICE_BLOCKS {
+            if job.shared.is_cancelled() {
+                return Turn::Done;
+            }
+            if render.is_finished() {
+                let finished = Finished {
+                    stats: render.stats(),
+                    total_frames: render.total_frames(),
+                    prepare: job.prepare,
+                    total: job.created.elapsed(),
+                };
+                self.send(JobEvent::Finished(job.id, finished));
+                return Turn::Done;
+            }
+            if job.producer.is_full() {
+                let id = job.id;
+                self.send(JobEvent::Parked(id, job));
+                return Turn::Done;
+            }
+            let n = render.next_block(&mut block);
+            block[n..].fill(0.0);
+            if job.producer.push(block).is_err() {
+                unreachable!("checked for room above; this is the only producer");
+            }
+            // At most one `Ready` until the consumer drains and re-arms: wake-ups per burst,
+            // not per block. See `StreamHandle::rearm` for the fence.
+            fence(Ordering::SeqCst);
+            if !job.shared.ready_sent.swap(true, Ordering::Relaxed) {
+                self.send(JobEvent::Ready(job.id));
+            }
+        }
+        Turn::Yield(job)
+    }
+}

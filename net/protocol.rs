@@ -1,0 +1,546 @@
+//! The wire protocol: client messages parsed into validated requests, server messages written
+//! out. The seed protocol's messages and field names are kept exactly (see README "Protocol");
+//! the extensions (`requestId`, `genome`, `chunkSamples`, `seed`, `format`, `cancel`) are opt-in,
+//! so a client that never sends them sees exactly the original's messages.
+
+use std::fmt::Write as _;
+
+use krs_engine::dsp::RENDER_QUANTUM;
+use krs_engine::RenderRequest;
+use serde_json::{Map, Value};
+
+/// The service's only sample rate.
+pub const SAMPLE_RATE: u32 = 48_000;
+
+/// Samples per chunk message unless the client asks otherwise: the original's capture worklet
+/// posts 4096-sample chunks.
+pub const DEFAULT_CHUNK_SAMPLES: usize = 4096;
+
+/// Largest `chunkSamples`: 65536 samples are 1.4 s of audio, a 256 KiB binary frame or about
+/// 1.4 MB of JSON, which bounds one message in the connection's write buffer.
+pub const MAX_CHUNK_SAMPLES: usize = 65_536;
+
+/// Longest `genomeId` or string `requestId`, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Largest |noteDelta| in semitones: ten octaves either way is far past any musical use and
+/// keeps every derived frequency finite.
+pub const MAX_NOTE_DELTA: f64 = 120.0;
+
+/// Welcome text of the original server.
+pub const WELCOME_MESSAGE: &str = "Connected to Kromosynth Render Socket";
+
+/// Bytes before the samples in a binary chunk frame.
+pub const BINARY_HEADER_BYTES: usize = 16;
+
+/// How a render's chunks travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `chunk` text messages with `data` as a JSON number array (the seed protocol).
+    Json,
+    /// One binary frame per chunk (see [`write_binary_chunk`]), announced by a `start` message.
+    Binary,
+}
+
+/// Where the genome comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GenomeRef {
+    Id(String),
+    /// Genome JSON sent in the request (`genome` as an object or as a JSON string).
+    Inline(Vec<u8>),
+}
+
+impl GenomeRef {
+    /// For logs.
+    pub fn label(&self) -> String {
+        match self {
+            GenomeRef::Id(id) => id.clone(),
+            GenomeRef::Inline(json) => format!("inline({} bytes)", json.len()),
+        }
+    }
+}
+
+/// A validated `render` message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderSpec {
+    /// Echoed on every message of the render; renders with one may run concurrently.
+    pub request_id: Option<Value>,
+    pub genome: GenomeRef,
+    pub request: RenderRequest,
+    pub use_gpu: bool,
+    pub chunk_samples: usize,
+    pub format: Format,
+}
+
+/// A validated client message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientMessage {
+    Render(Box<RenderSpec>),
+    Cancel { request_id: Value },
+}
+
+/// A message the client gets back as `{type:'error', message}`, with the request's
+/// `requestId` when the message had a usable one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProtocolError {
+    pub message: String,
+    pub request_id: Option<Value>,
+}
+
+/// Limits applied while parsing.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest render in seconds.
+    pub max_duration: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_duration: 600.0,
+        }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientMessage, ProtocolError> {
+    let plain = |message: String| ProtocolError {
+        message,
+        request_id: None,
+    };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| plain(format!("Invalid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(plain("Invalid message: expected a JSON object".into()));
+    };
+    let request_id = match object.get("requestId") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(request_id(v).map_err(plain)?),
+    };
+    let with_id = |message: String| ProtocolError {
+        message,
+        request_id: request_id.clone(),
+    };
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => return Err(with_id("type must be a string".into())),
+        None => return Err(with_id("Message has no type".into())),
+    };
+    match kind {
+        "render" => parse_render(&object, request_id.clone(), limits)
+            .map(|spec| ClientMessage::Render(Box::new(spec)))
+            .map_err(with_id),
+        "cancel" => match request_id {
+            Some(request_id) => Ok(ClientMessage::Cancel { request_id }),
+            None => Err(with_id("cancel needs the requestId of the render".into())),
+        },
+        other => Err(with_id(format!(
+            "Unknown message type: {}",
+            truncate(other, MAX_ID_BYTES)
+        ))),
+    }
+}
+
+fn request_id(v: &Value) -> Result<Value, String> {
+    match v {
+        Value::String(s) if s.len() <= MAX_ID_BYTES => Ok(v.clone()),
+        Value::String(_) => Err(format!("requestId longer than {MAX_ID_BYTES} bytes")),
+        Value::Number(_) => Ok(v.clone()),
+        _ => Err("requestId must be a string or a number".into()),
+    }
+}
+
+fn parse_render(
+    object: &Map<String, Value>,
+    request_id: Option<Value>,
+    limits: &Limits,
+) -> Result<RenderSpec, String> {
+    let genome = match (object.get("genomeId"), object.get("genome")) {
+        (_, Some(Value::Object(_))) => GenomeRef::Inline(
+            serde_json::to_vec(&object["genome"]).map_err(|e| format!("genome: {e}"))?,
+        ),
+        (_, Some(Value::String(json))) => GenomeRef::Inline(json.as_bytes().to_vec()),
+        (_, Some(_)) => return Err("genome must be an object or a JSON string".into()),
+        (Some(Value::String(id)), None) if id.is_empty() => {
+            return Err("genomeId must not be empty".into())
+        }
+        (Some(Value::String(id)), None) if id.len() > MAX_ID_BYTES => {
+            return Err(format!("genomeId longer than {MAX_ID_BYTES} bytes"))
+        }
+        (Some(Value::String(id)), None) => GenomeRef::Id(id.clone()),
+        (Some(_), None) => return Err("genomeId must be a string".into()),
+        (None, None) => return Err("render needs a genomeId (or an inline genome)".into()),
+    };
+    let duration = match object.get("duration") {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(_) => return Err("duration must be a number of seconds".into()),
+        None => return Err("render needs a duration in seconds".into()),
+    };
+    let min_duration = 2.0 / SAMPLE_RATE as f64;
+    if !(duration.is_finite() && duration >= min_duration && duration <= limits.max_duration) {
+        return Err(format!(
+            "duration must be between {min_duration} and {} seconds, got {duration}",
+            limits.max_duration
+        ));
+    }
+    let note_delta = number(object, "noteDelta", 0.0)?;
+    if note_delta.abs() > MAX_NOTE_DELTA {
+        return Err(format!(
+            "noteDelta must be within ±{MAX_NOTE_DELTA} semitones, got {note_delta}"
+        ));
+    }
+    let velocity = number(object, "velocity", 0.5)?;
+    if !(0.0..=1.0).contains(&velocity) {
+        return Err(format!("velocity must be between 0 and 1, got {velocity}"));
+    }
+    let use_gpu = match object.get("useGPU") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("useGPU must be true or false".into()),
+    };
+    let seed = match object.get("seed") {
+        None | Some(Value::Null) => RenderRequest::default().seed,
+        Some(v) => v
+            .as_u64()
+            .ok_or("seed must be a non-negative integer below 2^64")?,
+    };
+    let chunk_samples = match object.get("chunkSamples") {
+        None | Some(Value::Null) => DEFAULT_CHUNK_SAMPLES,
+        Some(v) => match v.as_u64() {
+            Some(n)
+                if (n as usize).is_multiple_of(RENDER_QUANTUM)
+                    && (RENDER_QUANTUM..=MAX_CHUNK_SAMPLES).contains(&(n as usize)) =>
+            {
+                n as usize
+            }
+            _ => {
+                return Err(format!(
+                    "chunkSamples must be a multiple of {RENDER_QUANTUM} between \
+                     {RENDER_QUANTUM} and {MAX_CHUNK_SAMPLES}"
+                ))
+            }
+        },
+    };
+    let format = match object.get("format") {
+        None | Some(Value::Null) => Format::Json,
+        Some(Value::String(s)) if s == "json" => Format::Json,
+        Some(Value::String(s)) if s == "binary" => Format::Binary,
+        Some(_) => return Err("format must be \"json\" or \"binary\"".into()),
+    };
+    Ok(RenderSpec {
+        request_id,
+        genome,
+        request: RenderRequest {
+            duration,
+            note_delta,
+            velocity,
+            seed,
+        },
+        use_gpu,
+        chunk_samples,
+        format,
+    })
+}
+
+fn number(object: &Map<String, Value>, key: &str, default: f64) -> Result<f64, String> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("{key} must be a finite number")),
+        Some(_) => Err(format!("{key} must be a number")),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn json_string(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+/// `{"type":"X"` plus `,"requestId":...` when there is one; the caller closes the object.
+fn open(out: &mut String, kind: &str, request_id: Option<&Value>) {
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push('"');
+    if let Some(id) = request_id {
+        out.push_str(",\"requestId\":");
+        out.push_str(&id.to_string());
+    }
+}
+
+pub fn welcome() -> String {
+    format!(
+        "{{\"type\":\"welcome\",\"message\":{},\"sampleRate\":{SAMPLE_RATE}}}",
+        json_string(WELCOME_MESSAGE)
+    )
+}
+
+pub fn error(request_id: Option<&Value>, message: &str) -> String {
+    let mut out = String::new();
+    open(&mut out, "error", request_id);
+    let _ = write!(out, ",\"message\":{}}}", json_string(message));
+    out
+}
+
+/// A JSON `chunk`: `index` counts from 1, `timestamp` is the end of this chunk in seconds (as the
+/// original). Each sample is written as the exact decimal of its f32 value widened to f64, as
+/// JavaScript prints a Float32Array element, so parsing it and narrowing to f32 is bit-exact
+/// (NaN becomes `null`, as in JSON.stringify).
+pub fn chunk_json(
+    out: &mut String,
+    request_id: Option<&Value>,
+    index: u64,
+    samples: &[f32],
+    end_sample: u64,
+) {
+    out.clear();
+    out.reserve(samples.len() * 22 + 128);
+    open(out, "chunk", request_id);
+    let _ = write!(out, ",\"index\":{index},\"data\":[");
+    for (i, &s) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_number(out, s as f64);
+    }
+    out.push_str("],\"timestamp\":");
+    push_number(out, end_sample as f64 / SAMPLE_RATE as f64);
+    let _ = write!(out, ",\"sampleRate\":{SAMPLE_RATE}}}");
+}
+
+/// A JSON number without allocating: Rust's `Debug` for f64 is the shortest decimal that
+/// round-trips (`0.1`, `1.0`, `-0.0`, `1e-40`), all valid JSON; non-finite values become
+/// `null` as in JSON.stringify.
+fn push_number(out: &mut String, x: f64) {
+    if x.is_finite() {
+        let _ = write!(out, "{x:?}");
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// A binary chunk frame, all little-endian: `u32` stream id (from `start`), `u32` chunk index
+/// (from 1), `u64` offset of the first sample in the render, then the samples as `f32`.
+pub fn write_binary_chunk(
+    out: &mut Vec<u8>,
+    stream_id: u32,
+    index: u32,
+    offset: u64,
+    samples: &[f32],
+) {
+    out.clear();
+    out.reserve(BINARY_HEADER_BYTES + samples.len() * 4);
+    out.extend_from_slice(&stream_id.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+}
+
+/// Sent before the first binary frame of a render, so the client can map the frames' stream id
+/// to its request.
+pub fn start(
+    request_id: Option<&Value>,
+    stream_id: u32,
+    total_samples: usize,
+    chunk_samples: usize,
+) -> String {
+    let mut out = String::new();
+    open(&mut out, "start", request_id);
+    let _ = write!(
+        out,
+        ",\"streamId\":{stream_id},\"format\":\"binary\",\"totalSamples\":{total_samples},\
+         \"chunkSamples\":{chunk_samples},\"sampleRate\":{SAMPLE_RATE}}}"
+    );
+    out
+}
+
+/// What `complete` reports besides the seed protocol's fields.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub total_chunks: u64,
+    pub total_samples: usize,
+    pub duration: f64,
+    pub min: f32,
+    pub max: f32,
+    pub peak: f32,
+    pub render_ms: f64,
+}
+
+pub fn complete(request_id: Option<&Value>, c: &Completion) -> String {
+    let mut out = String::new();
+    open(&mut out, "complete", request_id);
+    let num = |x: f64| Value::from(x).to_string();
+    let _ = write!(
+        out,
+        ",\"totalChunks\":{},\"totalSamples\":{},\"duration\":{},\"sampleRate\":{SAMPLE_RATE},\
+         \"min\":{},\"max\":{},\"peak\":{},\"renderMs\":{}}}",
+        c.total_chunks,
+        c.total_samples,
+        num(c.duration),
+        num(c.min as f64),
+        num(c.max as f64),
+        num(c.peak as f64),
+        num((c.render_ms * 1000.0).round() / 1000.0),
+    );
+    out
+}
+
+/// Answer to `cancel`: the render's stream ended early.
+pub fn cancelled(request_id: &Value, chunks_sent: u64) -> String {
+    let mut out = String::new();
+    open(&mut out, "cancelled", Some(request_id));
+    let _ = write!(out, ",\"chunksSent\":{chunks_sent}}}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ClientMessage, ProtocolError> {
+        parse_client_message(text, &Limits::default())
+    }
+
+    fn render(text: &str) -> RenderSpec {
+        match parse(text).unwrap() {
+            ClientMessage::Render(spec) => *spec,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().message
+    }
+
+    #[test]
+    fn seed_request_gets_the_original_defaults() {
+        let spec = render(r#"{"type":"render","genomeId":"01ABC","duration":5}"#);
+        assert_eq!(spec.genome, GenomeRef::Id("01ABC".into()));
+        assert_eq!(spec.request.duration, 5.0);
+        assert_eq!(spec.request.note_delta, 0.0);
+        assert_eq!(spec.request.velocity, 0.5);
+        assert!(spec.use_gpu);
+        assert_eq!(spec.chunk_samples, DEFAULT_CHUNK_SAMPLES);
+        assert_eq!(spec.format, Format::Json);
+        assert_eq!(spec.request_id, None);
+    }
+
+    #[test]
+    fn extensions_are_parsed() {
+        let spec = render(
+            r#"{"type":"render","requestId":"r1","genome":{"a":1},"duration":0.5,
+                "noteDelta":-12,"velocity":1,"useGPU":false,"seed":7,"chunkSamples":256,
+                "format":"binary"}"#,
+        );
+        assert_eq!(spec.request_id, Some(Value::from("r1")));
+        assert_eq!(spec.genome, GenomeRef::Inline(br#"{"a":1}"#.to_vec()));
+        assert_eq!(spec.request.note_delta, -12.0);
+        assert_eq!(spec.request.seed, 7);
+        assert!(!spec.use_gpu);
+        assert_eq!(spec.chunk_samples, 256);
+        assert_eq!(spec.format, Format::Binary);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert!(error_of("{nope").starts_with("Invalid JSON"));
+        assert!(error_of("[1]").contains("JSON object"));
+        assert_eq!(
+            error_of(r#"{"type":"dance"}"#),
+            "Unknown message type: dance"
+        );
+        assert_eq!(error_of(r#"{"duration":1}"#), "Message has no type");
+        assert!(error_of(r#"{"type":"render","duration":1}"#).contains("genomeId"));
+        assert!(error_of(r#"{"type":"render","genomeId":5,"duration":1}"#).contains("string"));
+        assert!(error_of(r#"{"type":"render","genomeId":"x"}"#).contains("duration"));
+        for d in ["-1", "0", "1e9", "\"5\"", "601"] {
+            let e = error_of(&format!(
+                r#"{{"type":"render","genomeId":"x","duration":{d}}}"#
+            ));
+            assert!(e.contains("duration"), "{d}: {e}");
+        }
+        let e = error_of(r#"{"type":"render","genomeId":"x","duration":1,"velocity":2}"#);
+        assert!(e.contains("velocity"), "{e}");
+        let e = error_of(r#"{"type":"render","genomeId":"x","duration":1,"chunkSamples":100}"#);
+        assert!(e.contains("chunkSamples"), "{e}");
+        let e = error_of(r#"{"type":"render","genomeId":"x","duration":1,"format":"mp3"}"#);
+        assert!(e.contains("format"), "{e}");
+        let e = error_of(r#"{"type":"render","genomeId":"x","duration":1,"noteDelta":1e6}"#);
+        assert!(e.contains("noteDelta"), "{e}");
+        assert!(error_of(r#"{"type":"cancel"}"#).contains("requestId"));
+    }
+
+    #[test]
+    fn errors_echo_a_valid_request_id() {
+        let e = parse(r#"{"type":"render","requestId":9,"genomeId":"x"}"#).unwrap_err();
+        assert_eq!(e.request_id, Some(Value::from(9)));
+        assert_eq!(
+            error(e.request_id.as_ref(), &e.message),
+            r#"{"type":"error","requestId":9,"message":"render needs a duration in seconds"}"#
+        );
+    }
+
+    #[test]
+    fn configured_max_duration_applies() {
+        let limits = Limits { max_duration: 2.0 };
+        let m = r#"{"type":"render","genomeId":"x","duration":3}"#;
+        assert!(parse_client_message(m, &limits).is_err());
+        assert!(parse(m).is_ok());
+    }
+
+    #[test]
+    fn chunk_json_round_trips_f32_bits() {
+        let samples = [0.1f32, -0.0, 1.0, f32::MIN_POSITIVE, -0.33333334, 1e-40];
+        let mut out = String::new();
+        chunk_json(&mut out, None, 1, &samples, 6);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["type"], "chunk");
+        assert_eq!(v["index"], 1);
+        assert_eq!(v["sampleRate"], 48000);
+        assert_eq!(v["timestamp"].as_f64().unwrap(), 6.0 / 48000.0);
+        let back: Vec<f32> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        for (a, b) in samples.iter().zip(&back) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+        }
+        // The original's field order.
+        assert!(out.starts_with(r#"{"type":"chunk","index":1,"data":[0.10000000149011612,"#));
+    }
+
+    #[test]
+    fn binary_chunk_layout() {
+        let mut out = Vec::new();
+        write_binary_chunk(&mut out, 3, 2, 4096, &[1.5, -2.0]);
+        assert_eq!(out.len(), BINARY_HEADER_BYTES + 8);
+        assert_eq!(&out[0..4], &3u32.to_le_bytes());
+        assert_eq!(&out[4..8], &2u32.to_le_bytes());
+        assert_eq!(&out[8..16], &4096u64.to_le_bytes());
+        assert_eq!(&out[16..20], &1.5f32.to_le_bytes());
+        assert_eq!(&out[20..24], &(-2.0f32).to_le_bytes());
+    }
+
+    #[test]
+    fn welcome_is_the_originals() {
+        let v: Value = serde_json::from_str(&welcome()).unwrap();
+        assert_eq!(v["type"], "welcome");
+        assert_eq!(v["message"], WELCOME_MESSAGE);
+        assert_eq!(v["sampleRate"], 48000);
+    }
+}

@@ -1,0 +1,936 @@
+//! The WebSocket service: one hand-written mio event loop thread owns every connection; render
+//! jobs run on the engine's [`Scheduler`] (a rayon pool) and come back as blocks through each
+//! stream's SPSC ring (design.md, "One render, end to end").
+//!
+//! The loop never blocks: sockets are non-blocking, a full socket stops chunk production for
+//! that connection until the next writable event, and a full ring parks the job (the worker is
+//! free again) until the loop has drained it below half.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use krs_engine::dsp::RENDER_QUANTUM;
+use krs_engine::render::frames_for;
+use krs_engine::render::stream::{
+    stream, Finished, JobEvent, RenderJob, Scheduler, StreamHandle, EVENTS_PER_STREAM, RING_BLOCKS,
+};
+use krs_storage::Genomes;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use serde_json::Value;
+use tungstenite::handshake::server::{NoCallback, ServerHandshake};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::genomes::GenomeProvider;
+use crate::protocol::{self, ClientMessage, Completion, Format, Limits, RenderSpec};
+
+/// Concurrent renders on one connection (those with a `requestId`; renders without one run one
+/// after the other).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 8;
+
+/// Renders without `requestId` waiting for the one in progress on the same connection.
+pub const MAX_QUEUED_PER_CONNECTION: usize = 16;
+
+/// Largest message (and frame) a client may send: room for an inline genome (the reference
+/// genomes are under 64 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Bytes buffered before tungstenite writes to the socket (it always writes on flush, which the
+/// loop does after every pass over a connection).
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Hard bound of one connection's write buffer. Chunk production stops at the first write that
+/// would block, so in practice it holds one 64 KiB buffer plus one chunk message (at most
+/// ~1.5 MB of JSON for the largest `chunkSamples`) plus small control messages; only a client
+/// that floods requests and never reads reaches it, and is disconnected.
+const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest HTTP upgrade request; a real one is well under 1 KiB.
+pub const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
+
+/// A connection that has not finished its WebSocket handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_SESSION: usize = 2;
+
+/// Longest the loop sleeps without events (it checks handshake deadlines and shutdown).
+const TICK: Duration = Duration::from_millis(250);
+
+/// Server settings (flags and environment variables of `serve`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// A kromosynth-cli `genomes.sqlite`; `None` serves the embedded default genomes.
+    pub db: Option<PathBuf>,
+    /// Longest render in seconds.
+    pub max_duration: f64,
+    /// Open connections (handshaking or established); more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Renders in progress over all connections.
+    pub max_streams: usize,
+    /// Render worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Print one line per render to stderr.
+    pub log_renders: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            db: None,
+            max_duration: 600.0,
+            max_connections: 4096,
+            max_streams: 4096,
+            threads: 0,
+            log_renders: true,
+        }
+    }
+}
+
+/// Stops a running [`Server`] from another thread.
+#[derive(Clone)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+}
+
+/// The socket adapter tungstenite reads and writes: a mio stream that, during the handshake,
+/// refuses to read more than [`MAX_HANDSHAKE_BYTES`].
+struct Conn {
+    stream: TcpStream,
+    handshake_budget: Option<usize>,
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.handshake_budget {
+            None => self.stream.read(buf),
+            Some(0) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("handshake larger than {MAX_HANDSHAKE_BYTES} bytes"),
+            )),
+            Some(budget) => {
+                let n = buf.len().min(*budget);
+                let read = self.stream.read(&mut buf[..n])?;
+                *budget -= read;
+                Ok(read)
+            }
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+enum Ws {
+    Handshake(Box<MidHandshake<ServerHandshake<Conn, NoCallback>>>),
+    Open(Box<WebSocket<Conn>>),
+    Gone,
+}
+
+/// One render being streamed to a connection.
+struct Stream {
+    id: u64,
+    wire_id: u32,
+    spec: RenderSpec,
+    handle: StreamHandle,
+    parked: Option<RenderJob>,
+    finished: Option<Finished>,
+    total_frames: usize,
+    /// Frames taken out of the ring so far.
+    taken: usize,
+    /// The chunk being filled (capacity `spec.chunk_samples`).
+    chunk: Vec<f32>,
+    chunks_sent: u64,
+    received: Instant,
+    first_chunk: Option<Duration>,
+}
+
+struct Session {
+    ws: Ws,
+    peer: SocketAddr,
+    connected: Instant,
+    streams: Vec<Stream>,
+    queued: VecDeque<RenderSpec>,
+    next_wire_id: u32,
+    /// The socket refused a write; wait for a writable event before producing more chunks.
+    blocked: bool,
+    /// In the loop's dirty list.
+    dirty: bool,
+    /// Drop after flushing what is buffered (close frame sent or received).
+    closing: bool,
+}
+
+/// Why a stream left its session, for the render log.
+enum Outcome<'a> {
+    Complete,
+    Cancelled,
+    Disconnected,
+    Failed(&'a str),
+}
+
+/// The server: bound and ready to [`run`](Server::run).
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    listener: TcpListener,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    scheduler: Scheduler,
+    events: Receiver<JobEvent>,
+    genomes: Arc<GenomeProvider>,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    open_sessions: usize,
+    stream_owner: HashMap<u64, Token>,
+    next_stream_id: u64,
+    dirty: Vec<Token>,
+    ws_config: WebSocketConfig,
+    limits: Limits,
+    scratch_text: String,
+    scratch_binary: Vec<u8>,
+}
+
+impl Server {
+    /// Opens the genome source and binds the listening socket.
+    pub fn bind(config: Config) -> Result<Server, String> {
+        let genomes = Genomes::from_config(config.db.as_deref()).map_err(|e| e.to_string())?;
+        let addr = (config.host.as_str(), config.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}:{}: {e}", config.host, config.port))?
+            .next()
+            .ok_or_else(|| format!("no address for {}", config.host))?;
+        let mut listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let poll = Poll::new().map_err(|e| e.to_string())?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
+        let threads = if config.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("krs-worker-{i}"))
+            .build()
+            .map_err(|e| e.to_string())?;
+        // Sized so that a worker's send never waits (see EVENTS_PER_STREAM); one extra
+        // stream's worth per connection covers jobs still finishing a turn after a cancel.
+        let (events_tx, events) = crossbeam_channel::bounded(
+            EVENTS_PER_STREAM * (config.max_streams + config.max_connections),
+        );
+        let wake = {
+            let waker = waker.clone();
+            Arc::new(move || {
+                let _ = waker.wake();
+            })
+        };
+        let scheduler = Scheduler::new(Arc::new(pool), events_tx, wake);
+        let ws_config = WebSocketConfig {
+            write_buffer_size: WRITE_BUFFER_BYTES,
+            max_write_buffer_size: MAX_WRITE_BUFFER_BYTES,
+            max_message_size: Some(MAX_MESSAGE_BYTES),
+            max_frame_size: Some(MAX_MESSAGE_BYTES),
+            ..WebSocketConfig::default()
+        };
+        Ok(Server {
+            limits: Limits {
+                max_duration: config.max_duration,
+            },
+            config,
+            poll,
+            listener,
+            waker,
+            stop: Arc::new(AtomicBool::new(false)),
+            scheduler,
+            events,
+            genomes: Arc::new(GenomeProvider::new(genomes)),
+            sessions: Vec::new(),
+            free: Vec::new(),
+            open_sessions: 0,
+            stream_owner: HashMap::new(),
+            next_stream_id: 1,
+            dirty: Vec::new(),
+            ws_config,
+            scratch_text: String::new(),
+            scratch_binary: Vec::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            stop: self.stop.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    pub fn genomes(&self) -> &Arc<GenomeProvider> {
+        &self.genomes
+    }
+
+    pub fn worker_threads(&self) -> usize {
+        self.scheduler.pool().current_num_threads()
+    }
+
+    /// Serves until [`StopHandle::stop`].
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut last_sweep = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    token => self.socket_event(
+                        token,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable(),
+                    ),
+                }
+            }
+            self.job_events();
+            self.pump_dirty();
+            if last_sweep.elapsed() >= Duration::from_secs(1) {
+                last_sweep = Instant::now();
+                self.sweep_handshakes();
+            }
+        }
+        for index in 0..self.sessions.len() {
+            self.drop_session(Token(index + FIRST_SESSION), Outcome::Disconnected);
+        }
+        Ok(())
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.open_sessions >= self.config.max_connections {
+                        eprintln!(
+                            "connection from {peer} refused: {} connections open (max)",
+                            self.open_sessions
+                        );
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let index = self.free.pop().unwrap_or_else(|| {
+                        self.sessions.push(None);
+                        self.sessions.len() - 1
+                    });
+                    let token = Token(index + FIRST_SESSION);
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        eprintln!("cannot register connection from {peer}: {e}");
+                        self.free.push(index);
+                        continue;
+                    }
+                    let conn = Conn {
+                        stream,
+                        handshake_budget: Some(MAX_HANDSHAKE_BYTES),
+                    };
+                    let ws = match tungstenite::accept_with_config(conn, Some(self.ws_config)) {
+                        Ok(ws) => Ws::Open(Box::new(ws)),
+                        Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+                        Err(HandshakeError::Failure(e)) => {
+                            eprintln!("handshake with {peer} failed: {e}");
+                            self.free.push(index);
+                            continue;
+                        }
+                    };
+                    self.sessions[index] = Some(Session {
+                        ws,
+                        peer,
+                        connected: Instant::now(),
+                        streams: Vec::new(),
+                        queued: VecDeque::new(),
+                        next_wire_id: 1,
+                        blocked: false,
+                        dirty: false,
+                        closing: false,
+                    });
+                    self.open_sessions += 1;
+                    self.after_handshake_step(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Usually out of file descriptors; the pending connection stays queued
+                    // and is retried on the next readable event.
+                    eprintln!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn session(&mut self, token: Token) -> Option<&mut Session> {
+        self.sessions
+            .get_mut(token.0.checked_sub(FIRST_SESSION)?)?
+            .as_mut()
+    }
+
+    fn socket_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        if let Ws::Handshake(_) = session.ws {
+            let Ws::Handshake(mid) = std::mem::replace(&mut session.ws, Ws::Gone) else {
+                unreachable!()
+            };
+            session.ws = match (*mid).handshake() {
+                Ok(ws) => Ws::Open(Box::new(ws)),
+                Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+                Err(HandshakeError::Failure(e)) => {
+                    eprintln!("handshake with {} failed: {e}", session.peer);
+                    Ws::Gone
+                }
+            };
+            self.after_handshake_step(token);
+            return;
+        }
+        if writable {
+            session.blocked = false;
+            self.mark_dirty(token);
+        }
+        if readable {
+            self.read_messages(token);
+        }
+    }
+
+    /// Sends the welcome once the handshake is done; drops the session if it failed.
+    fn after_handshake_step(&mut self, token: Token) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        match &mut session.ws {
+            Ws::Handshake(_) => {}
+            Ws::Gone => self.drop_session(token, Outcome::Disconnected),
+            Ws::Open(ws) => {
+                ws.get_mut().handshake_budget = None;
+                self.send_text(token, protocol::welcome());
+                self.mark_dirty(token);
+                // Messages may have arrived with the upgrade request.
+                self.read_messages(token);
+            }
+        }
+    }
+
+    fn read_messages(&mut self, token: Token) {
+        loop {
+            let Some(session) = self.session(token) else {
+                return;
+            };
+            let Ws::Open(ws) = &mut session.ws else {
+                return;
+            };
+            match ws.read() {
+                Ok(Message::Text(text)) => self.client_text(token, &text),
+                Ok(Message::Binary(_)) => self.send_text(
+                    token,
+                    protocol::error(
+                        None,
+                        "Binary messages are not accepted; send JSON text messages",
+                    ),
+                ),
+                Ok(Message::Close(_)) => {
+                    // tungstenite has queued the close reply; flush it, then drop.
+                    session.closing = true;
+                    self.mark_dirty(token);
+                    return;
+                }
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(WsError::Capacity(e)) => {
+                    return self.close_with(token, CloseCode::Size, &format!("{e}"));
+                }
+                Err(WsError::Protocol(e)) => {
+                    return self.close_with(token, CloseCode::Protocol, &format!("{e}"));
+                }
+                Err(WsError::Utf8) => {
+                    return self.close_with(token, CloseCode::Invalid, "text is not UTF-8");
+                }
+                Err(_) => return self.drop_session(token, Outcome::Disconnected),
+            }
+        }
+    }
+
+    fn close_with(&mut self, token: Token, code: CloseCode, reason: &str) {
+        if let Some(session) = self.session(token) {
+            if let Ws::Open(ws) = &mut session.ws {
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.to_owned().into(),
+                };
+                let _ = ws.close(Some(frame));
+                let _ = ws.flush();
+            }
+        }
+        self.drop_session(token, Outcome::Disconnected);
+    }
+
+    fn client_text(&mut self, token: Token, text: &str) {
+        match protocol::parse_client_message(text, &self.limits) {
+            Ok(ClientMessage::Render(spec)) => self.request_render(token, *spec),
+            Ok(ClientMessage::Cancel { request_id }) => self.cancel(token, &request_id),
+            Err(e) => self.send_text(token, protocol::error(e.request_id.as_ref(), &e.message)),
+        }
+    }
+
+    fn request_render(&mut self, token: Token, spec: RenderSpec) {
+        let active = self.stream_owner.len();
+        let max_streams = self.config.max_streams;
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let refuse = match &spec.request_id {
+            Some(id) => {
+                if session
+                    .streams
+                    .iter()
+                    .any(|s| s.spec.request_id.as_ref() == Some(id))
+                {
+                    Some(format!(
+                        "requestId {id} is already in use on this connection"
+                    ))
+                } else if session.streams.len() >= MAX_STREAMS_PER_CONNECTION {
+                    Some(format!(
+                        "Too many renders on this connection (at most \
+                         {MAX_STREAMS_PER_CONNECTION} at once)"
+                    ))
+                } else {
+                    None
+                }
+            }
+            None if session.streams.iter().any(|s| s.spec.request_id.is_none()) => {
+                if session.queued.len() >= MAX_QUEUED_PER_CONNECTION {
+                    Some(format!(
+                        "Too many queued renders on this connection (at most \
+                         {MAX_QUEUED_PER_CONNECTION}); wait for complete or use requestId"
+                    ))
+                } else {
+                    session.queued.push_back(spec);
+                    return;
+                }
+            }
+            None => None,
+        };
+        let refuse = refuse.or_else(|| {
+            (active >= max_streams)
+                .then(|| format!("Server busy: {active} renders in progress, try again later"))
+        });
+        match refuse {
+            Some(message) => {
+                self.send_text(token, protocol::error(spec.request_id.as_ref(), &message))
+            }
+            None => self.start_stream(token, spec),
+        }
+    }
+
+    fn start_stream(&mut self, token: Token, spec: RenderSpec) {
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        let provider = self.genomes.clone();
+        let genome = spec.genome.clone();
+        let (job, handle) = stream(
+            id,
+            spec.request.clone(),
+            Box::new(move || provider.get(&genome)),
+        );
+        let total_frames = frames_for(spec.request.duration);
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let wire_id = session.next_wire_id;
+        session.next_wire_id = session.next_wire_id.wrapping_add(1);
+        let start = (spec.format == Format::Binary).then(|| {
+            protocol::start(
+                spec.request_id.as_ref(),
+                wire_id,
+                total_frames,
+                spec.chunk_samples,
+            )
+        });
+        session.streams.push(Stream {
+            id,
+            wire_id,
+            chunk: Vec::with_capacity(spec.chunk_samples),
+            spec,
+            handle,
+            parked: None,
+            finished: None,
+            total_frames,
+            taken: 0,
+            chunks_sent: 0,
+            received: Instant::now(),
+            first_chunk: None,
+        });
+        self.stream_owner.insert(id, token);
+        if let Some(start) = start {
+            self.send_text(token, start);
+        }
+        self.scheduler.submit(job);
+    }
+
+    fn cancel(&mut self, token: Token, request_id: &Value) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        if let Some(i) = session
+            .streams
+            .iter()
+            .position(|s| s.spec.request_id.as_ref() == Some(request_id))
+        {
+            let chunks = session.streams[i].chunks_sent;
+            self.end_stream(token, i, Outcome::Cancelled);
+            self.send_text(token, protocol::cancelled(request_id, chunks));
+            self.mark_dirty(token);
+        } else {
+            let message = format!("No render with requestId {request_id} on this connection");
+            self.send_text(token, protocol::error(Some(request_id), &message));
+        }
+    }
+
+    fn job_events(&mut self) {
+        loop {
+            let event = match self.events.try_recv() {
+                Ok(event) => event,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            let id = match &event {
+                JobEvent::Ready(id)
+                | JobEvent::Parked(id, _)
+                | JobEvent::Finished(id, _)
+                | JobEvent::Failed(id, _) => *id,
+            };
+            // Events of streams that were cancelled or whose connection closed are dropped.
+            let Some(&token) = self.stream_owner.get(&id) else {
+                continue;
+            };
+            let Some(session) = self.session(token) else {
+                continue;
+            };
+            let Some(i) = session.streams.iter().position(|s| s.id == id) else {
+                continue;
+            };
+            match event {
+                JobEvent::Ready(_) => {}
+                JobEvent::Parked(_, job) => session.streams[i].parked = Some(job),
+                JobEvent::Finished(_, finished) => session.streams[i].finished = Some(finished),
+                JobEvent::Failed(_, error) => {
+                    let request_id = session.streams[i].spec.request_id.clone();
+                    self.end_stream(token, i, Outcome::Failed(&error.0));
+                    self.send_text(token, protocol::error(request_id.as_ref(), &error.0));
+                }
+            }
+            self.mark_dirty(token);
+        }
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(session) = self.session(token) {
+            if !session.dirty {
+                session.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    fn pump_dirty(&mut self) {
+        // Pumping can dirty sessions again (a queued render starts); those wait for the next
+        // turn of the loop, which comes at once because the worker will wake it.
+        let dirty = std::mem::take(&mut self.dirty);
+        for &token in &dirty {
+            if let Some(session) = self.session(token) {
+                session.dirty = false;
+            }
+            self.pump(token);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    /// Moves ready blocks into chunk messages and writes them until the socket would block or
+    /// nothing is ready; finishes completed streams; flushes.
+    fn pump(&mut self, token: Token) {
+        loop {
+            let Server {
+                sessions,
+                scheduler,
+                scratch_text,
+                scratch_binary,
+                ..
+            } = self;
+            let Some(session) = token
+                .0
+                .checked_sub(FIRST_SESSION)
+                .and_then(|i| sessions.get_mut(i))
+                .and_then(Option::as_mut)
+            else {
+                return;
+            };
+            if session.blocked || session.closing {
+                break;
+            }
+            let mut progressed = false;
+            let mut completed = None;
+            for i in 0..session.streams.len() {
+                let s = &mut session.streams[i];
+                while s.chunk.len() < s.spec.chunk_samples && s.taken < s.total_frames {
+                    let Ok(block) = s.handle.consumer.pop() else {
+                        break;
+                    };
+                    let n = RENDER_QUANTUM.min(s.total_frames - s.taken);
+                    s.chunk.extend_from_slice(&block[..n]);
+                    s.taken += n;
+                }
+                if s.parked.is_some() && s.handle.consumer.slots() <= RING_BLOCKS / 2 {
+                    scheduler.submit(s.parked.take().expect("checked"));
+                }
+                let full = s.chunk.len() == s.spec.chunk_samples;
+                let last = s.taken == s.total_frames && !s.chunk.is_empty();
+                if full || last {
+                    progressed = true;
+                    s.chunks_sent += 1;
+                    if s.first_chunk.is_none() {
+                        s.first_chunk = Some(s.received.elapsed());
+                    }
+                    let offset = (s.taken - s.chunk.len()) as u64;
+                    let message = match s.spec.format {
+                        Format::Json => {
+                            protocol::chunk_json(
+                                scratch_text,
+                                s.spec.request_id.as_ref(),
+                                s.chunks_sent,
+                                &s.chunk,
+                                s.taken as u64,
+                            );
+                            Message::Text(std::mem::take(scratch_text))
+                        }
+                        Format::Binary => {
+                            protocol::write_binary_chunk(
+                                scratch_binary,
+                                s.wire_id,
+                                s.chunks_sent as u32,
+                                offset,
+                                &s.chunk,
+                            );
+                            Message::Binary(std::mem::take(scratch_binary))
+                        }
+                    };
+                    s.chunk.clear();
+                    if !Self::write(session, message) {
+                        return self.drop_session(token, Outcome::Disconnected);
+                    }
+                    if session.blocked {
+                        break;
+                    }
+                    continue;
+                }
+                if s.taken < s.total_frames && s.handle.consumer.is_empty() && s.handle.rearm() {
+                    progressed = true;
+                }
+                if s.finished.is_some() && s.taken == s.total_frames && s.chunk.is_empty() {
+                    completed = Some(i);
+                    break;
+                }
+            }
+            if let Some(i) = completed {
+                self.complete(token, i);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.flush(token);
+    }
+
+    /// Writes one message; false when the connection is unusable.
+    fn write(session: &mut Session, message: Message) -> bool {
+        let Ws::Open(ws) = &mut session.ws else {
+            return false;
+        };
+        match ws.write(message) {
+            Ok(()) => true,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The message is in the write buffer; the rest goes out when writable.
+                session.blocked = true;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn flush(&mut self, token: Token) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let Ws::Open(ws) = &mut session.ws else {
+            return;
+        };
+        match ws.flush() {
+            Ok(()) if session.closing => self.drop_session(token, Outcome::Disconnected),
+            Ok(()) => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => session.blocked = true,
+            Err(_) => self.drop_session(token, Outcome::Disconnected),
+        }
+    }
+
+    fn send_text(&mut self, token: Token, text: String) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        if !Self::write(session, Message::Text(text)) {
+            eprintln!(
+                "closing connection from {}: not reading its messages",
+                session.peer
+            );
+            return self.drop_session(token, Outcome::Disconnected);
+        }
+        self.mark_dirty(token);
+    }
+
+    fn complete(&mut self, token: Token, i: usize) {
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let s = &session.streams[i];
+        let finished = s.finished.expect("complete only after Finished");
+        let text = protocol::complete(
+            s.spec.request_id.as_ref(),
+            &Completion {
+                total_chunks: s.chunks_sent,
+                total_samples: s.total_frames,
+                duration: s.spec.request.duration,
+                min: finished.stats.min,
+                max: finished.stats.max,
+                peak: finished.stats.peak,
+                render_ms: finished.total.as_secs_f64() * 1000.0,
+            },
+        );
+        self.end_stream(token, i, Outcome::Complete);
+        self.send_text(token, text);
+    }
+
+    /// Removes stream `i` (cancelling its job), logs it, and starts the next queued render.
+    fn end_stream(&mut self, token: Token, i: usize, outcome: Outcome) {
+        let log = self.config.log_renders;
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let s = session.streams.swap_remove(i);
+        s.handle.shared.cancel();
+        let untagged = s.spec.request_id.is_none();
+        let next = if untagged {
+            session.queued.pop_front()
+        } else {
+            None
+        };
+        if log {
+            log_render(session.peer, &s, &outcome);
+        }
+        self.stream_owner.remove(&s.id);
+        if let Some(spec) = next {
+            self.request_render(token, spec);
+        }
+    }
+
+    fn drop_session(&mut self, token: Token, outcome: Outcome) {
+        let Some(index) = token.0.checked_sub(FIRST_SESSION) else {
+            return;
+        };
+        let Some(mut session) = self.sessions.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        session.queued.clear();
+        for s in session.streams.drain(..) {
+            s.handle.shared.cancel();
+            self.stream_owner.remove(&s.id);
+            if self.config.log_renders {
+                log_render(session.peer, &s, &outcome);
+            }
+        }
+        self.open_sessions -= 1;
+        self.free.push(index);
+        // Dropping the session closes the socket, which removes it from the poll set.
+    }
+
+    fn sweep_handshakes(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.sessions.len() {
+            let stale = matches!(
+                &self.sessions[index],
+                Some(s) if matches!(s.ws, Ws::Handshake(_))
+                    && now.duration_since(s.connected) > HANDSHAKE_TIMEOUT
+            );
+            if stale {
+                self.drop_session(Token(index + FIRST_SESSION), Outcome::Disconnected);
+            }
+        }
+    }
+}
+
+fn log_render(peer: SocketAddr, s: &Stream, outcome: &Outcome) {
+    let outcome = match outcome {
+        Outcome::Complete => "complete".to_owned(),
+        Outcome::Cancelled => "cancelled".to_owned(),
+        Outcome::Disconnected => "disconnected".to_owned(),
+        Outcome::Failed(message) => format!("error: {message}"),
+    };
+    let ms =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    eprintln!(
+        "render peer={peer} genome={} duration={}s first_chunk_ms={} total_ms={} chunks={} outcome={outcome}",
+        s.spec.genome.label(),
+        s.spec.request.duration,
+        ms(s.first_chunk),
+        ms(Some(s.received.elapsed())),
+        s.chunks_sent,
+    );
+}
