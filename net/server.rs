@@ -60,6 +60,9 @@ pub const MAX_HANDSHAKE_BYTES: usize = 16 * 1024;
 /// A connection that has not finished its WebSocket handshake by then is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a connection we closed for a protocol violation is drained before it is dropped.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_SESSION: usize = 2;
@@ -186,6 +189,9 @@ struct Session {
     dirty: bool,
     /// Drop after flushing what is buffered (close frame sent or received).
     closing: bool,
+    /// We closed because of what the client sent; until then, read and discard what it
+    /// still sends, so our close frame is not lost to a TCP reset.
+    draining_until: Option<Instant>,
 }
 
 /// Why a stream left its session, for the render log.
@@ -390,6 +396,7 @@ impl Server {
                         blocked: false,
                         dirty: false,
                         closing: false,
+                        draining_until: None,
                     });
                     self.open_sessions += 1;
                     self.after_handshake_step(token);
@@ -466,6 +473,16 @@ impl Server {
             let Ws::Open(ws) = &mut session.ws else {
                 return;
             };
+            if session.draining_until.is_some() {
+                let mut discard = [0u8; 16 * 1024];
+                match ws.get_mut().stream.read(&mut discard) {
+                    Ok(0) => return self.drop_session(token, Outcome::Disconnected),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return self.drop_session(token, Outcome::Disconnected),
+                }
+            }
             match ws.read() {
                 Ok(Message::Text(text)) => self.client_text(token, &text),
                 Ok(Message::Binary(_)) => self.send_text(
@@ -497,18 +514,29 @@ impl Server {
         }
     }
 
+    /// Sends a close frame with `reason`, ends the session's renders, and drains the socket
+    /// for at most [`DRAIN_TIME`] before dropping it.
     fn close_with(&mut self, token: Token, code: CloseCode, reason: &str) {
-        if let Some(session) = self.session(token) {
-            if let Ws::Open(ws) = &mut session.ws {
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.to_owned().into(),
-                };
-                let _ = ws.close(Some(frame));
-                let _ = ws.flush();
-            }
+        let Some(session) = self.session(token) else {
+            return;
+        };
+        let Ws::Open(ws) = &mut session.ws else {
+            return self.drop_session(token, Outcome::Disconnected);
+        };
+        eprintln!("closing connection from {}: {reason}", session.peer);
+        let frame = CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        };
+        let _ = ws.close(Some(frame));
+        let _ = ws.flush();
+        let _ = ws.get_mut().stream.shutdown(std::net::Shutdown::Write);
+        session.draining_until = Some(Instant::now() + DRAIN_TIME);
+        session.queued.clear();
+        while self.session(token).is_some_and(|s| !s.streams.is_empty()) {
+            self.end_stream(token, 0, Outcome::Disconnected);
         }
-        self.drop_session(token, Outcome::Disconnected);
+        self.read_messages(token);
     }
 
     fn client_text(&mut self, token: Token, text: &str) {
@@ -698,6 +726,12 @@ impl Server {
     /// Moves ready blocks into chunk messages and writes them until the socket would block or
     /// nothing is ready; finishes completed streams; flushes.
     fn pump(&mut self, token: Token) {
+        if self
+            .session(token)
+            .is_none_or(|s| s.draining_until.is_some())
+        {
+            return;
+        }
         loop {
             let Server {
                 sessions,
@@ -714,7 +748,7 @@ impl Server {
             else {
                 return;
             };
-            if session.blocked || session.closing {
+            if session.blocked || session.closing || session.draining_until.is_some() {
                 break;
             }
             let mut progressed = false;
@@ -906,8 +940,9 @@ impl Server {
         for index in 0..self.sessions.len() {
             let stale = matches!(
                 &self.sessions[index],
-                Some(s) if matches!(s.ws, Ws::Handshake(_))
-                    && now.duration_since(s.connected) > HANDSHAKE_TIMEOUT
+                Some(s) if (matches!(s.ws, Ws::Handshake(_))
+                    && now.duration_since(s.connected) > HANDSHAKE_TIMEOUT)
+                    || s.draining_until.is_some_and(|t| now > t)
             );
             if stale {
                 self.drop_session(Token(index + FIRST_SESSION), Outcome::Disconnected);

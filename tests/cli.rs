@@ -1,0 +1,186 @@
+//! The command line as a user types it: `render` from a file, from the embedded default and
+//! from a kromosynth-cli database (all the same samples, and the fixtures' renders), `import`,
+//! `list`, and one-line errors with a non-zero exit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use kromosynth_render_socket::audio_file;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"));
+    c.env_remove("DB_PATH");
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("krs-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn render_to(genome: &str, args: &[&str], out: &Path) -> Vec<f32> {
+    run(bin()
+        .args(["render", "--genome", genome, "--out"])
+        .arg(out)
+        .args(args));
+    audio_file::read(out).unwrap()
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    audio_file::read(path).unwrap()
+}
+
+#[test]
+fn render_reproduces_every_deterministic_fixture_render() {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
+    let deterministic = deterministic_ids();
+    let mut checked = 0;
+    for g in index["genomes"].as_array().unwrap() {
+        let id = g["id"].as_str().unwrap();
+        if !deterministic.iter().any(|d| d == id) {
+            continue;
+        }
+        let file = fixtures().join(format!("{id}.genome.json"));
+        for r in g["renders"].as_array().unwrap() {
+            let out = temp(&format!("{id}-{}.f32", r["file"].as_str().unwrap()));
+            let got = render_to(
+                file.to_str().unwrap(),
+                &[
+                    "--duration",
+                    &r["duration"].to_string(),
+                    "--note-delta",
+                    &r["noteDelta"].to_string(),
+                    "--velocity",
+                    &r["velocity"].to_string(),
+                ],
+                &out,
+            );
+            let want = read_f32(&fixtures().join(r["file"].as_str().unwrap()));
+            assert_bits_eq(&got, &want, r["file"].as_str().unwrap());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, deterministic.len() * 4);
+}
+
+#[test]
+fn file_embedded_id_and_database_give_the_same_samples() {
+    let file = fixtures().join(format!("{GENOME}.genome.json"));
+    let args = ["--duration", "1", "--note-delta", "-3", "--raw"];
+    let from_file = render_to(file.to_str().unwrap(), &args, &temp("file.f32"));
+    let from_embedded = render_to(GENOME, &args, &temp("embedded.f32"));
+    assert_bits_eq(&from_embedded, &from_file, "embedded default vs file");
+    assert_bits_eq(
+        &from_file,
+        &reference(GENOME, &request(1.0, -3.0, 0.5)),
+        "cli vs engine",
+    );
+
+    // import -> list -> render round trip through a kromosynth-cli schema database.
+    let db = temp("genomes.sqlite");
+    let _ = std::fs::remove_file(&db);
+    let out = run(bin()
+        .args(["import", "--db"])
+        .arg(&db)
+        .arg(fixtures())
+        .arg(temp("does-not-exist.json")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("imported 8 genome(s)"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("skipped"),
+        "index.json and the missing file: {stderr}"
+    );
+    let listed = run(bin().args(["list", "--db"]).arg(&db));
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ids, genome_ids());
+    let limited = run(bin().args(["list", "--limit", "2"]));
+    assert_eq!(String::from_utf8_lossy(&limited.stdout).lines().count(), 2);
+    let from_db = render_to(
+        GENOME,
+        &[&args[..], &["--db", db.to_str().unwrap()]].concat(),
+        &temp("db.f32"),
+    );
+    assert_bits_eq(&from_db, &from_file, "database vs file");
+    // DB_PATH works like --db.
+    let out = temp("env.f32");
+    run(bin()
+        .env("DB_PATH", &db)
+        .args(["render", "--genome", GENOME, "--out"])
+        .arg(&out)
+        .args(args));
+    assert_bits_eq(&read_f32(&out), &from_file, "DB_PATH vs file");
+}
+
+#[test]
+fn wav_output_is_float_mono_48k_and_normalized_by_default() {
+    let out = temp("x.wav");
+    let samples = render_to(GENOME, &["--duration", "0.5"], &out);
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[0..4], b"RIFF");
+    assert_eq!(&bytes[8..12], b"WAVE");
+    assert_eq!(samples.len(), 24000);
+    let mut want = reference(GENOME, &request(0.5, 0.0, 0.5));
+    krs_engine::render::normalize_like_original(&mut want);
+    assert_bits_eq(&samples, &want, "wav");
+}
+
+#[test]
+fn unrenderable_input_exits_non_zero_with_one_line() {
+    let broken = temp("broken.json");
+    std::fs::write(&broken, br#"{"genome":{"asNEATPatch":"{}"}}"#).unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--genome".into(), "NO_SUCH_ID".into()], "NO_SUCH_ID"),
+        (
+            vec!["--genome".into(), broken.to_str().unwrap().into()],
+            "cannot be rendered",
+        ),
+        (
+            vec![
+                "--genome".into(),
+                GENOME.into(),
+                "--db".into(),
+                "/nonexistent.sqlite".into(),
+            ],
+            "not found",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = bin()
+            .arg("render")
+            .args(&args)
+            .args(["--duration", "1", "--out"])
+            .arg(temp("never.f32"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let out = bin()
+        .args(["render", "--genome", GENOME, "--duration", "-1", "--out"])
+        .arg(temp("neg.f32"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("duration"));
+}

@@ -1,0 +1,146 @@
+//! Shared test harness: the real server binary on an ephemeral loopback port, and references
+//! rendered in-process by the engine.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+
+pub const GENOME: &str = "01M88X7T6Y68CC64GC56PAT2JM";
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
+}
+
+pub fn genome_ids() -> Vec<String> {
+    krs_storage::DEFAULT_GENOME_IDS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Genome ids of the fixtures without noise outputs (sample-exact deterministic).
+pub fn deterministic_ids() -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
+    index["genomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| !g["hasNoise"].as_bool().unwrap())
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn genome_json(id: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap()
+}
+
+/// The raw (unnormalized) batch render: what the stream must carry, bit for bit.
+pub fn reference(id: &str, request: &RenderRequest) -> Vec<f32> {
+    let genome = CompiledGenome::from_json(&genome_json(id)).unwrap();
+    render_batch(&genome, request, false).unwrap()
+}
+
+pub fn request(duration: f64, note_delta: f64, velocity: f64) -> RenderRequest {
+    RenderRequest {
+        duration,
+        note_delta,
+        velocity,
+        ..RenderRequest::default()
+    }
+}
+
+pub fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: sample count");
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!("{what}: sample {i} differs: {} vs {}", got[i], want[i]);
+    }
+}
+
+/// The server binary, started with `--port 0`; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl ServerProcess {
+    pub fn start(extra: &[&str]) -> ServerProcess {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log =
+            std::env::temp_dir().join(format!("krs-test-server-{}-{n}.log", std::process::id()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"))
+            .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+            .args(extra)
+            .env_remove("DB_PATH")
+            .env_remove("PORT")
+            .env_remove("HOST")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("server binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", log.display()))
+            .to_string();
+        ServerProcess { child, url, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("ws://").to_string()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Resident set size of the server process in KiB (Linux).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
+    /// Still running (did not crash)?
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (bounded) until the log contains `needle` `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log_text().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
