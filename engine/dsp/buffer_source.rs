@@ -23,6 +23,7 @@
 //!   < 0); with rate 0 it never ends.
 //! - The node has no input; its channel config is the default and unused.
 
+use super::sample_array::SampleArray;
 use super::RENDER_QUANTUM;
 use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Processor, Scope};
 
@@ -41,7 +42,7 @@ fn almost_equal(lhs: f64, rhs: f64) -> bool {
 
 /// An AudioBufferSourceNode playing a mono buffer once from time 0.
 pub struct BufferSource {
-    buffer: Vec<f32>,
+    buffer: SampleArray,
     sample_rate: f32,
     start_time: f64,
     offset: f64,
@@ -78,9 +79,9 @@ impl BufferSource {
 
     /// A source playing `buffer` (an AudioBuffer at `sample_rate`, the context rate), started
     /// at time 0.
-    pub fn new(buffer: Vec<f32>, sample_rate: f32) -> Self {
+    pub fn new(buffer: impl Into<SampleArray>, sample_rate: f32) -> Self {
         BufferSource {
-            buffer,
+            buffer: buffer.into(),
             sample_rate,
             start_time: 0.,
             offset: 0.,
@@ -101,8 +102,13 @@ impl BufferSource {
         // Also covers web-audio-api's "buffer ends within this block" branch: samples past
         // the end are 0 there too.
         let start = (self.buffer_time * sample_rate).round() as usize;
+        let len = self.buffer.len();
         for (i, o) in out.iter_mut().enumerate() {
-            *o = self.buffer.get(start + i).copied().unwrap_or(0.);
+            *o = if start + i < len {
+                self.buffer.get(start + i)
+            } else {
+                0.
+            };
         }
         let block_duration = 1. / sample_rate * RENDER_QUANTUM as f64;
         self.buffer_time += block_duration;
@@ -157,13 +163,15 @@ impl BufferSource {
             *o = match *tap {
                 None => 0.,
                 Some((prev, k)) => {
-                    let prev_sample = self.buffer[prev] as f64;
-                    let next_sample = match self.buffer.get(prev + 1) {
-                        Some(&v) => v as f64,
+                    let prev_sample = self.buffer.get(prev) as f64;
+                    let next_sample = if prev + 1 < self.buffer.len() {
+                        self.buffer.get(prev + 1) as f64
+                    } else if almost_equal(k, 1.) || prev == 0 {
                         // Past the last sample: 0 when (nearly) on it or for a one-sample
                         // buffer, else extrapolated from the last two samples.
-                        None if almost_equal(k, 1.) || prev == 0 => 0.,
-                        None => 2. * prev_sample - self.buffer[prev - 1] as f64,
+                        0.
+                    } else {
+                        2. * prev_sample - self.buffer.get(prev - 1) as f64
                     };
                     (1. - k).mul_add(prev_sample, k * next_sample) as f32
                 }

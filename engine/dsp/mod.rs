@@ -15,6 +15,7 @@ pub mod denormals;
 pub mod gain;
 pub mod oscillator;
 pub mod param;
+pub mod sample_array;
 pub mod waveshaper;
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 //! `set_value(option)` on each of its params, so block 0 of a freshly built node always has
 //! 128-value a-rate params.
 
-use std::sync::Arc;
+use super::sample_array::SampleArray;
 
 use super::{
     AutomationRate, Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor,
@@ -83,7 +83,7 @@ enum Event {
     Curve {
         start: f64,
         duration: f64,
-        values: Arc<[f32]>,
+        values: SampleArray,
     },
 }
 
@@ -114,14 +114,15 @@ fn end_index(time: f64, block_time: f64, dt: f64) -> usize {
 
 /// web-audio-api `compute_set_value_curve_sample`: k = floor((N-1)/D * (t-T0)) computed in f64,
 /// interpolation weight rounded to f32 and applied with a fused multiply-add.
-fn curve_sample(start: f64, duration: f64, values: &[f32], time: f64) -> f32 {
+fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f32 {
     if time - start >= duration {
-        return values[values.len() - 1];
+        return values.get(values.len() - 1);
     }
     let position = (values.len() - 1) as f64 * (time - start) / duration;
     let k = position as usize;
     let phase = (position - position.floor()) as f32;
-    (values[k + 1] - values[k]).mul_add(phase, values[k])
+    let (a, b) = (values.get(k), values.get(k + 1));
+    (b - a).mul_add(phase, a)
 }
 
 impl Param {
@@ -165,7 +166,7 @@ impl Param {
     /// holds the curve's last value.
     pub fn set_value_curve_at_time(
         &mut self,
-        values: impl Into<Arc<[f32]>>,
+        values: impl Into<SampleArray>,
         start_time: f64,
         duration: f64,
     ) -> Result<(), AutomationError> {
@@ -278,7 +279,7 @@ impl Param {
                             curve_sample(start, duration, values, next_block_time);
                         return len;
                     }
-                    self.intrinsic_value = values[values.len() - 1];
+                    self.intrinsic_value = values.get(values.len() - 1);
                     self.next += 1;
                 }
             }

@@ -8,8 +8,6 @@
 //! added into its targets' inputs right after it runs (so inputs sum in processing order, as
 //! there), and its own input is reset to silence.
 
-use std::sync::Arc;
-
 use crate::dsp::biquad::{Biquad, BiquadType};
 use crate::dsp::buffer_source::BufferSource;
 use crate::dsp::compressor::Compressor;
@@ -23,7 +21,7 @@ use crate::dsp::{
     Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
     RENDER_QUANTUM, SAMPLE_RATE,
 };
-use crate::patch::graph::{Kind, WebGraph};
+use crate::patch::graph::{Kind, Samples, WebGraph};
 use crate::RenderError;
 
 use super::order::{order, Topology};
@@ -113,6 +111,56 @@ fn descriptor(params: &[ParamDescriptor], name: &str) -> ParamDescriptor {
         .unwrap_or_else(|| panic!("no param {name}"))
 }
 
+/// How fast a buffer source reads its buffer relative to the block clock, when that is fixed
+/// before rendering (constant playbackRate and detune with nothing connected into them); `None`
+/// when it can change during the render.
+fn buffer_read_rate(graph: &WebGraph, id: usize) -> Option<f64> {
+    let (mut rate, mut detune) = (1.0f64, 0.0f64);
+    for &p in &graph.nodes[id].params {
+        let Kind::Param {
+            name, value, curve, ..
+        } = &graph.nodes[p].kind
+        else {
+            continue;
+        };
+        let driven = graph.nodes.iter().any(|n| {
+            n.outgoing
+                .iter()
+                .any(|e| e.target == p && !e.to_param_owner)
+        });
+        if curve.is_some() || driven {
+            return None;
+        }
+        match (*name, value) {
+            ("playbackRate", Some(v)) => rate = *v as f64,
+            ("detune", Some(v)) => detune = *v as f64,
+            _ => {}
+        }
+    }
+    // computedPlaybackRate = playbackRate * 2^(detune / 1200); a little margin for rounding.
+    let r = (rate * (detune / 1200.0).exp2()).abs();
+    r.is_finite().then_some(r.max(1.0) * 1.001)
+}
+
+/// The samples some node of `graph` needs complete before the first block: convolver impulse
+/// responses and wave-shaper curves (taken at construction), and buffers that a source may read
+/// at a rate only known while rendering.
+pub fn whole_samples(graph: &WebGraph) -> Vec<Samples> {
+    let mut whole = Vec::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        match &node.kind {
+            Kind::Convolver { buffer: Some(s) } | Kind::WaveShaper { curve: Some(s) } => {
+                whole.push(s.clone())
+            }
+            Kind::BufferSource { buffer: Some(s) } if buffer_read_rate(graph, id).is_none() => {
+                whole.push(s.clone())
+            }
+            _ => {}
+        }
+    }
+    whole
+}
+
 impl AudioGraph {
     /// Instantiates `graph` for a render of `duration` seconds with the resolved samples.
     pub fn new(
@@ -127,9 +175,9 @@ impl AudioGraph {
         let mut configs = vec![ChannelConfig::DEFAULT; n];
         // PARAMS of each node's processor, to order and describe its param nodes.
         let mut node_params: Vec<&'static [ParamDescriptor]> = vec![&[]; n];
-        let bytes = |s: &Option<crate::patch::graph::Samples>,
-                     resolver: &mut Resolver|
-         -> Option<Arc<[f32]>> { s.as_ref().and_then(|s| resolver.resolve(s)) };
+        let whole = |s: &Option<Samples>, resolver: &mut Resolver| -> Option<Vec<f32>> {
+            s.as_ref().and_then(|s| resolver.resolve_whole(s))
+        };
 
         for (id, node) in graph.nodes.iter().enumerate() {
             let (proc, config, params): (Proc, ChannelConfig, &'static [ParamDescriptor]) =
@@ -169,7 +217,7 @@ impl AudioGraph {
                         Compressor::PARAMS,
                     ),
                     Kind::Convolver { buffer } => {
-                        let ir = bytes(buffer, resolver);
+                        let ir = whole(buffer, resolver);
                         (
                             Proc::Node(Box::new(Convolver::new(ir.as_deref(), true, SAMPLE_RATE))),
                             Convolver::channel_config(),
@@ -177,7 +225,7 @@ impl AudioGraph {
                         )
                     }
                     Kind::WaveShaper { curve } => {
-                        let curve = bytes(curve, resolver).map(|c| c.to_vec());
+                        let curve = whole(curve, resolver);
                         (
                             Proc::Node(Box::new(WaveShaper::new(curve))),
                             WaveShaper::channel_config(),
@@ -185,10 +233,10 @@ impl AudioGraph {
                         )
                     }
                     Kind::BufferSource { buffer } => {
-                        let proc = match bytes(buffer, resolver) {
-                            Some(b) => {
-                                Proc::Node(Box::new(BufferSource::new(b.to_vec(), SAMPLE_RATE)))
-                            }
+                        let rate = buffer_read_rate(graph, id).unwrap_or(1.0);
+                        let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, rate));
+                        let proc = match samples {
+                            Some(b) => Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE))),
                             None => Proc::Silent,
                         };
                         (proc, BufferSource::channel_config(), BufferSource::PARAMS)
@@ -226,7 +274,7 @@ impl AudioGraph {
                 p.set_value(*v).map_err(err)?;
             }
             if let Some(c) = curve {
-                if let Some(values) = resolver.resolve(c) {
+                if let Some(values) = resolver.resolve(c, 1.0) {
                     p.set_value_curve_at_time(values, 0.0, duration)
                         .map_err(err)?;
                 }

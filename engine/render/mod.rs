@@ -16,7 +16,7 @@ use crate::genome::{Genome, WaveNetwork};
 use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
 use graph::AudioGraph;
-use samples::{evaluate_outputs, Cppns, Resolver};
+use samples::{Cppns, Filler, Resolver};
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
@@ -125,6 +125,8 @@ pub fn frames_for(duration: f64) -> usize {
 /// paused between any two calls; the samples do not depend on how the blocks are pulled.
 pub struct Render {
     graph: AudioGraph,
+    /// Evaluates the CPPN outputs ahead of the block clock.
+    filler: Filler,
     total_frames: usize,
     position: usize,
     stats: Stats,
@@ -160,17 +162,21 @@ impl Render {
             genome.cppns.output_count(),
         )
         .map_err(|e| RenderError(e.0))?;
-        let raw = evaluate_outputs(
+        let mut resolver = Resolver::new(
             &genome.cppns,
             &web.outputs,
             total_frames,
             request.velocity,
             request.seed,
+            &graph::whole_samples(&web),
         );
-        let mut resolver = Resolver::new(&raw);
         let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
+        let mut filler = resolver.into_filler();
+        // The first chunk's worth now, so the first blocks never wait inside `next_block`.
+        filler.ensure(RENDER_QUANTUM);
         Ok(Render {
             graph,
+            filler,
             total_frames,
             position: 0,
             stats: Stats::default(),
@@ -179,6 +185,12 @@ impl Render {
 
     pub fn total_frames(&self) -> usize {
         self.total_frames
+    }
+
+    /// Frames of the lazily evaluated CPPN outputs computed so far (the render's total once
+    /// everything is evaluated, or when nothing is lazy).
+    pub fn cppn_frames_ready(&self) -> usize {
+        self.filler.filled()
     }
 
     pub fn frames_rendered(&self) -> usize {
@@ -196,6 +208,9 @@ impl Render {
         if n == 0 {
             return 0;
         }
+        // Outside the flush-to-zero scope: the CPPN is evaluated in f64 with denormals, as
+        // JavaScript does.
+        self.filler.ensure(self.position + RENDER_QUANTUM);
         {
             // web-audio-api renders every block with denormals flushed.
             let _ftz = FlushDenormals::new();

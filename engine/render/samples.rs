@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
+use crate::dsp::sample_array::SampleArray;
 use crate::patch::graph::Samples;
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
 
@@ -56,8 +57,67 @@ fn rounded_frequency(f: f64) -> f64 {
     }
 }
 
-/// Raw samples of every network output (CPPN activation or noise); `None` where the original
-/// produces none.
+/// Frequency groups of the network outputs, in first-seen order: the frequency, the program
+/// that kromosynth would run for it (chosen by the group's first member, as
+/// `Activator.activateMember` does), and the members as (network output, CPPN output index).
+fn groups<'a>(cppns: &'a Cppns, outputs: &[NetworkOutput]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        if let Source::Cppn(index) = o.source {
+            match groups.iter_mut().find(|g| g.frequency == o.frequency) {
+                Some(g) => g.members.push((i, index)),
+                None => groups.push(Group {
+                    frequency: o.frequency,
+                    program: cppns.program_for(o.original_frequency),
+                    members: vec![(i, index)],
+                }),
+            }
+        }
+    }
+    groups
+}
+
+struct Group<'a> {
+    frequency: f64,
+    program: &'a Program,
+    members: Vec<(usize, usize)>,
+}
+
+/// Evaluates the CPPN outputs `wanted` (network output indices) of one group for all `frames`;
+/// returns them in `wanted` order.
+fn evaluate_group(
+    group: &Group,
+    wanted: &[usize],
+    frames: usize,
+    velocity: f64,
+) -> Vec<(usize, Vec<f32>)> {
+    let mut indices: Vec<usize> = Vec::new();
+    for &(out, idx) in &group.members {
+        if wanted.contains(&out) && !indices.contains(&idx) {
+            indices.push(idx);
+        }
+    }
+    if indices.is_empty() {
+        return Vec::new();
+    }
+    let periods = cppn::input_periods(group.frequency, frames, crate::dsp::SAMPLE_RATE as f64);
+    let buffers = cppn::evaluate_parallel(group.program, periods, velocity, frames, &indices);
+    group
+        .members
+        .iter()
+        .filter(|(out, _)| wanted.contains(out))
+        .map(|&(out, idx)| {
+            let k = indices
+                .iter()
+                .position(|&x| x == idx)
+                .expect("collected above");
+            (out, buffers[k].clone())
+        })
+        .collect()
+}
+
+/// Raw samples of every network output (CPPN activation or noise), evaluated whole; `None`
+/// where the original produces none.
 pub fn evaluate_outputs(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
@@ -65,33 +125,28 @@ pub fn evaluate_outputs(
     velocity: f64,
     seed: u64,
 ) -> Vec<Option<Arc<[f32]>>> {
+    let all: Vec<usize> = (0..outputs.len()).collect();
+    evaluate_some(cppns, outputs, &all, frames, velocity, seed)
+}
+
+/// Like [`evaluate_outputs`], for the network outputs in `wanted` only.
+fn evaluate_some(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    wanted: &[usize],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+) -> Vec<Option<Arc<[f32]>>> {
     let mut result: Vec<Option<Arc<[f32]>>> = vec![None; outputs.len()];
-    // Unique frequencies in first-seen order, each with its (network output, CPPN index)s.
-    let mut groups: Vec<(f64, Vec<(usize, usize)>)> = Vec::new();
-    for (i, o) in outputs.iter().enumerate() {
-        match o.source {
-            Source::Cppn(index) => match groups.iter_mut().find(|(f, _)| *f == o.frequency) {
-                Some((_, members)) => members.push((i, index)),
-                None => groups.push((o.frequency, vec![(i, index)])),
-            },
-            Source::Noise(kind) => {
-                result[i] = Some(noise(kind, frames, seed, i as u64).into());
-            }
-            Source::Nothing => {}
+    for &i in wanted {
+        if let Source::Noise(kind) = outputs[i].source {
+            result[i] = Some(noise(kind, frames, seed, i as u64).into());
         }
     }
-    for (frequency, members) in groups {
-        // The per-frequency CPPN is chosen by the first member's original frequency.
-        let original = outputs[members[0].0].original_frequency;
-        let program = cppns.program_for(original);
-        let mut indices: Vec<usize> = members.iter().map(|&(_, idx)| idx).collect();
-        indices.dedup();
-        let periods = cppn::input_periods(frequency, frames, crate::dsp::SAMPLE_RATE as f64);
-        let buffers = cppn::evaluate_parallel(program, periods, velocity, frames, &indices);
-        let buffers: Vec<Arc<[f32]>> = buffers.into_iter().map(Arc::from).collect();
-        for (out, idx) in members {
-            let k = indices.iter().position(|&x| x == idx).unwrap();
-            result[out] = Some(buffers[k].clone());
+    for group in groups(cppns, outputs) {
+        for (out, buffer) in evaluate_group(&group, wanted, frames, velocity) {
+            result[out] = Some(buffer.into());
         }
     }
     result
@@ -152,70 +207,373 @@ pub fn noise(kind: NoiseKind, frames: usize, seed: u64, stream: u64) -> Vec<f32>
     out
 }
 
-/// `remapNumberToRange(s, -1, 1, lo, hi)` per sample, stored as f32.
+/// `remapNumberToRange(s, -1, 1, lo, hi)`, stored as f32.
+#[inline]
+fn remap_one(s: f32, lo: f64, hi: f64) -> f32 {
+    ((s as f64 - -1.0) / (1.0 - -1.0) * (hi - lo) + lo) as f32
+}
+
+/// [`remap_one`] per sample.
 pub fn remap(samples: &[f32], lo: f64, hi: f64) -> Vec<f32> {
-    samples
-        .iter()
-        .map(|&s| ((s as f64 - -1.0) / (1.0 - -1.0) * (hi - lo) + lo) as f32)
-        .collect()
+    samples.iter().map(|&s| remap_one(s, lo, hi)).collect()
+}
+
+/// One wave's span in the wavetable mix (`gainValuesPerAudioWave`).
+#[derive(Clone, Copy, Debug)]
+struct WaveSpan {
+    fraction: f64,
+    start_fading: f64,
+    middle: f64,
+    end_fading: f64,
+}
+
+impl WaveSpan {
+    fn new(index: usize, count: usize) -> WaveSpan {
+        let fraction = 2.0 / count as f64;
+        let half = fraction / 2.0;
+        let start = index as f64 * fraction - 1.0;
+        let end = start + fraction;
+        WaveSpan {
+            fraction,
+            start_fading: start - if index > 0 { half } else { 0.0 },
+            middle: start + half,
+            end_fading: end + if index + 1 < count { half } else { 0.0 },
+        }
+    }
+
+    /// The gain for mix value `m`, then `remapControlArrayToValueCurveRange` to [0, 1].
+    #[inline]
+    fn gain(&self, m: f32) -> f32 {
+        let m = m as f64;
+        let gain = if self.start_fading < m && m < self.end_fading {
+            (1.0 - (self.middle - m).abs() / self.fraction) as f32
+        } else {
+            0.0f32
+        };
+        ((gain as f64 - -1.0) / (1.0 - -1.0) * (1.0 - 0.0) + 0.0) as f32
+    }
 }
 
 /// Wavetable gain curve `index` of `count` from the mix samples
 /// (`gainValuesPerAudioWave`, then `remapControlArrayToValueCurveRange`).
 pub fn wavetable_gain(mix: &[f32], index: usize, count: usize) -> Vec<f32> {
-    let fraction = 2.0 / count as f64;
-    let half = fraction / 2.0;
-    let start = index as f64 * fraction - 1.0;
-    let start_fading = start - if index > 0 { half } else { 0.0 };
-    let middle = start + half;
-    let end = start + fraction;
-    let end_fading = end + if index + 1 < count { half } else { 0.0 };
-    mix.iter()
-        .map(|&m| {
-            let m = m as f64;
-            let gain = if start_fading < m && m < end_fading {
-                (1.0 - (middle - m).abs() / fraction) as f32
-            } else {
-                0.0f32
-            };
-            ((gain as f64 - -1.0) / (1.0 - -1.0) * (1.0 - 0.0) + 0.0) as f32
-        })
-        .collect()
+    let span = WaveSpan::new(index, count);
+    mix.iter().map(|&m| span.gain(m)).collect()
 }
 
-/// Resolves `Samples` descriptions to arrays, computing each distinct one once.
+/// Samples a render's CPPN evaluates before its first block whatever the read-ahead: at least
+/// one default chunk (4096 frames), so the first chunk needs a single fill.
+pub const FILL_CHUNK: usize = 4096;
+
+/// Frames filled beyond what the readers need by the end of the coming block: a value curve
+/// reads the sample after the block's last (interpolation) and the next block's first value.
+const FILL_MARGIN: usize = 2 * crate::dsp::RENDER_QUANTUM + 4;
+
+/// A lazily filled array computed from another, sample by sample.
+enum Derived {
+    Remap {
+        from: SampleArray,
+        to: SampleArray,
+        lo: f64,
+        hi: f64,
+    },
+    WavetableGain {
+        mix: SampleArray,
+        to: SampleArray,
+        span: WaveSpan,
+    },
+}
+
+/// One frequency group's lazily evaluated CPPN outputs.
+struct LazyGroup {
+    program: Program,
+    periods: f64,
+    /// CPPN output indices and the arrays they fill (in `program`'s pruned numbering).
+    indices: Vec<usize>,
+    targets: Vec<SampleArray>,
+}
+
+/// Resolves `Samples` descriptions to arrays, each distinct one once.
+///
+/// Arrays that a node needs whole (convolver impulse responses, wave-shaper curves, buffers
+/// read at an unknown rate) are computed in [`Resolver::new`]. Every other array is handed out
+/// zeroed and filled by the [`Filler`] ahead of the block clock, so a render's first block does
+/// not wait for its whole CPPN evaluation. The values are the same either way: every sample is
+/// a function of its index alone.
 pub struct Resolver<'a> {
-    raw: &'a [Option<Arc<[f32]>>],
-    done: Vec<(Samples, Option<Arc<[f32]>>)>,
+    cppns: &'a Cppns,
+    outputs: &'a [NetworkOutput],
+    frames: usize,
+    velocity: f64,
+    /// Whole raw outputs (noise, and what `whole` needed).
+    whole: Vec<Option<Arc<[f32]>>>,
+    /// Lazily filled raw CPPN outputs, created on first use.
+    lazy: Vec<Option<SampleArray>>,
+    derived: Vec<Derived>,
+    done: Vec<(Samples, Option<SampleArray>)>,
+    read_ahead: f64,
+    eager: bool,
+}
+
+fn raw_outputs(s: &Samples, into: &mut Vec<usize>) {
+    match s {
+        Samples::Output { output, .. } => into.push(*output),
+        Samples::WavetableGain { mix, .. } => raw_outputs(mix, into),
+    }
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(raw: &'a [Option<Arc<[f32]>>]) -> Self {
+    /// `whole`: the samples some node needs complete before the first block.
+    pub fn new(
+        cppns: &'a Cppns,
+        outputs: &'a [NetworkOutput],
+        frames: usize,
+        velocity: f64,
+        seed: u64,
+        whole: &[Samples],
+    ) -> Self {
+        let mut wanted: Vec<usize> = outputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o.source, Source::Noise(_)))
+            .map(|(i, _)| i)
+            .collect();
+        for s in whole {
+            raw_outputs(s, &mut wanted);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
         Resolver {
-            raw,
+            whole: evaluate_some(cppns, outputs, &wanted, frames, velocity, seed),
+            lazy: vec![None; outputs.len()],
+            cppns,
+            outputs,
+            frames,
+            velocity,
+            derived: Vec::new(),
             done: Vec::new(),
+            read_ahead: 1.0,
+            eager: false,
         }
     }
 
-    /// `None` when the underlying network output has no samples.
-    pub fn resolve(&mut self, s: &Samples) -> Option<Arc<[f32]>> {
+    /// A resolver that computes everything whole (for oracles and tests).
+    pub fn eager(
+        cppns: &'a Cppns,
+        outputs: &'a [NetworkOutput],
+        frames: usize,
+        velocity: f64,
+        seed: u64,
+    ) -> Self {
+        let mut r = Resolver::new(cppns, outputs, frames, velocity, seed, &[]);
+        r.whole = evaluate_outputs(cppns, outputs, frames, velocity, seed);
+        r.eager = true;
+        r
+    }
+
+    /// The array for `s` (`None` when its network output has no samples). `read_ahead`: how
+    /// far ahead of the block clock the reader reads, as a factor on the frame (1 for value
+    /// curves and buffers played at rate 1).
+    pub fn resolve(&mut self, s: &Samples, read_ahead: f64) -> Option<SampleArray> {
+        self.read_ahead = self.read_ahead.max(read_ahead);
         if let Some((_, v)) = self.done.iter().find(|(k, _)| k == s) {
             return v.clone();
         }
-        let v: Option<Arc<[f32]>> = match s {
+        let v = match s {
             Samples::Output { output, range } => {
-                let raw = self.raw[*output].clone();
+                let raw = self.raw(*output);
                 match (raw, range) {
-                    (Some(raw), Some([lo, hi])) => Some(remap(&raw, *lo, *hi).into()),
-                    (raw, _) => raw,
+                    (Some(Ok(whole)), Some([lo, hi])) => {
+                        Some(SampleArray::from(remap(&whole, *lo, *hi)))
+                    }
+                    (Some(Ok(whole)), None) => Some(SampleArray::from(&whole[..])),
+                    (Some(Err(lazy)), Some([lo, hi])) => {
+                        let to = SampleArray::zeroed(self.frames);
+                        self.derived.push(Derived::Remap {
+                            from: lazy,
+                            to: to.clone(),
+                            lo: *lo,
+                            hi: *hi,
+                        });
+                        Some(to)
+                    }
+                    (Some(Err(lazy)), None) => Some(lazy),
+                    (None, _) => None,
                 }
             }
-            Samples::WavetableGain { mix, index, count } => self
-                .resolve(mix)
-                .map(|m| wavetable_gain(&m, *index, *count).into()),
+            Samples::WavetableGain { mix, index, count } => {
+                let span = WaveSpan::new(*index, *count);
+                let complete = self.is_whole(mix);
+                self.resolve(mix, read_ahead).map(|mix| {
+                    if complete {
+                        let mix = mix.to_vec();
+                        SampleArray::from(mix.iter().map(|&m| span.gain(m)).collect::<Vec<_>>())
+                    } else {
+                        let to = SampleArray::zeroed(self.frames);
+                        self.derived.push(Derived::WavetableGain {
+                            mix,
+                            to: to.clone(),
+                            span,
+                        });
+                        to
+                    }
+                })
+            }
         };
         self.done.push((s.clone(), v.clone()));
         v
+    }
+
+    /// The samples of `s` complete now (for nodes that take their data at construction).
+    pub fn resolve_whole(&mut self, s: &Samples) -> Option<Vec<f32>> {
+        debug_assert!(self.is_whole(s), "{s:?} was not declared whole");
+        self.resolve(s, 1.0).map(|a| a.to_vec())
+    }
+
+    fn is_whole(&self, s: &Samples) -> bool {
+        let mut raws = Vec::new();
+        raw_outputs(s, &mut raws);
+        raws.iter()
+            .all(|&o| self.whole[o].is_some() || !matches!(self.outputs[o].source, Source::Cppn(_)))
+    }
+
+    /// The raw output: whole (`Ok`) or lazily filled (`Err`), created on first use.
+    fn raw(&mut self, output: usize) -> Option<Result<Arc<[f32]>, SampleArray>> {
+        if let Some(whole) = &self.whole[output] {
+            return Some(Ok(whole.clone()));
+        }
+        if !matches!(self.outputs[output].source, Source::Cppn(_)) || self.eager {
+            return None;
+        }
+        let frames = self.frames;
+        Some(Err(self.lazy[output]
+            .get_or_insert_with(|| SampleArray::zeroed(frames))
+            .clone()))
+    }
+
+    /// What fills the lazy arrays as the render advances.
+    pub fn into_filler(self) -> Filler {
+        let mut lazy_groups = Vec::new();
+        for group in groups(self.cppns, self.outputs) {
+            let mut indices = Vec::new();
+            let mut targets: Vec<SampleArray> = Vec::new();
+            for &(out, idx) in &group.members {
+                if let Some(array) = &self.lazy[out] {
+                    indices.push(idx);
+                    targets.push(array.clone());
+                }
+            }
+            if indices.is_empty() {
+                continue;
+            }
+            lazy_groups.push(LazyGroup {
+                program: group.program.pruned(&indices),
+                periods: cppn::input_periods(
+                    group.frequency,
+                    self.frames,
+                    crate::dsp::SAMPLE_RATE as f64,
+                ),
+                indices,
+                targets,
+            });
+        }
+        Filler {
+            frames: self.frames,
+            filled: if lazy_groups.is_empty() && self.derived.is_empty() {
+                self.frames
+            } else {
+                0
+            },
+            read_ahead: self.read_ahead,
+            velocity: self.velocity,
+            groups: lazy_groups,
+            derived: self.derived,
+        }
+    }
+}
+
+/// Fills a render's lazy arrays ahead of the block clock, [`FILL_CHUNK`] frames or more at a
+/// time, the CPPN part in parallel with rayon.
+pub struct Filler {
+    frames: usize,
+    filled: usize,
+    read_ahead: f64,
+    velocity: f64,
+    groups: Vec<LazyGroup>,
+    derived: Vec<Derived>,
+}
+
+impl Filler {
+    /// Frames filled so far.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// Makes sure every lazy array holds what readers need to render up to `frame_end`.
+    /// Called before every block; fills only every [`FILL_CHUNK`] frames or so.
+    #[inline]
+    pub fn ensure(&mut self, frame_end: usize) {
+        if self.filled >= self.frames {
+            return;
+        }
+        let need = ((frame_end as f64 * self.read_ahead).ceil() as usize)
+            .saturating_add(FILL_MARGIN)
+            .min(self.frames);
+        if need > self.filled {
+            let to = need.max(self.filled + FILL_CHUNK).min(self.frames);
+            self.fill(self.filled..to);
+        }
+    }
+
+    #[cold]
+    fn fill(&mut self, range: std::ops::Range<usize>) {
+        use rayon::prelude::*;
+        let (frames, velocity) = (self.frames, self.velocity);
+        // (group, sub-range) tasks, so one group's chunk spreads over the cores too.
+        let step = cppn::PARALLEL_CHUNK.min(range.len().div_ceil(2)).max(256);
+        let tasks: Vec<(usize, std::ops::Range<usize>)> = (0..self.groups.len())
+            .flat_map(|g| {
+                let range = range.clone();
+                (range.start..range.end)
+                    .step_by(step)
+                    .map(move |s| (g, s..(s + step).min(range.end)))
+            })
+            .collect();
+        let groups = &self.groups;
+        tasks.into_par_iter().for_each(|(g, sub)| {
+            let group = &groups[g];
+            let mut bufs: Vec<Vec<f32>> =
+                group.indices.iter().map(|_| vec![0.0; sub.len()]).collect();
+            let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+            cppn::evaluate_range(
+                &group.program,
+                group.periods,
+                velocity,
+                frames,
+                sub.clone(),
+                &group.indices,
+                &mut views,
+            );
+            for (target, buf) in group.targets.iter().zip(&bufs) {
+                target.write(sub.start, buf);
+            }
+        });
+        // In creation order: a wavetable gain's mix (if derived) was created before it.
+        for d in &self.derived {
+            match d {
+                Derived::Remap { from, to, lo, hi } => {
+                    for i in range.clone() {
+                        to.set(i, remap_one(from.get(i), *lo, *hi));
+                    }
+                }
+                Derived::WavetableGain { mix, to, span } => {
+                    for i in range.clone() {
+                        to.set(i, span.gain(mix.get(i)));
+                    }
+                }
+            }
+        }
+        self.filled = range.end;
     }
 }
 

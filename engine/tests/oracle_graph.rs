@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use krs_engine::patch::graph::{build, Kind, WebGraph, DESTINATION};
-use krs_engine::render::samples::{evaluate_outputs, Resolver};
+use krs_engine::render::samples::Resolver;
 use krs_engine::{render_batch, CompiledGenome, RenderRequest};
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
 use web_audio_api::node::{
@@ -135,21 +135,21 @@ fn oracle(graph: &WebGraph, resolver: &mut Resolver, frames: usize, duration: f6
             Kind::DynamicsCompressor => Handle::Node(Wa::Comp(ctx.create_dynamics_compressor())),
             Kind::Convolver { buffer: b } => {
                 let mut c = ctx.create_convolver();
-                if let Some(data) = b.as_ref().and_then(|s| resolver.resolve(s)) {
+                if let Some(data) = b.as_ref().and_then(|s| resolver.resolve_whole(s)) {
                     c.set_buffer(buffer(&ctx, &data));
                 }
                 Handle::Node(Wa::Conv(c))
             }
             Kind::WaveShaper { curve } => {
                 let mut w = ctx.create_wave_shaper();
-                if let Some(data) = curve.as_ref().and_then(|s| resolver.resolve(s)) {
+                if let Some(data) = curve.as_ref().and_then(|s| resolver.resolve_whole(s)) {
                     w.set_curve(data.to_vec());
                 }
                 Handle::Node(Wa::Shaper(w))
             }
             Kind::BufferSource { buffer: b } => {
                 let mut s = ctx.create_buffer_source();
-                if let Some(data) = b.as_ref().and_then(|s| resolver.resolve(s)) {
+                if let Some(data) = b.as_ref().and_then(|s| resolver.resolve_whole(s)) {
                     s.set_buffer(buffer(&ctx, &data));
                 }
                 s.start();
@@ -180,7 +180,7 @@ fn oracle(graph: &WebGraph, resolver: &mut Resolver, frames: usize, duration: f6
             param.set_value(*v);
         }
         if let Some(c) = curve {
-            if let Some(values) = resolver.resolve(c) {
+            if let Some(values) = resolver.resolve_whole(c) {
                 param.set_value_curve_at_time(&values, 0.0, duration);
             }
         }
@@ -229,8 +229,7 @@ fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
     let genome = CompiledGenome::from_json(&bytes).unwrap();
     let frames = (48000.0 * duration) as usize;
     let graph = build(genome.patch(), note_delta, genome.cppns().output_count()).unwrap();
-    let raw = evaluate_outputs(genome.cppns(), &graph.outputs, frames, velocity, 1);
-    let mut resolver = Resolver::new(&raw);
+    let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, frames, velocity, 1);
     let mut theirs = oracle(&graph, &mut resolver, frames, duration);
     krs_engine::render::normalize_like_original(&mut theirs);
     let reference =

@@ -193,3 +193,39 @@ fn stats_track_the_raw_stream_and_normalization_uses_them() {
     krs_engine::render::normalize_like_original(&mut normalized);
     assert_eq!(normalized, render_batch(&g, &request, true).unwrap());
 }
+
+#[test]
+fn cppn_outputs_are_evaluated_ahead_of_the_block_clock_not_all_up_front() {
+    // A wavetable genome: its buffers and mix curve are all read at the block clock.
+    let g = genome("01M88X7HMX6C9TPT2A9HCKMZQJ");
+    let request = RenderRequest {
+        duration: 10.0,
+        ..RenderRequest::default()
+    };
+    let mut r = Render::new(&g, &request).unwrap();
+    let total = r.total_frames();
+    assert!(
+        r.cppn_frames_ready() < total / 10,
+        "{} of {total}",
+        r.cppn_frames_ready()
+    );
+    let mut block = [0.0f32; 128];
+    let mut out = Vec::new();
+    while !r.is_finished() {
+        let n = r.next_block(&mut block);
+        out.extend_from_slice(&block[..n]);
+        // Never behind the clock, and at most about two fill chunks ahead of it.
+        let (ready, rendered) = (r.cppn_frames_ready(), r.frames_rendered());
+        assert!(ready >= rendered, "{ready} < {rendered}");
+        assert!(
+            ready <= (rendered + 2 * 4096).min(total),
+            "{ready} vs {rendered}"
+        );
+    }
+    assert_eq!(r.cppn_frames_ready(), total);
+    let batch = render_batch(&g, &request, false).unwrap();
+    assert!(out
+        .iter()
+        .zip(&batch)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
