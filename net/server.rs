@@ -317,7 +317,13 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.poll.poll(&mut events, Some(TICK)) {
+            // Sessions dirtied while pumping others are pumped on the next turn, at once.
+            let timeout = if self.dirty.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -498,7 +504,8 @@ impl Server {
                     self.mark_dirty(token);
                     return;
                 }
-                Ok(_) => {}
+                // A ping's pong is queued by tungstenite; the pump's flush sends it.
+                Ok(_) => self.mark_dirty(token),
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(WsError::Capacity(e)) => {
                     return self.close_with(token, CloseCode::Size, &format!("{e}"));

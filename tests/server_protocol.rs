@@ -271,3 +271,26 @@ fn inline_genome_renders_like_the_stored_one() {
         assert_bits_eq(&received.samples, &want, "inline genome");
     }
 }
+
+#[test]
+fn pings_are_answered_while_idle() {
+    let server = ServerProcess::start(&[]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_mut() {
+        // A lost pong fails the test instead of hanging it.
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+    }
+    socket
+        .send(Message::Ping(b"are you there".to_vec()))
+        .unwrap();
+    loop {
+        match socket.read().unwrap() {
+            Message::Pong(payload) => {
+                assert_eq!(payload, b"are you there");
+                break;
+            }
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    }
+}
