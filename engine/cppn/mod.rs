@@ -186,14 +186,21 @@ impl Program {
         self.terms.len()
     }
 
-    /// Evaluates the program for one sample. `regs` must hold `registers` values; bias and
-    /// input registers are set here, everything else is overwritten or reads as 0.
-    #[inline]
-    pub fn run(&self, regs: &mut [f64], inputs: [f64; 2]) {
-        regs.fill(0.0);
+    /// A register file for [`Program::run`]: zeros, with the bias registers at 1.
+    pub fn registers(&self) -> Vec<f64> {
+        let mut regs = vec![0.0f64; self.registers];
         for r in regs.iter_mut().take(self.bias_count) {
             *r = 1.0;
         }
+        regs
+    }
+
+    /// Evaluates the program for one sample in `regs` (from [`Program::registers`], reusable
+    /// from sample to sample). Only the input registers are set here: every op reads registers
+    /// that an earlier op of the same sample wrote, a bias or input register, or the register
+    /// that stays 0 (recurrent edges), so nothing needs clearing between samples.
+    #[inline]
+    pub fn run(&self, regs: &mut [f64], inputs: [f64; 2]) {
         for (i, v) in inputs.iter().enumerate().take(self.input_count) {
             regs[self.bias_count + i] = *v;
         }
@@ -280,7 +287,7 @@ pub fn evaluate_range(
     outputs: &[usize],
     out: &mut [&mut [f32]],
 ) {
-    let mut regs = vec![0.0f64; program.registers];
+    let mut regs = program.registers();
     let regs_out: Vec<usize> = outputs
         .iter()
         .map(|&o| program.output_register(o))
@@ -373,7 +380,7 @@ mod tests {
     }
 
     fn eval(p: &Program, inputs: [f64; 2]) -> (f64, f64) {
-        let mut regs = vec![0.0; p.registers];
+        let mut regs = p.registers();
         p.run(&mut regs, inputs);
         (regs[p.output_register(0)], regs[p.output_register(1)])
     }
@@ -417,6 +424,33 @@ mod tests {
         );
         let p = Program::compile(&g).unwrap();
         assert_eq!(eval(&p, [1.5, 0.0]).0, 3.0);
+    }
+
+    #[test]
+    fn a_reused_register_file_keeps_no_state_between_samples() {
+        // Recurrent edges and a self loop: nothing of sample k may leak into sample k + 1.
+        let g = genome(
+            ["Linear", "Sine", "Linear"],
+            vec![
+                conn("5", "3", 1.0),
+                conn("3", "5", 100.0),
+                conn("1", "5", 2.0),
+                conn("4", "4", 5.0),
+                conn("2", "4", 1.0),
+            ],
+        );
+        let p = Program::compile(&g).unwrap();
+        let mut reused = p.registers();
+        for k in 0..50 {
+            let inputs = [k as f64 * 0.37 - 3.0, 1.0 - k as f64 * 0.11];
+            p.run(&mut reused, inputs);
+            let fresh = eval(&p, inputs);
+            assert_eq!(
+                (reused[p.output_register(0)], reused[p.output_register(1)]),
+                fresh,
+                "sample {k}"
+            );
+        }
     }
 
     #[test]
@@ -464,7 +498,7 @@ mod tests {
         );
         for x in [-0.9, 0.1, 0.77] {
             let full = eval(&p, [x, -x]);
-            let mut regs = vec![0.0; p.registers];
+            let mut regs = p.registers();
             only_out1.run(&mut regs, [x, -x]);
             assert_eq!(regs[p.output_register(1)], full.1);
             p.pruned(&[0]).run(&mut regs, [x, -x]);
