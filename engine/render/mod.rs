@@ -12,10 +12,11 @@ use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
 use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
 use crate::genome::{Genome, WaveNetwork};
+use crate::gpu::CppnBackend;
 use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
 use graph::AudioGraph;
-use samples::{evaluate_outputs, Cppns, Resolver};
+use samples::{evaluate_outputs_with, Cppns, Resolver};
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
@@ -131,6 +132,16 @@ pub struct Render {
 
 impl Render {
     pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
+        Render::with_cppn(genome, request, &CppnBackend::Cpu)
+    }
+
+    /// [`Render::new`] with the CPPN outputs evaluated by `backend` (the GPU's results differ
+    /// from the CPU's within the tolerance in engine/gpu/README.md).
+    pub fn with_cppn(
+        genome: &CompiledGenome,
+        request: &RenderRequest,
+        backend: &CppnBackend,
+    ) -> Result<Render, RenderError> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
@@ -159,12 +170,13 @@ impl Render {
             genome.cppns.output_count(),
         )
         .map_err(|e| RenderError(e.0))?;
-        let raw = evaluate_outputs(
+        let raw = evaluate_outputs_with(
             &genome.cppns,
             &web.outputs,
             total_frames,
             request.velocity,
             request.seed,
+            backend,
         );
         let mut resolver = Resolver::new(&raw);
         let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
@@ -227,7 +239,17 @@ pub fn render_batch(
     request: &RenderRequest,
     normalize: bool,
 ) -> Result<Vec<f32>, RenderError> {
-    let mut render = Render::new(genome, request)?;
+    render_batch_with(genome, request, normalize, &CppnBackend::Cpu)
+}
+
+/// [`render_batch`] with the CPPN outputs evaluated by `backend`.
+pub fn render_batch_with(
+    genome: &CompiledGenome,
+    request: &RenderRequest,
+    normalize: bool,
+    backend: &CppnBackend,
+) -> Result<Vec<f32>, RenderError> {
+    let mut render = Render::with_cppn(genome, request, backend)?;
     let mut out = Vec::with_capacity(render.total_frames());
     let mut block = [0.0f32; RENDER_QUANTUM];
     loop {

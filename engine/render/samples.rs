@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
+use crate::gpu::CppnBackend;
 use crate::patch::graph::Samples;
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
 
@@ -57,13 +58,26 @@ fn rounded_frequency(f: f64) -> f64 {
 }
 
 /// Raw samples of every network output (CPPN activation or noise); `None` where the original
-/// produces none.
+/// produces none. CPPNs are evaluated on the CPU; see [`evaluate_outputs_with`].
 pub fn evaluate_outputs(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
     frames: usize,
     velocity: f64,
     seed: u64,
+) -> Vec<Option<Arc<[f32]>>> {
+    evaluate_outputs_with(cppns, outputs, frames, velocity, seed, &CppnBackend::Cpu)
+}
+
+/// [`evaluate_outputs`] with the CPPNs evaluated by `backend`. Every frequency's job is
+/// started before the first is awaited, so on the GPU they share a submission.
+pub fn evaluate_outputs_with(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+    backend: &CppnBackend,
 ) -> Vec<Option<Arc<[f32]>>> {
     let mut result: Vec<Option<Arc<[f32]>>> = vec![None; outputs.len()];
     // Unique frequencies in first-seen order, each with its (network output, CPPN index)s.
@@ -80,16 +94,28 @@ pub fn evaluate_outputs(
             Source::Nothing => {}
         }
     }
-    for (frequency, members) in groups {
-        // The per-frequency CPPN is chosen by the first member's original frequency.
-        let original = outputs[members[0].0].original_frequency;
-        let program = cppns.program_for(original);
-        let mut indices: Vec<usize> = members.iter().map(|&(_, idx)| idx).collect();
-        indices.dedup();
-        let periods = cppn::input_periods(frequency, frames, crate::dsp::SAMPLE_RATE as f64);
-        let buffers = cppn::evaluate_parallel(program, periods, velocity, frames, &indices);
-        let buffers: Vec<Arc<[f32]>> = buffers.into_iter().map(Arc::from).collect();
-        for (out, idx) in members {
+    let indices: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|(_, members)| {
+            let mut indices: Vec<usize> = members.iter().map(|&(_, idx)| idx).collect();
+            indices.dedup();
+            indices
+        })
+        .collect();
+    let evaluations: Vec<_> = groups
+        .iter()
+        .zip(&indices)
+        .map(|((frequency, members), indices)| {
+            // The per-frequency CPPN is chosen by the first member's original frequency.
+            let original = outputs[members[0].0].original_frequency;
+            let program = cppns.program_for(original);
+            let periods = cppn::input_periods(*frequency, frames, crate::dsp::SAMPLE_RATE as f64);
+            backend.start(program, periods, velocity, frames, indices)
+        })
+        .collect();
+    for (((_, members), indices), evaluation) in groups.iter().zip(&indices).zip(evaluations) {
+        let buffers: Vec<Arc<[f32]>> = evaluation.wait().into_iter().map(Arc::from).collect();
+        for &(out, idx) in members {
             let k = indices.iter().position(|&x| x == idx).unwrap();
             result[out] = Some(buffers[k].clone());
         }
