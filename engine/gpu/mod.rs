@@ -228,9 +228,15 @@ pub enum CppnBackend {
 }
 
 impl CppnBackend {
-    /// The shared GPU if one opens, else the CPU.
+    /// The shared GPU if it is a real one, else the CPU. A software device (lavapipe) is
+    /// several times slower than the CPU evaluator on the same cores (engine/gpu/README.md),
+    /// so it is used only when `KRS_VULKAN_DEVICE` asks for a device explicitly.
     pub fn auto() -> CppnBackend {
-        Gpu::shared().map_or(CppnBackend::Cpu, CppnBackend::Gpu)
+        let explicit = std::env::var("KRS_VULKAN_DEVICE").is_ok_and(|s| !s.trim().is_empty());
+        match Gpu::shared() {
+            Ok(g) if explicit || g.device().kind != DeviceKind::Cpu => CppnBackend::Gpu(g),
+            _ => CppnBackend::Cpu,
+        }
     }
 
     /// Starts the evaluation of `outputs` for `n` samples; see [`cppn::evaluate_parallel`].

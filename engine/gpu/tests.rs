@@ -471,3 +471,18 @@ fn programs_the_shader_cannot_hold_run_on_the_cpu() {
         cppn::evaluate_parallel(&p, periods, 1.0, 1000, &[0])
     );
 }
+
+#[test]
+fn auto_uses_a_software_device_only_when_asked() {
+    if std::env::var_os("KRS_VULKAN_DEVICE").is_some() {
+        println!("skipping: KRS_VULKAN_DEVICE is set, so auto() uses whatever it names");
+        return;
+    }
+    let backend = CppnBackend::auto();
+    match Gpu::shared() {
+        Ok(g) if g.device().kind != DeviceKind::Cpu => {
+            assert!(matches!(backend, CppnBackend::Gpu(_)), "{backend:?}")
+        }
+        _ => assert!(matches!(backend, CppnBackend::Cpu), "{backend:?}"),
+    }
+}
