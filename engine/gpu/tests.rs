@@ -486,3 +486,18 @@ fn auto_uses_a_software_device_only_when_asked() {
         _ => assert!(matches!(backend, CppnBackend::Cpu), "{backend:?}"),
     }
 }
+
+#[test]
+fn periodic_input_stays_exact_over_long_renders() {
+    let Some(gpu) = gpu() else { return };
+    // out0 = |periodic input|, out1 = |ramp|: the inputs themselves, where an f32
+    // sin(periods * ramp) would be off by ~1e-2 at these arguments (up to 3e5 rad).
+    let p = network(
+        ["Linear", "Linear", "NullFn", "NullFn"],
+        vec![conn("1", "3", 1.0), conn("2", "4", 1.0)],
+    );
+    let n = frames_for(60.0);
+    let (max, off) = gpu_vs_cpu(&gpu, &p, 5000.0, n, 1e-6);
+    println!("60 s at 5 kHz: inputs' max abs error {max:.3e}");
+    assert_eq!(off, 0, "max abs error {max}");
+}
