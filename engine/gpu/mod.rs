@@ -333,6 +333,15 @@ fn warn_fallback(e: &GpuError) {
     }
 }
 
+/// Most work (samples x (ops + terms)) in one submission: about 10 s on lavapipe sharing two
+/// cores, milliseconds on a hardware GPU, and well inside the fence timeout either way, so a
+/// slow device is not mistaken for a hung one.
+const MAX_WORK: usize = 1 << 28;
+
+fn work_per_sample(j: &Job) -> usize {
+    j.program.ops.len() + j.program.terms.len() + 1
+}
+
 /// A sample range of one job, as one row of a dispatch.
 struct Piece {
     job: usize,
@@ -421,11 +430,12 @@ fn run_batch(
         .iter()
         .map(|j| vec![vec![0.0f32; j.n]; j.program.out_regs.len()])
         .collect();
-    // Split each job into pieces whose outputs fit the output buffer.
+    // Split each job into pieces whose outputs fit the output buffer and whose work fits
+    // one submission.
     let mut pieces = Vec::new();
     for (i, j) in batch.iter().enumerate() {
         let per_sample = j.program.out_regs.len().max(1);
-        let most = (cap / per_sample).max(1);
+        let most = (cap / per_sample).min(MAX_WORK / work_per_sample(j)).max(1);
         let mut start = 0;
         while start < j.n {
             let count = most.min(j.n - start);
@@ -447,14 +457,19 @@ fn run_batch(
         let mut placed: Vec<Option<(u32, u32, u32)>> = vec![None; batch.len()];
         let mut out_floats = 0usize;
         let mut longest = 0usize;
+        let mut work = 0usize;
+        let mut registers = 0usize;
         let first = next;
         while next < pieces.len() && next - first < MAX_BATCH {
             let piece = &pieces[next];
             let j = &batch[piece.job];
             let floats = piece.count * j.program.out_regs.len();
-            if next > first && out_floats + floats > cap {
+            let piece_work = piece.count * work_per_sample(j);
+            if next > first && (out_floats + floats > cap || work + piece_work > MAX_WORK) {
                 break;
             }
+            work += piece_work;
+            registers = registers.max(j.program.registers);
             let (op_start, op_end, out_reg_start) = *placed[piece.job].get_or_insert_with(|| {
                 let term_base = staging.terms.len() as u32;
                 staging.terms.extend_from_slice(&j.program.terms);
@@ -496,7 +511,7 @@ fn run_batch(
         ctx.upload(vulkan::OPS, &staging.ops)?;
         ctx.upload(vulkan::TERMS, &staging.terms)?;
         ctx.upload(vulkan::OUT_REGS, &staging.out_regs)?;
-        let out = ctx.dispatch(staging.jobs.len() as u32, longest, out_floats)?;
+        let out = ctx.dispatch(staging.jobs.len() as u32, longest, out_floats, registers)?;
         for (row, piece) in staging.jobs.iter().zip(&pieces[first..next]) {
             let offset = row[12] as usize;
             for (k, buf) in results[piece.job].iter_mut().enumerate() {

@@ -5,7 +5,8 @@ use std::f64::consts::TAU;
 use super::GpuError;
 use crate::cppn::Program;
 
-/// Registers per invocation: `REGS` in cppn.wgsl. Programs that need more run on the CPU.
+/// Registers per invocation of the largest shader variant (`REGS` in cppn.wgsl; build.rs also
+/// compiles a smaller one). Programs that need more run on the CPU.
 pub const MAX_REGISTERS: usize = 256;
 /// Summed connections of one program on the GPU; bounds the terms buffer (see `gpu/mod.rs`).
 pub const MAX_TERMS: usize = 1 << 16;
@@ -27,6 +28,8 @@ pub struct GpuProgram {
     pub terms: Vec<[u32; 2]>,
     /// Register of each requested output, in request order.
     pub out_regs: Vec<u32>,
+    /// Registers the shader needs for this program.
+    pub registers: usize,
 }
 
 impl GpuProgram {
@@ -82,6 +85,7 @@ impl GpuProgram {
             ops,
             terms,
             out_regs,
+            registers: needed,
         })
     }
 }
@@ -169,6 +173,7 @@ mod tests {
             ]
         );
         assert_eq!(g.out_regs, vec![5]);
+        assert_eq!(g.registers, 6);
         assert!(GpuProgram::new(&p, &[1]).is_err());
     }
 }

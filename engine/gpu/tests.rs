@@ -438,30 +438,51 @@ fn a_lost_device_falls_back_to_the_cpu() {
     );
 }
 
-#[test]
-fn programs_the_shader_cannot_hold_run_on_the_cpu() {
-    // A chain of 300 hidden neurons needs more registers than the shader has.
+/// A chain of `hidden` Sine neurons from the inputs to output 0 (needs `hidden + 5` registers).
+fn chain(hidden: usize) -> Program {
     let mut nodes = vec![
         node("0", "NullFn", true),
         node("1", "NullFn", false),
         node("2", "NullFn", false),
-        node("3", "Linear", false),
+        node("3", "Sine", false),
     ];
-    let mut connections = vec![conn("2", "h0", 1.0)];
-    for i in 0..300 {
-        nodes.push(node(&format!("h{i}"), "Linear", false));
+    let mut connections = vec![conn("2", "h0", 1.0), conn("1", "h0", 0.5)];
+    for i in 0..hidden {
+        nodes.push(node(&format!("h{i}"), "Sine", false));
         if i > 0 {
-            connections.push(conn(&format!("h{}", i - 1), &format!("h{i}"), 1.0));
+            connections.push(conn(&format!("h{}", i - 1), &format!("h{i}"), 1.1));
+            connections.push(conn("0", &format!("h{i}"), 0.01));
         }
     }
-    connections.push(conn("h299", "3", 0.5));
-    let p = Program::compile(&NeatGenome {
+    connections.push(conn(&format!("h{}", hidden - 1), "3", 0.9));
+    Program::compile(&NeatGenome {
         nodes,
         connections,
         input_count: 2,
         output_count: 1,
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn programs_beyond_the_small_register_file_use_the_large_one() {
+    let Some(gpu) = gpu() else { return };
+    let n = 20_000;
+    let periods = input_periods(440.0, n, 48_000.0);
+    for hidden in [20, 27, 28, 100, 251] {
+        let p = chain(hidden);
+        assert_eq!(GpuProgram::new(&p, &[0]).unwrap().registers, hidden + 5);
+        let cpu = cppn::evaluate_parallel(&p, periods, 1.0, n, &[0]);
+        let ours = gpu.evaluate(&p, periods, 1.0, n, &[0]).unwrap();
+        let (snr, err) = compare(&ours[0], &cpu[0]);
+        println!("chain of {hidden}: {snr:.1} dB, max abs error {err:.3e}");
+        assert!(err < 1e-4, "chain of {hidden}: {err}");
+    }
+}
+
+#[test]
+fn programs_the_shader_cannot_hold_run_on_the_cpu() {
+    let p = chain(252);
     let e = GpuProgram::new(&p, &[0]).unwrap_err();
     assert!(e.0.contains("registers"), "{e}");
     let Some(gpu) = gpu() else { return };

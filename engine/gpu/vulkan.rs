@@ -11,20 +11,26 @@ use ash::vk;
 
 use super::{DeviceInfo, DeviceKind, GpuError};
 
-/// The SPIR-V that engine/build.rs compiled from cppn.wgsl.
-static SPIRV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cppn.spv"));
+/// The SPIR-V that engine/build.rs compiled from cppn.wgsl, with the register-file size of
+/// each variant, smallest first.
+const SPIRV: [(&[u8], usize); 2] = [
+    (
+        include_bytes!(concat!(env!("OUT_DIR"), "/cppn_small.spv")),
+        32,
+    ),
+    (include_bytes!(concat!(env!("OUT_DIR"), "/cppn.spv")), 256),
+];
 
 /// Invocations per workgroup; `WORKGROUP` in cppn.wgsl.
 pub const WORKGROUP: u32 = 64;
 
 /// Longest one submission may run before we call the device hung. A submission is bounded by
-/// the output buffer (see `Context::max_out_floats`); on lavapipe sharing two cores that is a
-/// few seconds of work for a large CPPN.
+/// the output buffer and by `MAX_WORK` (gpu/mod.rs), about 10 s on lavapipe sharing two cores.
 const FENCE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Upper bound of the output buffer in bytes, also capped by the device's
 /// `maxStorageBufferRange` (Vulkan guarantees at least 128 MiB; lavapipe reports exactly that).
-const MAX_OUT_BYTES: u64 = 64 << 20;
+const MAX_OUT_BYTES: u64 = 16 << 20;
 
 /// Smallest allocation of a buffer, so that small jobs do not grow a buffer step by step.
 const MIN_BUFFER_BYTES: u64 = 64 << 10;
@@ -57,7 +63,8 @@ pub struct Context {
     memory: vk::PhysicalDeviceMemoryProperties,
     set_layout: vk::DescriptorSetLayout,
     pipeline_layout: vk::PipelineLayout,
-    pipeline: vk::Pipeline,
+    /// (pipeline, registers) per shader variant, smallest register file first.
+    pipelines: [(vk::Pipeline, usize); 2],
     descriptor_pool: vk::DescriptorPool,
     set: vk::DescriptorSet,
     command_pool: vk::CommandPool,
@@ -244,7 +251,7 @@ impl Context {
             memory,
             set_layout: vk::DescriptorSetLayout::null(),
             pipeline_layout: vk::PipelineLayout::null(),
-            pipeline: vk::Pipeline::null(),
+            pipelines: [(vk::Pipeline::null(), 0); 2],
             descriptor_pool: vk::DescriptorPool::null(),
             set: vk::DescriptorSet::null(),
             command_pool: vk::CommandPool::null(),
@@ -269,15 +276,6 @@ impl Context {
 
     fn build(&mut self, family: u32) -> Result<(), GpuError> {
         let d = &self.device;
-        let words = ash::util::read_spv(&mut std::io::Cursor::new(SPIRV))
-            .map_err(|e| GpuError(format!("embedded SPIR-V is malformed: {e}")))?;
-        // SAFETY (this whole function): every create info outlives its call, and every handle
-        // is stored in self at once so that destroy_device_objects can free it on error.
-        let shader = unsafe {
-            d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
-        }
-        .map_err(vk_err("vkCreateShaderModule"))?;
-
         let bindings: Vec<_> = (0..BINDINGS as u32)
             .map(|b| {
                 vk::DescriptorSetLayoutBinding::default()
@@ -287,52 +285,48 @@ impl Context {
                     .stage_flags(vk::ShaderStageFlags::COMPUTE)
             })
             .collect();
-        let layout = unsafe {
+        // SAFETY (this whole function): every create info outlives its call, and every handle
+        // is stored in self at once so that destroy_device_objects can free it on error.
+        self.set_layout = unsafe {
             d.create_descriptor_set_layout(
                 &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
                 None,
             )
-        };
-        let layout = match layout {
-            Ok(l) => l,
-            Err(e) => {
-                unsafe { d.destroy_shader_module(shader, None) };
-                return Err(vk_err("vkCreateDescriptorSetLayout")(e));
-            }
-        };
-        self.set_layout = layout;
-        let layouts = [layout];
-        let pipeline_layout = unsafe {
+        }
+        .map_err(vk_err("vkCreateDescriptorSetLayout"))?;
+        let layouts = [self.set_layout];
+        self.pipeline_layout = unsafe {
             d.create_pipeline_layout(
                 &vk::PipelineLayoutCreateInfo::default().set_layouts(&layouts),
                 None,
             )
-        };
-        let pipeline_layout = match pipeline_layout {
-            Ok(l) => l,
-            Err(e) => {
-                unsafe { d.destroy_shader_module(shader, None) };
-                return Err(vk_err("vkCreatePipelineLayout")(e));
+        }
+        .map_err(vk_err("vkCreatePipelineLayout"))?;
+        for (i, (spirv, registers)) in SPIRV.into_iter().enumerate() {
+            let words = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
+                .map_err(|e| GpuError(format!("embedded SPIR-V is malformed: {e}")))?;
+            let shader = unsafe {
+                d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
             }
-        };
-        self.pipeline_layout = pipeline_layout;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(shader)
-            .name(c"main");
-        let pipeline_info = vk::ComputePipelineCreateInfo::default()
-            .stage(stage)
-            .layout(pipeline_layout);
-        let pipelines = unsafe {
-            d.create_compute_pipelines(vk::PipelineCache::null(), &[pipeline_info], None)
-        };
-        // The module is only needed while the pipeline is created.
-        unsafe { d.destroy_shader_module(shader, None) };
-        self.pipeline = pipelines
-            .map_err(|(_, e)| vk_err("vkCreateComputePipelines")(e))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| GpuError("vkCreateComputePipelines returned no pipeline".into()))?;
+            .map_err(vk_err("vkCreateShaderModule"))?;
+            let stage = vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(shader)
+                .name(c"main");
+            let info = vk::ComputePipelineCreateInfo::default()
+                .stage(stage)
+                .layout(self.pipeline_layout);
+            let pipelines =
+                unsafe { d.create_compute_pipelines(vk::PipelineCache::null(), &[info], None) };
+            // The module is only needed while the pipeline is created.
+            unsafe { d.destroy_shader_module(shader, None) };
+            let pipeline = pipelines
+                .map_err(|(_, e)| vk_err("vkCreateComputePipelines")(e))?
+                .into_iter()
+                .next()
+                .ok_or_else(|| GpuError("vkCreateComputePipelines returned no pipeline".into()))?;
+            self.pipelines[i] = (pipeline, registers);
+        }
 
         let sizes = [vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_BUFFER)
@@ -498,13 +492,22 @@ impl Context {
     }
 
     /// Runs `jobs` job rows (already uploaded) over `longest` samples at most, writing
-    /// `out_floats` values, and returns them. Blocks until the device is done.
+    /// `out_floats` values, and returns them. `registers` is the most any job's program
+    /// needs; it picks the smallest shader variant that holds them. Blocks until the device
+    /// is done.
     pub fn dispatch(
         &mut self,
         jobs: u32,
         longest: usize,
         out_floats: usize,
+        registers: usize,
     ) -> Result<&[f32], GpuError> {
+        let pipeline = self
+            .pipelines
+            .iter()
+            .find(|&&(_, r)| r >= registers)
+            .map(|&(p, _)| p)
+            .ok_or_else(|| GpuError(format!("no shader variant has {registers} registers")))?;
         assert!(out_floats <= self.max_out_floats);
         self.ensure(OUT, (out_floats * 4) as u64)?;
         let groups_x = (longest.div_ceil(WORKGROUP as usize) as u32).clamp(1, self.max_groups_x);
@@ -521,7 +524,7 @@ impl Context {
                     .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
             )
             .map_err(vk_err("vkBeginCommandBuffer"))?;
-            d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, self.pipeline);
+            d.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, pipeline);
             d.cmd_bind_descriptor_sets(
                 cb,
                 vk::PipelineBindPoint::COMPUTE,
@@ -578,8 +581,10 @@ impl Context {
         if self.descriptor_pool != vk::DescriptorPool::null() {
             d.destroy_descriptor_pool(self.descriptor_pool, None);
         }
-        if self.pipeline != vk::Pipeline::null() {
-            d.destroy_pipeline(self.pipeline, None);
+        for &(p, _) in &self.pipelines {
+            if p != vk::Pipeline::null() {
+                d.destroy_pipeline(p, None);
+            }
         }
         if self.pipeline_layout != vk::PipelineLayout::null() {
             d.destroy_pipeline_layout(self.pipeline_layout, None);
