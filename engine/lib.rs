@@ -5,7 +5,10 @@
 pub mod cppn;
 pub mod dsp;
 pub mod genome;
+pub mod gpu;
 pub mod patch;
 pub mod render;
 
+pub use gpu::{CppnBackend, Gpu, GpuError};
+pub use render::render_batch_with;
 pub use render::{render_batch, CompiledGenome, Render, RenderError, RenderRequest, Stats};

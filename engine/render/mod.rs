@@ -13,6 +13,7 @@ use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
 use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
 use crate::genome::{Genome, WaveNetwork};
+use crate::gpu::CppnBackend;
 use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
 use graph::AudioGraph;
@@ -134,6 +135,16 @@ pub struct Render {
 
 impl Render {
     pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
+        Render::with_cppn(genome, request, &CppnBackend::Cpu)
+    }
+
+    /// [`Render::new`] with the CPPN outputs evaluated by `backend` (the GPU's results differ
+    /// from the CPU's within the tolerance in engine/gpu/README.md).
+    pub fn with_cppn(
+        genome: &CompiledGenome,
+        request: &RenderRequest,
+        backend: &CppnBackend,
+    ) -> Result<Render, RenderError> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
@@ -169,6 +180,7 @@ impl Render {
             request.velocity,
             request.seed,
             &graph::whole_samples(&web),
+            backend,
         );
         let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
         let mut filler = resolver.into_filler();
@@ -243,7 +255,17 @@ pub fn render_batch(
     request: &RenderRequest,
     normalize: bool,
 ) -> Result<Vec<f32>, RenderError> {
-    let mut render = Render::new(genome, request)?;
+    render_batch_with(genome, request, normalize, &CppnBackend::Cpu)
+}
+
+/// [`render_batch`] with the CPPN outputs evaluated by `backend`.
+pub fn render_batch_with(
+    genome: &CompiledGenome,
+    request: &RenderRequest,
+    normalize: bool,
+    backend: &CppnBackend,
+) -> Result<Vec<f32>, RenderError> {
+    let mut render = Render::with_cppn(genome, request, backend)?;
     let mut out = Vec::with_capacity(render.total_frames());
     let mut block = [0.0f32; RENDER_QUANTUM];
     loop {

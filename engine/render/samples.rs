@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cppn::{self, Program};
 use crate::dsp::sample_array::SampleArray;
+use crate::gpu::CppnBackend;
 use crate::patch::graph::Samples;
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
 
@@ -83,41 +84,8 @@ struct Group<'a> {
     members: Vec<(usize, usize)>,
 }
 
-/// Evaluates the CPPN outputs `wanted` (network output indices) of one group for all `frames`;
-/// returns them in `wanted` order.
-fn evaluate_group(
-    group: &Group,
-    wanted: &[usize],
-    frames: usize,
-    velocity: f64,
-) -> Vec<(usize, Vec<f32>)> {
-    let mut indices: Vec<usize> = Vec::new();
-    for &(out, idx) in &group.members {
-        if wanted.contains(&out) && !indices.contains(&idx) {
-            indices.push(idx);
-        }
-    }
-    if indices.is_empty() {
-        return Vec::new();
-    }
-    let periods = cppn::input_periods(group.frequency, frames, crate::dsp::SAMPLE_RATE as f64);
-    let buffers = cppn::evaluate_parallel(group.program, periods, velocity, frames, &indices);
-    group
-        .members
-        .iter()
-        .filter(|(out, _)| wanted.contains(out))
-        .map(|&(out, idx)| {
-            let k = indices
-                .iter()
-                .position(|&x| x == idx)
-                .expect("collected above");
-            (out, buffers[k].clone())
-        })
-        .collect()
-}
-
-/// Raw samples of every network output (CPPN activation or noise), evaluated whole; `None`
-/// where the original produces none.
+/// Raw samples of every network output (CPPN activation or noise), evaluated whole on the
+/// CPU; `None` where the original produces none. See [`evaluate_outputs_with`].
 pub fn evaluate_outputs(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
@@ -125,11 +93,25 @@ pub fn evaluate_outputs(
     velocity: f64,
     seed: u64,
 ) -> Vec<Option<Arc<[f32]>>> {
-    let all: Vec<usize> = (0..outputs.len()).collect();
-    evaluate_some(cppns, outputs, &all, frames, velocity, seed)
+    evaluate_outputs_with(cppns, outputs, frames, velocity, seed, &CppnBackend::Cpu)
 }
 
-/// Like [`evaluate_outputs`], for the network outputs in `wanted` only.
+/// [`evaluate_outputs`] with the CPPNs evaluated by `backend`.
+pub fn evaluate_outputs_with(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+    backend: &CppnBackend,
+) -> Vec<Option<Arc<[f32]>>> {
+    let all: Vec<usize> = (0..outputs.len()).collect();
+    evaluate_some(cppns, outputs, &all, frames, velocity, seed, backend)
+}
+
+/// Like [`evaluate_outputs_with`], for the network outputs in `wanted` only. Every
+/// frequency's job is started before the first is awaited, so on the GPU they share a
+/// submission.
 fn evaluate_some(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
@@ -137,6 +119,7 @@ fn evaluate_some(
     frames: usize,
     velocity: f64,
     seed: u64,
+    backend: &CppnBackend,
 ) -> Vec<Option<Arc<[f32]>>> {
     let mut result: Vec<Option<Arc<[f32]>>> = vec![None; outputs.len()];
     for &i in wanted {
@@ -144,9 +127,41 @@ fn evaluate_some(
             result[i] = Some(noise(kind, frames, seed, i as u64).into());
         }
     }
-    for group in groups(cppns, outputs) {
-        for (out, buffer) in evaluate_group(&group, wanted, frames, velocity) {
-            result[out] = Some(buffer.into());
+    let groups = groups(cppns, outputs);
+    // Per group: the CPPN output indices wanted, and (network output, position in them).
+    let plans: Vec<(Vec<usize>, Vec<(usize, usize)>)> = groups
+        .iter()
+        .map(|group| {
+            let mut indices: Vec<usize> = Vec::new();
+            let mut members = Vec::new();
+            for &(out, idx) in &group.members {
+                if !wanted.contains(&out) {
+                    continue;
+                }
+                let k = indices.iter().position(|&x| x == idx).unwrap_or_else(|| {
+                    indices.push(idx);
+                    indices.len() - 1
+                });
+                members.push((out, k));
+            }
+            (indices, members)
+        })
+        .collect();
+    let evaluations: Vec<_> = groups
+        .iter()
+        .zip(&plans)
+        .filter(|(_, (indices, _))| !indices.is_empty())
+        .map(|(group, (indices, members))| {
+            let periods =
+                cppn::input_periods(group.frequency, frames, crate::dsp::SAMPLE_RATE as f64);
+            let evaluation = backend.start(group.program, periods, velocity, frames, indices);
+            (evaluation, members)
+        })
+        .collect();
+    for (evaluation, members) in evaluations {
+        let buffers: Vec<Arc<[f32]>> = evaluation.wait().into_iter().map(Arc::from).collect();
+        for &(out, k) in members {
+            result[out] = Some(buffers[k].clone());
         }
     }
     result
@@ -331,7 +346,24 @@ impl<'a> Resolver<'a> {
         velocity: f64,
         seed: u64,
         whole: &[Samples],
+        backend: &CppnBackend,
     ) -> Self {
+        // The GPU evaluates everything whole, in one submission: there the whole CPPN costs
+        // less than the round trips of chunked evaluation would.
+        if let CppnBackend::Gpu(_) = backend {
+            let mut r = Resolver::new(
+                cppns,
+                outputs,
+                frames,
+                velocity,
+                seed,
+                &[],
+                &CppnBackend::Cpu,
+            );
+            r.whole = evaluate_outputs_with(cppns, outputs, frames, velocity, seed, backend);
+            r.eager = true;
+            return r;
+        }
         let mut wanted: Vec<usize> = outputs
             .iter()
             .enumerate()
@@ -344,7 +376,7 @@ impl<'a> Resolver<'a> {
         wanted.sort_unstable();
         wanted.dedup();
         Resolver {
-            whole: evaluate_some(cppns, outputs, &wanted, frames, velocity, seed),
+            whole: evaluate_some(cppns, outputs, &wanted, frames, velocity, seed, backend),
             lazy: vec![None; outputs.len()],
             cppns,
             outputs,
@@ -365,7 +397,15 @@ impl<'a> Resolver<'a> {
         velocity: f64,
         seed: u64,
     ) -> Self {
-        let mut r = Resolver::new(cppns, outputs, frames, velocity, seed, &[]);
+        let mut r = Resolver::new(
+            cppns,
+            outputs,
+            frames,
+            velocity,
+            seed,
+            &[],
+            &CppnBackend::Cpu,
+        );
         r.whole = evaluate_outputs(cppns, outputs, frames, velocity, seed);
         r.eager = true;
         r
