@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kromosynth_render_socket::server::{Config, Server};
 use kromosynth_render_socket::{audio_file, client};
-use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+use krs_engine::{render_batch_with, CompiledGenome, CppnBackend, Gpu, RenderRequest};
 use krs_storage::Genomes;
 use serde_json::json;
 
@@ -103,6 +103,12 @@ struct RenderArgs {
     /// Output: .wav (32-bit float, 48 kHz, mono) or .f32 (raw little-endian).
     #[arg(long)]
     out: PathBuf,
+    /// Evaluate the CPPN with Vulkan (any device, software ones included); fails without one.
+    #[arg(long, conflicts_with = "cpu")]
+    gpu: bool,
+    /// Evaluate the CPPN on the CPU. Default: a real GPU if there is one, else the CPU.
+    #[arg(long)]
+    cpu: bool,
 }
 
 #[derive(Args)]
@@ -163,9 +169,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     println!("listening on ws://{addr}");
     let _ = std::io::stdout().flush();
     eprintln!(
-        "serving {} with {} render workers",
+        "serving {} with {} render workers; useGPU renders evaluate CPPNs on {}",
         server.genomes().source().describe(),
-        server.worker_threads()
+        server.worker_threads(),
+        server.cppn_device()
     );
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }
@@ -191,7 +198,15 @@ fn render(args: RenderArgs) -> Result<(), String> {
         velocity: args.velocity,
         seed: args.seed,
     };
-    let samples = render_batch(&genome, &request, !args.raw).map_err(|e| e.to_string())?;
+    let backend = if args.gpu {
+        CppnBackend::Gpu(Gpu::shared().map_err(|e| format!("--gpu: {e}"))?)
+    } else if args.cpu {
+        CppnBackend::Cpu
+    } else {
+        CppnBackend::auto()
+    };
+    let samples =
+        render_batch_with(&genome, &request, !args.raw, &backend).map_err(|e| e.to_string())?;
     audio_file::write(&args.out, &samples)
 }
 

@@ -20,6 +20,7 @@ use krs_engine::render::frames_for;
 use krs_engine::render::stream::{
     stream, Finished, JobEvent, RenderJob, Scheduler, StreamHandle, EVENTS_PER_STREAM, RING_BLOCKS,
 };
+use krs_engine::CppnBackend;
 use krs_storage::Genomes;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -212,6 +213,8 @@ pub struct Server {
     scheduler: Scheduler,
     events: Receiver<JobEvent>,
     genomes: Arc<GenomeProvider>,
+    /// For renders that ask for `useGPU` (the default): the GPU when there is a real one.
+    gpu: CppnBackend,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
     open_sessions: usize,
@@ -281,6 +284,7 @@ impl Server {
             scheduler,
             events,
             genomes: Arc::new(GenomeProvider::new(genomes)),
+            gpu: CppnBackend::auto(),
             sessions: Vec::new(),
             free: Vec::new(),
             open_sessions: 0,
@@ -306,6 +310,14 @@ impl Server {
 
     pub fn genomes(&self) -> &Arc<GenomeProvider> {
         &self.genomes
+    }
+
+    /// Where `useGPU` renders evaluate their CPPNs, for the start-up log.
+    pub fn cppn_device(&self) -> String {
+        match &self.gpu {
+            CppnBackend::Gpu(gpu) => format!("Vulkan device {}", gpu.device().name),
+            CppnBackend::Cpu => "the CPU".into(),
+        }
     }
 
     pub fn worker_threads(&self) -> usize {
@@ -609,9 +621,15 @@ impl Server {
         self.next_stream_id += 1;
         let provider = self.genomes.clone();
         let genome = spec.genome.clone();
+        let backend = if spec.use_gpu {
+            self.gpu.clone()
+        } else {
+            CppnBackend::Cpu
+        };
         let (job, handle) = stream(
             id,
             spec.request.clone(),
+            backend,
             Box::new(move || provider.get(&genome)),
         );
         let total_frames = frames_for(spec.request.duration);

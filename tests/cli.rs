@@ -184,3 +184,83 @@ fn unrenderable_input_exits_non_zero_with_one_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("duration"));
 }
+
+/// The lavapipe ICD, when Mesa's software Vulkan driver is installed.
+fn lavapipe() -> Option<PathBuf> {
+    let icd = PathBuf::from("/usr/share/vulkan/icd.d/lvp_icd.x86_64.json");
+    icd.is_file().then_some(icd)
+}
+
+#[test]
+fn render_gpu_without_vulkan_says_so_and_fails() {
+    let out = bin()
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env_remove("KRS_VULKAN_DEVICE")
+        .args([
+            "render",
+            "--genome",
+            GENOME,
+            "--duration",
+            "0.1",
+            "--gpu",
+            "--out",
+        ])
+        .arg(temp("nogpu.f32"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: --gpu:") && stderr.contains("Vulkan"),
+        "{stderr}"
+    );
+    // The default still renders, on the CPU.
+    run(bin()
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .args(["render", "--genome", GENOME, "--duration", "0.1", "--out"])
+        .arg(temp("nogpu-default.f32")));
+}
+
+#[test]
+fn render_gpu_matches_render_cpu_on_every_fixture() {
+    let Some(icd) = lavapipe() else {
+        eprintln!("skipping render --gpu parity: no lavapipe ICD (mesa-vulkan-drivers) installed");
+        return;
+    };
+    // Stated tolerance of the f32 Vulkan path against the f64 CPU path (engine/gpu/README.md).
+    const MIN_SNR_DB: f64 = 120.0;
+    const MAX_ABS_ERR: f64 = 1e-5;
+    for id in genome_ids() {
+        let args = ["--duration", "1", "--velocity", "1", "--seed", "5"];
+        let cpu = render_to(
+            &id,
+            &[&args[..], &["--cpu"]].concat(),
+            &temp(&format!("{id}-cpu.f32")),
+        );
+        let out = temp(&format!("{id}-gpu.f32"));
+        run(bin()
+            .env("VK_ICD_FILENAMES", &icd)
+            .args(["render", "--genome", &id, "--gpu", "--out"])
+            .arg(&out)
+            .args(args));
+        let gpu = read_f32(&out);
+        assert_eq!(gpu.len(), cpu.len());
+        let (mut signal, mut noise, mut max) = (0.0f64, 0.0f64, 0.0f64);
+        for (&g, &c) in gpu.iter().zip(&cpu) {
+            let e = g as f64 - c as f64;
+            signal += (c as f64).powi(2);
+            noise += e * e;
+            max = max.max(e.abs());
+        }
+        let snr = if noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (signal / noise).log10()
+        };
+        eprintln!("{id}: render --gpu vs --cpu SNR {snr:.1} dB, max abs err {max:.2e}");
+        assert!(
+            snr >= MIN_SNR_DB && max <= MAX_ABS_ERR,
+            "{id}: SNR {snr} dB, max err {max}"
+        );
+    }
+}

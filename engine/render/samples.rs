@@ -129,7 +129,8 @@ fn evaluate_some(
     }
     let groups = groups(cppns, outputs);
     // Per group: the CPPN output indices wanted, and (network output, position in them).
-    let plans: Vec<(Vec<usize>, Vec<(usize, usize)>)> = groups
+    type Plan = (Vec<usize>, Vec<(usize, usize)>);
+    let plans: Vec<Plan> = groups
         .iter()
         .map(|group| {
             let mut indices: Vec<usize> = Vec::new();

@@ -22,6 +22,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::{CompiledGenome, Render, RenderError, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
+use crate::gpu::CppnBackend;
 
 /// One render quantum of samples; the last block of a render is zero-padded.
 pub type Block = [f32; RENDER_QUANTUM];
@@ -84,7 +85,7 @@ pub struct Finished {
 }
 
 enum Stage {
-    Pending(Prepare, RenderRequest),
+    Pending(Prepare, RenderRequest, CppnBackend),
     /// Only while `Pending` is being turned into `Running`.
     Preparing,
     Running(Box<Render>),
@@ -119,13 +120,19 @@ impl StreamHandle {
     }
 }
 
-/// A new stream: the job to submit and the handle to read it with.
-pub fn stream(id: u64, request: RenderRequest, prepare: Prepare) -> (RenderJob, StreamHandle) {
+/// A new stream: the job to submit and the handle to read it with. `backend` evaluates the
+/// CPPN outputs.
+pub fn stream(
+    id: u64,
+    request: RenderRequest,
+    backend: CppnBackend,
+    prepare: Prepare,
+) -> (RenderJob, StreamHandle) {
     let (producer, consumer) = RingBuffer::new(RING_BLOCKS);
     let shared = Arc::new(StreamShared::default());
     let job = RenderJob {
         id,
-        stage: Stage::Pending(prepare, request),
+        stage: Stage::Pending(prepare, request, backend),
         producer,
         shared: shared.clone(),
         created: Instant::now(),
@@ -195,13 +202,13 @@ impl Scheduler {
             return Turn::Done;
         }
         if let Stage::Pending(..) = job.stage {
-            let Stage::Pending(prepare, request) =
+            let Stage::Pending(prepare, request, backend) =
                 std::mem::replace(&mut job.stage, Stage::Preparing)
             else {
                 unreachable!()
             };
             let started = Instant::now();
-            match prepare().and_then(|genome| Render::new(&genome, &request)) {
+            match prepare().and_then(|genome| Render::with_cppn(&genome, &request, &backend)) {
                 Ok(render) => job.stage = Stage::Running(Box::new(render)),
                 Err(e) => {
                     self.send(JobEvent::Failed(job.id, e));
