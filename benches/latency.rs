@@ -170,10 +170,8 @@ fn concurrency(fx: &[Fixture], levels: &[usize], samples: usize, duration: f64) 
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     // Warm the cache: every genome once by id.
-    let mut warmup = |_: usize, nth: usize| {
-        fx.get(nth)
-            .map(|f| render_message(f, false, 0.1, true))
-    };
+    let mut warmup =
+        |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
     let _ = run_load(Load {
         addr: server.addr,
         clients: 1,

@@ -111,7 +111,13 @@ fn main() {
         if !alive {
             all_errors.push(format!("{n} clients: the server died"));
         }
-        all_errors.extend(report.errors.iter().take(5).map(|e| format!("{n} clients: {e}")));
+        all_errors.extend(
+            report
+                .errors
+                .iter()
+                .take(5)
+                .map(|e| format!("{n} clients: {e}")),
+        );
         if late == 0 && errors == 0 && !report.renders.is_empty() {
             best = Some(best.map_or(n, |b| b.max(n)));
         }

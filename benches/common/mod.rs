@@ -38,8 +38,7 @@ pub struct Fixture {
 
 pub fn fixtures() -> Vec<Fixture> {
     let index: Value =
-        serde_json::from_slice(&std::fs::read(fixtures_dir().join("index.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(fixtures_dir().join("index.json")).unwrap()).unwrap();
     index["genomes"]
         .as_array()
         .unwrap()
@@ -76,7 +75,12 @@ pub struct Args(Vec<String>);
 
 impl Args {
     pub fn from_env() -> Args {
-        Args(std::env::args().skip(1).filter(|a| a != "--bench").collect())
+        Args(
+            std::env::args()
+                .skip(1)
+                .filter(|a| a != "--bench")
+                .collect(),
+        )
     }
     pub fn value(&self, name: &str) -> Option<&str> {
         let i = self.0.iter().position(|a| a == name)?;
@@ -94,7 +98,10 @@ impl Args {
     }
     pub fn num<T: std::str::FromStr>(&self, name: &str, default: T) -> T {
         self.value(name)
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: bad value {v}")))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name}: bad value {v}"))
+            })
             .unwrap_or(default)
     }
     pub fn list(&self, name: &str, default: &[usize]) -> Vec<usize> {
@@ -389,7 +396,10 @@ pub fn run_load(load: Load) -> LoadReport {
                 c.nth,
                 c.current
                     .as_ref()
-                    .map_or("not started".to_string(), |r| format!("{} chunks", r.chunks))
+                    .map_or("not started".to_string(), |r| format!(
+                        "{} chunks",
+                        r.chunks
+                    ))
             ));
         }
         if let Some(ws) = c.ws.as_mut() {
@@ -446,7 +456,11 @@ impl Ctx<'_, '_> {
                     std.set_nonblocking(true).unwrap();
                     let mut stream = TcpStream::from_std(std);
                     self.registry
-                        .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
+                        .register(
+                            &mut stream,
+                            Token(i),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
                         .unwrap();
                     let url = format!("ws://{}/", self.addr);
                     match tungstenite::client::client(url, stream) {
