@@ -111,9 +111,9 @@ fn plan(i: usize, genomes: usize) -> (usize, f64, f64, f64, bool) {
     (
         i % genomes,
         durations[(i / 3) % durations.len()],
-        if i % 2 == 0 { 0.0 } else { 12.0 },
+        if i.is_multiple_of(2) { 0.0 } else { 12.0 },
         if i % 4 < 2 { 0.5 } else { 1.0 },
-        i % 3 != 0,
+        !i.is_multiple_of(3),
     )
 }
 
