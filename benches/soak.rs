@@ -11,7 +11,9 @@
 //! `KRS_SOAK_SECONDS`): `--clients 16,64,256,512,1024`, `--seconds 20` (clients start new
 //! renders during this time; in-flight renders then finish), `--render 10` (seconds per
 //! render), `--ramp 1` (seconds over which the clients connect), `--ahead-ms 1000`,
-//! `--start-buffer-ms 100`, `--format binary|json`. Each level ends by seconds + render + 30 s.
+//! `--start-buffer-ms 100`, `--format binary|json`, `--search-steps 4` (after the given levels,
+//! up to that many extra levels bisect between the largest passing N and the smallest failing
+//! one). Each level ends by seconds + render + 30 s.
 //!
 //! All clients run on this process's one thread (mio), but it still shares the machine's cores
 //! with the server: its CPU time is printed next to the server's.
@@ -67,7 +69,35 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut best: Option<usize> = None;
     let mut all_errors = Vec::new();
-    for &n in &levels {
+    // The given levels first, then (bounded by --search-steps) bisection between the largest
+    // passing level and the smallest failing one above it, to pin down the largest N.
+    let search_steps: usize = args.num("--search-steps", 4);
+    let mut queue: std::collections::VecDeque<usize> = levels.iter().copied().collect();
+    let mut passed: std::collections::BTreeMap<usize, bool> = Default::default();
+    let mut steps = 0;
+    loop {
+        let n = match queue.pop_front() {
+            Some(n) => n,
+            None => {
+                let lo = passed.iter().filter(|(_, ok)| **ok).map(|(n, _)| *n).max();
+                let lo_n = lo.unwrap_or(0);
+                let hi = passed
+                    .iter()
+                    .filter(|(n, ok)| !**ok && **n > lo_n)
+                    .map(|(n, _)| *n)
+                    .min();
+                let Some(hi) = hi else { break };
+                // Close enough: within an eighth of the passing level (or adjacent).
+                if steps >= search_steps || hi - lo_n <= (lo_n / 8).max(1) {
+                    break;
+                }
+                steps += 1;
+                (lo_n + hi) / 2
+            }
+        };
+        if n == 0 || passed.contains_key(&n) {
+            continue;
+        }
         let mut server = ServerProcess::start(&["--quiet"]);
         let start = Instant::now();
         let mut next = |c: usize, k: usize| {
@@ -118,7 +148,9 @@ fn main() {
                 .take(5)
                 .map(|e| format!("{n} clients: {e}")),
         );
-        if late == 0 && errors == 0 && !report.renders.is_empty() {
+        let ok = late == 0 && errors == 0 && !report.renders.is_empty();
+        passed.insert(n, ok);
+        if ok {
             best = Some(best.map_or(n, |b| b.max(n)));
         }
     }
