@@ -232,10 +232,18 @@ impl CppnBackend {
     /// several times slower than the CPU evaluator on the same cores (engine/gpu/README.md),
     /// so it is used only when `KRS_VULKAN_DEVICE` asks for a device explicitly.
     pub fn auto() -> CppnBackend {
-        let explicit = std::env::var("KRS_VULKAN_DEVICE").is_ok_and(|s| !s.trim().is_empty());
+        let selector = std::env::var("KRS_VULKAN_DEVICE")
+            .ok()
+            .filter(|s| !s.trim().is_empty());
+        // Probe before opening, so a machine with only a software device never pays for one.
+        if selector.is_none()
+            && !vulkan::probe(None).is_ok_and(|device| device.kind != DeviceKind::Cpu)
+        {
+            return CppnBackend::Cpu;
+        }
         match Gpu::shared() {
-            Ok(g) if explicit || g.device().kind != DeviceKind::Cpu => CppnBackend::Gpu(g),
-            _ => CppnBackend::Cpu,
+            Ok(g) => CppnBackend::Gpu(g),
+            Err(_) => CppnBackend::Cpu,
         }
     }
 

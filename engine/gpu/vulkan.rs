@@ -161,26 +161,80 @@ fn memory_type(
     })
 }
 
+/// Loads the Vulkan loader and creates an instance.
+fn instance() -> Result<(ash::Entry, ash::Instance), GpuError> {
+    // SAFETY: loading the system's Vulkan loader runs its initialisers; that is the
+    // documented use of Entry::load, and nothing else in the process loads a different one.
+    let entry = unsafe { ash::Entry::load() }
+        .map_err(|e| GpuError(format!("cannot load the Vulkan library ({e})")))?;
+    let app = vk::ApplicationInfo::default()
+        .application_name(c"krs-engine")
+        .api_version(vk::make_api_version(0, 1, 0, 0));
+    let create = vk::InstanceCreateInfo::default().application_info(&app);
+    // SAFETY: create info and app info outlive the call.
+    let instance = unsafe { entry.create_instance(&create, None) }.map_err(|e| {
+        if e == vk::Result::ERROR_INCOMPATIBLE_DRIVER {
+            // What the loader says when it finds no installable client driver at all.
+            GpuError(format!("Vulkan is installed but no Vulkan driver is ({e})"))
+        } else {
+            vk_err("vkCreateInstance")(e)
+        }
+    })?;
+    Ok((entry, instance))
+}
+
+type Enumerated = (
+    Vec<vk::PhysicalDevice>,
+    Vec<Option<DeviceInfo>>,
+    Vec<Option<usize>>,
+);
+
+/// The physical devices, each with its info and compute queue family when it has one.
+fn enumerate(instance: &ash::Instance) -> Result<Enumerated, GpuError> {
+    // SAFETY: plain queries on a live instance.
+    let physical = unsafe { instance.enumerate_physical_devices() }
+        .map_err(vk_err("vkEnumeratePhysicalDevices"))?;
+    let mut devices = Vec::with_capacity(physical.len());
+    let mut queue_families = Vec::with_capacity(physical.len());
+    for (index, &pd) in physical.iter().enumerate() {
+        // SAFETY: pd comes from this instance.
+        let props = unsafe { instance.get_physical_device_properties(pd) };
+        let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
+        let family = families
+            .iter()
+            .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE));
+        queue_families.push(family);
+        devices.push(family.map(|_| {
+            DeviceInfo {
+                index,
+                name: props
+                    .device_name_as_c_str()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| "(unnamed)".into()),
+                kind: kind_of(props.device_type),
+            }
+        }));
+    }
+    Ok((physical, devices, queue_families))
+}
+
+/// The device [`Context::open`] would pick, without creating a logical device or compiling the
+/// pipeline (which on a software driver costs tens of MiB and a JIT compile).
+pub fn probe(selector: Option<&str>) -> Result<DeviceInfo, GpuError> {
+    let (_entry, instance) = instance()?;
+    let chosen = enumerate(&instance).and_then(|(_, devices, _)| {
+        let i = select(&devices, selector)?;
+        Ok(devices[i].clone().expect("select returns a compute device"))
+    });
+    // SAFETY: nothing was created from the instance.
+    unsafe { instance.destroy_instance(None) };
+    chosen
+}
+
 impl Context {
     /// Loads Vulkan, picks a device (see [`select`]) and builds the pipeline.
     pub fn open(selector: Option<&str>) -> Result<Context, GpuError> {
-        // SAFETY: loading the system's Vulkan loader runs its initialisers; that is the
-        // documented use of Entry::load, and nothing else in the process loads a different one.
-        let entry = unsafe { ash::Entry::load() }
-            .map_err(|e| GpuError(format!("cannot load the Vulkan library ({e})")))?;
-        let app = vk::ApplicationInfo::default()
-            .application_name(c"krs-engine")
-            .api_version(vk::make_api_version(0, 1, 0, 0));
-        let create = vk::InstanceCreateInfo::default().application_info(&app);
-        // SAFETY: create info and app info outlive the call.
-        let instance = unsafe { entry.create_instance(&create, None) }.map_err(|e| {
-            if e == vk::Result::ERROR_INCOMPATIBLE_DRIVER {
-                // What the loader says when it finds no installable client driver at all.
-                GpuError(format!("Vulkan is installed but no Vulkan driver is ({e})"))
-            } else {
-                vk_err("vkCreateInstance")(e)
-            }
-        })?;
+        let (entry, instance) = instance()?;
         // From here on the instance must be destroyed on every error path.
         match Self::open_device(entry.clone(), instance.clone(), selector) {
             Ok(ctx) => Ok(ctx),
@@ -198,30 +252,7 @@ impl Context {
         instance: ash::Instance,
         selector: Option<&str>,
     ) -> Result<Context, GpuError> {
-        // SAFETY: plain queries on a live instance.
-        let physical = unsafe { instance.enumerate_physical_devices() }
-            .map_err(vk_err("vkEnumeratePhysicalDevices"))?;
-        let mut devices = Vec::with_capacity(physical.len());
-        let mut queue_families = Vec::with_capacity(physical.len());
-        for (index, &pd) in physical.iter().enumerate() {
-            // SAFETY: pd comes from this instance.
-            let props = unsafe { instance.get_physical_device_properties(pd) };
-            let families = unsafe { instance.get_physical_device_queue_family_properties(pd) };
-            let family = families
-                .iter()
-                .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE));
-            queue_families.push(family);
-            devices.push(family.map(|_| {
-                DeviceInfo {
-                    index,
-                    name: props
-                        .device_name_as_c_str()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|_| "(unnamed)".into()),
-                    kind: kind_of(props.device_type),
-                }
-            }));
-        }
+        let (physical, devices, queue_families) = enumerate(&instance)?;
         let chosen = select(&devices, selector)?;
         let pd = physical[chosen];
         let info = devices[chosen]

@@ -1,0 +1,234 @@
+//! Latency bench: time from sending `render` to the first chunk and to `complete`, against the
+//! real server binary on 127.0.0.1.
+//!
+//! `cargo bench --bench latency` prints two markdown tables:
+//! 1. per fixture genome, one client, 4 s renders, binary and JSON chunks, cold and warm:
+//!    - cold: the genome is not in the server's compiled-genome cache. Each round starts a fresh
+//!      server process and renders every genome once by id (order rotated per round), so each
+//!      round gives one cold sample per genome; a 0.1 s render of an inline genome (inline
+//!      genomes are never cached) first warms the process (threads, allocator) without caching
+//!      any id;
+//!    - warm: the same genomes again on that server (cached).
+//! 2. time to first chunk with N concurrent clients (all sending at once, closed loop), by id
+//!    (warm) and inline (uncached: parsed and compiled on every request).
+//!
+//! Options: `--rounds R` (cold samples per genome and format, default 10), `--warm W` (warm
+//! renders per genome per round, default 5), `--clients 1,16,64,256`, `--samples S` (renders
+//! per concurrency level, default 256), `--duration 4`, `--skip-genomes`, `--skip-concurrency`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn main() {
+    let args = Args::from_env();
+    let rounds: usize = args.num("--rounds", 10);
+    let warm: usize = args.num("--warm", 5);
+    let duration: f64 = args.num("--duration", 4.0);
+    let levels = args.list("--clients", &[1, 16, 64, 256]);
+    let samples: usize = args.num("--samples", 256);
+    let fx = fixtures();
+    println!("# Latency: {duration} s renders, server binary on 127.0.0.1");
+    println!();
+    println!(
+        "Machine: {}. The load generator runs in this process on one thread and shares the \
+         cores with the server.",
+        machine()
+    );
+    if !args.flag("--skip-genomes") {
+        per_genome(&fx, rounds, warm, duration);
+    }
+    if !args.flag("--skip-concurrency") {
+        concurrency(&fx, &levels, samples, duration);
+    }
+}
+
+#[derive(Default)]
+struct Cell {
+    first: Vec<f64>,
+    complete: Vec<f64>,
+}
+
+impl Cell {
+    fn add(&mut self, s: &RenderStat) {
+        self.first.push(ms(s.first_chunk));
+        self.complete.push(ms(s.complete));
+    }
+}
+
+fn quartet(xs: &[f64]) -> String {
+    format!(
+        "{:.2} / {:.2} / {:.2} / {:.2}",
+        pct(xs, 50.0),
+        pct(xs, 90.0),
+        pct(xs, 99.0),
+        pct(xs, 100.0)
+    )
+}
+
+fn per_genome(fx: &[Fixture], rounds: usize, warm: usize, duration: f64) {
+    // cells[format][genome][cold=0 / warm=1]
+    let mut cells: Vec<Vec<[Cell; 2]>> = (0..2)
+        .map(|_| fx.iter().map(|_| Default::default()).collect())
+        .collect();
+    let mut errors = Vec::new();
+    for (fi, binary) in [true, false].into_iter().enumerate() {
+        for round in 0..rounds {
+            let server = ServerProcess::start(&["--quiet"]);
+            // The plan of this server's single connection: (genome, is_warm) per render.
+            let n = fx.len();
+            let mut plan: Vec<Option<(usize, usize)>> = vec![None]; // inline warm-up
+            plan.extend((0..n).map(|k| Some(((k + round) % n, 0))));
+            for _ in 0..warm {
+                plan.extend((0..n).map(|k| Some(((k + round) % n, 1))));
+            }
+            let mut next = |_client: usize, nth: usize| -> Option<String> {
+                match plan.get(nth)? {
+                    None => Some(render_message(&fx[round % n], true, 0.1, binary)),
+                    Some((g, _)) => Some(render_message(&fx[*g], false, duration, binary)),
+                }
+            };
+            let report = run_load(Load {
+                addr: server.addr,
+                clients: 1,
+                ramp: Duration::ZERO,
+                next_request: &mut next,
+                player: None,
+                time_limit: Duration::from_secs(300),
+                server_pid: None,
+            });
+            errors.extend(report.errors);
+            for s in &report.renders {
+                if let Some(Some((g, kind))) = plan.get(s.nth) {
+                    cells[fi][*g][*kind].add(s);
+                }
+            }
+        }
+    }
+    println!();
+    println!(
+        "## Per genome, 1 client, {duration} s renders ({rounds} cold and {} warm samples per \
+         cell)",
+        rounds * warm
+    );
+    println!();
+    println!("Times in ms, p50 / p90 / p99 / max. Cold: fresh server process, genome not cached.");
+    println!();
+    println!(
+        "| genome | format | first chunk, cold | first chunk, warm | complete, cold | complete, warm |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut all: Vec<[Cell; 2]> = vec![Default::default(), Default::default()];
+    for (fi, format) in ["binary", "json"].iter().enumerate() {
+        for (g, f) in fx.iter().enumerate() {
+            let [cold, warm] = &cells[fi][g];
+            println!(
+                "| {} | {format} | {} | {} | {} | {} |",
+                &f.id,
+                quartet(&cold.first),
+                quartet(&warm.first),
+                quartet(&cold.complete),
+                quartet(&warm.complete)
+            );
+            for k in 0..2 {
+                all[fi][k].first.extend(&cells[fi][g][k].first);
+                all[fi][k].complete.extend(&cells[fi][g][k].complete);
+            }
+        }
+    }
+    for (fi, format) in ["binary", "json"].iter().enumerate() {
+        let [cold, warm] = &all[fi];
+        println!(
+            "| **all** | {format} | {} | {} | {} | {} |",
+            quartet(&cold.first),
+            quartet(&warm.first),
+            quartet(&cold.complete),
+            quartet(&warm.complete)
+        );
+    }
+    print_errors(&errors);
+}
+
+fn concurrency(fx: &[Fixture], levels: &[usize], samples: usize, duration: f64) {
+    let mut server = ServerProcess::start(&["--quiet"]);
+    let pid = server.pid();
+    println!();
+    println!("## Time to first chunk with N concurrent clients, {duration} s renders");
+    println!();
+    println!(
+        "All N clients send at once; each sends its next render when the previous one completed \
+         (greedy readers), until about {samples} renders per row. Genome of client c's k-th render: \
+         fixture (c + k) mod {}. By id: cached (warmed first). Inline: compiled on every request. \
+         Times in ms.",
+        fx.len()
+    );
+    println!();
+    println!(
+        "| clients | format | genome | renders | first chunk p50 / p90 / p99 / max | complete p50 / p99 | renders/s | server CPU s | peak RSS MiB | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // Warm the cache: every genome once by id.
+    let mut warmup =
+        |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
+    let _ = run_load(Load {
+        addr: server.addr,
+        clients: 1,
+        ramp: Duration::ZERO,
+        next_request: &mut warmup,
+        player: None,
+        time_limit: Duration::from_secs(60),
+        server_pid: None,
+    });
+    let mut errors = Vec::new();
+    for &n in levels {
+        let per_client = samples.div_ceil(n).max(1);
+        for binary in [true, false] {
+            for inline in [false, true] {
+                let mut next = |c: usize, k: usize| {
+                    (k < per_client)
+                        .then(|| render_message(&fx[(c + k) % fx.len()], inline, duration, binary))
+                };
+                let report = run_load(Load {
+                    addr: server.addr,
+                    clients: n,
+                    ramp: Duration::ZERO,
+                    next_request: &mut next,
+                    player: None,
+                    time_limit: Duration::from_secs(600),
+                    server_pid: Some(pid),
+                });
+                let first: Vec<f64> = report.renders.iter().map(|s| ms(s.first_chunk)).collect();
+                let complete: Vec<f64> = report.renders.iter().map(|s| ms(s.complete)).collect();
+                println!(
+                    "| {n} | {} | {} | {} | {} | {:.1} / {:.1} | {:.1} | {:.2} | {:.1} | {} |",
+                    if binary { "binary" } else { "json" },
+                    if inline { "inline" } else { "by id" },
+                    report.renders.len(),
+                    quartet(&first),
+                    pct(&complete, 50.0),
+                    pct(&complete, 99.0),
+                    report.renders.len() as f64 / report.wall.as_secs_f64(),
+                    report.server_cpu_s,
+                    report.server_peak_rss_kib as f64 / 1024.0,
+                    report.errors.len()
+                );
+                errors.extend(report.errors);
+            }
+        }
+    }
+    assert!(server.is_alive(), "the server died during the bench");
+    print_errors(&errors);
+}
+
+fn print_errors(errors: &[String]) {
+    if errors.is_empty() {
+        return;
+    }
+    println!();
+    println!("{} errors; the first ones:", errors.len());
+    for e in errors.iter().take(10) {
+        println!("- {e}");
+    }
+}
