@@ -9,15 +9,20 @@
 //! - the consumer is told that data is ready only when a ring goes from empty to non-empty
 //!   (at most one [`JobEvent::Ready`] outstanding per stream), so wake-ups cost per burst;
 //! - the cancel flag is read before every block, so cancel and disconnect take effect within
-//!   one block.
+//!   one block;
+//! - streams already playing go first: a worker takes a resumed job before a new one, unless
+//!   the oldest new one has waited [`NEW_JOB_MAX_WAIT`], so a burst of new requests cannot make
+//!   playing streams underrun, and a stream of resumed jobs cannot starve new requests.
 //!
 //! The per-block path (render, flag load, ring push) does not allocate, lock or log.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::{CompiledGenome, Render, RenderError, RenderRequest, Stats};
@@ -34,6 +39,9 @@ pub const RING_BLOCKS: usize = 64;
 /// Blocks a job renders per turn on a worker before it yields to other jobs: 128 blocks are
 /// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
 pub const SLICE_BLOCKS: usize = 128;
+
+/// How long a new job may wait behind resumed ones before it is taken first.
+pub const NEW_JOB_MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
 /// `Finished`/`Failed`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
@@ -158,6 +166,34 @@ pub struct Scheduler {
     pool: Arc<rayon::ThreadPool>,
     events: Sender<JobEvent>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    queues: Arc<Queues>,
+}
+
+/// Jobs waiting for a worker. Each stream has at most one job here (a job is running, parked
+/// with its consumer, or queued), so each queue holds at most as many jobs as there are
+/// streams. The lock is taken once per turn (up to [`SLICE_BLOCKS`] blocks), never per block.
+#[derive(Default)]
+struct Queues {
+    /// Jobs that have rendered before (resumed after parking, or yielding).
+    resumed: Mutex<VecDeque<RenderJob>>,
+    /// Jobs yet to prepare, oldest first (their `created` is when they were queued).
+    new: Mutex<VecDeque<RenderJob>>,
+}
+
+impl Queues {
+    /// The job a free worker should run next (see the module doc).
+    fn next(&self) -> Option<RenderJob> {
+        let mut new = self.new.lock();
+        let overdue = new
+            .front()
+            .is_some_and(|j| j.created.elapsed() >= NEW_JOB_MAX_WAIT);
+        if !overdue {
+            if let Some(job) = self.resumed.lock().pop_front() {
+                return Some(job);
+            }
+        }
+        new.pop_front().or_else(|| self.resumed.lock().pop_front())
+    }
 }
 
 enum Turn {
@@ -173,17 +209,31 @@ impl Scheduler {
         events: Sender<JobEvent>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Scheduler {
-        Scheduler { pool, events, wake }
+        Scheduler {
+            pool,
+            events,
+            wake,
+            queues: Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
         &self.pool
     }
 
-    /// Queues `job` behind the jobs already waiting (FIFO, for fairness between streams).
+    /// Queues `job`; a worker runs it after the jobs that go before it.
     pub fn submit(&self, job: RenderJob) {
+        match job.stage {
+            Stage::Pending(..) => self.queues.new.lock().push_back(job),
+            _ => self.queues.resumed.lock().push_back(job),
+        }
+        // One task per queued job, so every task finds one; which job it runs is decided
+        // when it starts, by priority.
         let this = self.clone();
         self.pool.spawn_fifo(move || {
+            let Some(job) = this.queues.next() else {
+                unreachable!("one task is spawned per queued job");
+            };
             if let Turn::Yield(job) = this.run_turn(job) {
                 this.submit(job);
             }
