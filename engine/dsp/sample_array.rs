@@ -14,56 +14,114 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+/// `len` samples, stored whole, or as a window: a ring of the last `2^k` samples, for arrays
+/// that are filled and read in step with the block clock (see [`SampleArray::window`]).
 #[derive(Clone)]
-pub struct SampleArray(Arc<[AtomicU32]>);
+pub struct SampleArray {
+    data: Arc<[AtomicU32]>,
+    len: usize,
+    /// `!0` for a whole array (the index is the slot), `window - 1` for a window.
+    mask: usize,
+}
 
 impl std::fmt::Debug for SampleArray {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SampleArray(len {})", self.len())
+        write!(
+            f,
+            "SampleArray(len {}, slots {})",
+            self.len,
+            self.data.len()
+        )
     }
+}
+
+fn zeroed_slots(n: usize) -> Arc<[AtomicU32]> {
+    let zeroed = Arc::<[AtomicU32]>::new_zeroed_slice(n);
+    // SAFETY: all-zero bits are a valid AtomicU32 (it has the layout of u32).
+    unsafe { zeroed.assume_init() }
 }
 
 impl SampleArray {
     /// `len` zeros, to be filled with [`SampleArray::set`].
     pub fn zeroed(len: usize) -> Self {
-        let zeroed = Arc::<[AtomicU32]>::new_zeroed_slice(len);
-        // SAFETY: all-zero bits are a valid AtomicU32 (it has the layout of u32).
-        SampleArray(unsafe { zeroed.assume_init() })
+        SampleArray {
+            data: zeroed_slots(len),
+            len,
+            mask: !0,
+        }
     }
 
+    /// `len` zeros of which only the last `window` (a power of two) written are kept: sample
+    /// `i` lives in slot `i % window`, so writing sample `i` forgets sample `i - window`. For
+    /// arrays whose readers never look further back than that behind the writer. A `len` that
+    /// fits in the window is stored whole.
+    pub fn window(len: usize, window: usize) -> Self {
+        assert!(window.is_power_of_two());
+        if len <= window {
+            return SampleArray::zeroed(len);
+        }
+        SampleArray {
+            data: zeroed_slots(window),
+            len,
+            mask: window - 1,
+        }
+    }
+
+    /// The logical length (samples 0..len can be read, a window's recent ones only).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
+    }
+
+    /// Bytes of sample storage (the window's, for a window).
+    pub fn storage_bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<AtomicU32>()
+    }
+
+    /// Whether every sample is stored (not a window).
+    pub fn is_whole(&self) -> bool {
+        self.mask == !0
     }
 
     #[inline]
     pub fn get(&self, i: usize) -> f32 {
-        f32::from_bits(self.0[i].load(Ordering::Relaxed))
+        debug_assert!(i < self.len);
+        f32::from_bits(self.data[i & self.mask].load(Ordering::Relaxed))
     }
 
     #[inline]
     pub fn set(&self, i: usize, v: f32) {
-        self.0[i].store(v.to_bits(), Ordering::Relaxed);
+        debug_assert!(i < self.len);
+        self.data[i & self.mask].store(v.to_bits(), Ordering::Relaxed);
     }
 
     /// Writes `values` starting at `start`.
     pub fn write(&self, start: usize, values: &[f32]) {
-        for (slot, v) in self.0[start..start + values.len()].iter().zip(values) {
-            slot.store(v.to_bits(), Ordering::Relaxed);
+        for (i, v) in values.iter().enumerate() {
+            self.set(start + i, *v);
         }
     }
 
+    /// Every sample; only for whole arrays.
     pub fn to_vec(&self) -> Vec<f32> {
-        (0..self.len()).map(|i| self.get(i)).collect()
+        assert!(
+            self.is_whole(),
+            "a windowed SampleArray keeps only recent samples"
+        );
+        (0..self.len).map(|i| self.get(i)).collect()
     }
 }
 
 impl From<&[f32]> for SampleArray {
     fn from(v: &[f32]) -> Self {
-        SampleArray(v.iter().map(|x| AtomicU32::new(x.to_bits())).collect())
+        SampleArray {
+            data: v.iter().map(|x| AtomicU32::new(x.to_bits())).collect(),
+            len: v.len(),
+            mask: !0,
+        }
     }
 }
 
@@ -100,5 +158,20 @@ mod tests {
         let b = a.clone();
         a.set(0, 2.0);
         assert_eq!(b.get(0), 2.0, "clones share storage");
+    }
+
+    #[test]
+    fn a_window_keeps_the_last_samples_written() {
+        let w = SampleArray::window(100, 8);
+        assert!(!w.is_whole());
+        assert_eq!(w.len(), 100);
+        for i in 0..100 {
+            w.set(i, i as f32);
+            // The 8 most recent samples are all readable.
+            for back in 0..8.min(i + 1) {
+                assert_eq!(w.get(i - back), (i - back) as f32);
+            }
+        }
+        assert!(SampleArray::window(8, 8).is_whole(), "fits: stored whole");
     }
 }

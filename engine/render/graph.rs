@@ -111,10 +111,31 @@ fn descriptor(params: &[ParamDescriptor], name: &str) -> ParamDescriptor {
         .unwrap_or_else(|| panic!("no param {name}"))
 }
 
-/// How fast a buffer source reads its buffer relative to the block clock, when that is fixed
-/// before rendering (constant playbackRate and detune with nothing connected into them); `None`
-/// when it can change during the render.
+/// How far ahead of the block clock a buffer source may read, as a factor on the frame: its
+/// rate (at least 1) with a little margin for rounding; `None` when the rate can change during
+/// the render.
 fn buffer_read_rate(graph: &WebGraph, id: usize) -> Option<f64> {
+    buffer_rate(graph, id).map(|r| r.max(1.0) * 1.001)
+}
+
+/// Whether every lazily filled array of `graph` is read exactly at the block clock (value
+/// curves, and buffers played at rate 1), so that a window of recent samples is enough.
+pub fn reads_at_block_clock(graph: &WebGraph) -> bool {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .all(|(id, node)| match &node.kind {
+            Kind::BufferSource { buffer: Some(_) } => {
+                buffer_rate(graph, id).is_none_or(|r| r == 1.0)
+            }
+            _ => true,
+        })
+}
+
+/// A buffer source's playback rate when it is fixed before rendering (constant playbackRate
+/// and detune with nothing connected into them); `None` when it can change during the render.
+fn buffer_rate(graph: &WebGraph, id: usize) -> Option<f64> {
     let (mut rate, mut detune) = (1.0f64, 0.0f64);
     for &p in &graph.nodes[id].params {
         let Kind::Param {
@@ -137,9 +158,9 @@ fn buffer_read_rate(graph: &WebGraph, id: usize) -> Option<f64> {
             _ => {}
         }
     }
-    // computedPlaybackRate = playbackRate * 2^(detune / 1200); a little margin for rounding.
+    // computedPlaybackRate = playbackRate * 2^(detune / 1200)
     let r = (rate * (detune / 1200.0).exp2()).abs();
-    r.is_finite().then_some(r.max(1.0) * 1.001)
+    r.is_finite().then_some(r)
 }
 
 /// The samples some node of `graph` needs complete before the first block: convolver impulse

@@ -175,11 +175,10 @@ impl Render {
         .map_err(|e| RenderError(e.0))?;
         let mut resolver = Resolver::new(
             &genome.cppns,
-            &web.outputs,
+            &web,
             total_frames,
             request.velocity,
             request.seed,
-            &graph::whole_samples(&web),
             backend,
         );
         let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
@@ -203,6 +202,12 @@ impl Render {
     /// everything is evaluated, or when nothing is lazy).
     pub fn cppn_frames_ready(&self) -> usize {
         self.filler.filled()
+    }
+
+    /// Bytes held by the lazily evaluated CPPN and noise outputs: a window each when every
+    /// reader reads at the block clock, so independent of the render's duration.
+    pub fn lazy_output_bytes(&self) -> usize {
+        self.filler.storage_bytes()
     }
 
     pub fn frames_rendered(&self) -> usize {

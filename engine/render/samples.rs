@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cppn::{self, Program};
 use crate::dsp::sample_array::SampleArray;
 use crate::gpu::CppnBackend;
-use crate::patch::graph::Samples;
+use crate::patch::graph::{Samples, WebGraph};
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
 
 /// The CPPN(s) of a genome.
@@ -169,6 +169,7 @@ fn evaluate_some(
 }
 
 /// splitmix64: a small, fast, well-mixed PRNG; noise only needs to be deterministic per seed.
+#[derive(Clone, Debug)]
 struct SplitMix64(u64);
 
 impl SplitMix64 {
@@ -183,44 +184,57 @@ impl SplitMix64 {
     }
 }
 
-/// kromosynth `getNoiseSamples` with a seeded PRNG instead of Math.random; `stream` separates
-/// the network outputs.
-pub fn noise(kind: NoiseKind, frames: usize, seed: u64, stream: u64) -> Vec<f32> {
-    let mut rng = SplitMix64(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let mut out = vec![0.0f32; frames];
-    match kind {
-        NoiseKind::White => {
-            for s in out.iter_mut() {
-                *s = (rng.next_f64() * 2.0 - 1.0) as f32;
-            }
+/// kromosynth `getNoiseSamples` with a seeded PRNG instead of Math.random, resumable: filling
+/// consecutive ranges gives the same samples as one call for the whole.
+#[derive(Clone, Debug)]
+pub struct NoiseGen {
+    kind: NoiseKind,
+    rng: SplitMix64,
+    /// Pink: the filter state b0..b6; brown: `last` in [0].
+    state: [f64; 7],
+}
+
+impl NoiseGen {
+    /// `stream` separates the network outputs.
+    pub fn new(kind: NoiseKind, seed: u64, stream: u64) -> NoiseGen {
+        NoiseGen {
+            kind,
+            rng: SplitMix64(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+            state: [0.0; 7],
         }
-        NoiseKind::Pink => {
-            let (mut b0, mut b1, mut b2, mut b3, mut b4, mut b5, mut b6) =
-                (0.0f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-            for s in out.iter_mut() {
-                let white = rng.next_f64() * 2.0 - 1.0;
-                b0 = 0.99886 * b0 + white * 0.0555179;
-                b1 = 0.99332 * b1 + white * 0.0750759;
-                b2 = 0.96900 * b2 + white * 0.1538520;
-                b3 = 0.86650 * b3 + white * 0.3104856;
-                b4 = 0.55000 * b4 + white * 0.5329522;
-                b5 = -0.7616 * b5 - white * 0.0168980;
-                let v = (b0 + b1 + b2 + b3 + b4 + b5 + b6 + white * 0.5362) as f32;
-                *s = (v as f64 * 0.11) as f32;
-                b6 = white * 0.115926;
+    }
+
+    /// The next sample.
+    #[inline]
+    pub fn next_sample(&mut self) -> f32 {
+        let white = self.rng.next_f64() * 2.0 - 1.0;
+        let b = &mut self.state;
+        match self.kind {
+            NoiseKind::White => white as f32,
+            NoiseKind::Pink => {
+                b[0] = 0.99886 * b[0] + white * 0.0555179;
+                b[1] = 0.99332 * b[1] + white * 0.0750759;
+                b[2] = 0.96900 * b[2] + white * 0.1538520;
+                b[3] = 0.86650 * b[3] + white * 0.3104856;
+                b[4] = 0.55000 * b[4] + white * 0.5329522;
+                b[5] = -0.7616 * b[5] - white * 0.0168980;
+                let v = (b[0] + b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + white * 0.5362) as f32;
+                b[6] = white * 0.115926;
+                (v as f64 * 0.11) as f32
             }
-        }
-        NoiseKind::Brown => {
-            let mut last = 0.0f64;
-            for s in out.iter_mut() {
-                let white = rng.next_f64() * 2.0 - 1.0;
-                let v = ((last + 0.02 * white) / 1.02) as f32;
-                last = v as f64;
-                *s = (v as f64 * 3.5) as f32;
+            NoiseKind::Brown => {
+                let v = ((b[0] + 0.02 * white) / 1.02) as f32;
+                b[0] = v as f64;
+                (v as f64 * 3.5) as f32
             }
         }
     }
-    out
+}
+
+/// `frames` samples of [`NoiseGen`] from its start.
+pub fn noise(kind: NoiseKind, frames: usize, seed: u64, stream: u64) -> Vec<f32> {
+    let mut generator = NoiseGen::new(kind, seed, stream);
+    (0..frames).map(|_| generator.next_sample()).collect()
 }
 
 /// `remapNumberToRange(s, -1, 1, lo, hi)`, stored as f32.
@@ -285,6 +299,12 @@ pub const FILL_CHUNK: usize = 4096;
 /// reads the sample after the block's last (interpolation) and the next block's first value.
 const FILL_MARGIN: usize = 2 * crate::dsp::RENDER_QUANTUM + 4;
 
+/// Samples kept per lazily filled array when every reader reads at the block clock: far more
+/// than the fill runs ahead of the clock (at most `FILL_CHUNK + FILL_MARGIN + 128`), so a
+/// window never drops a sample that is still to be read. 64 KiB per array, whatever the
+/// render's length.
+pub const WINDOW: usize = 16_384;
+
 /// A lazily filled array computed from another, sample by sample.
 enum Derived {
     Remap {
@@ -326,9 +346,14 @@ pub struct Resolver<'a> {
     /// Lazily filled raw CPPN outputs, created on first use.
     lazy: Vec<Option<SampleArray>>,
     derived: Vec<Derived>,
+    /// Lazily generated noise outputs.
+    noise: Vec<(NoiseGen, SampleArray)>,
+    seed: u64,
     done: Vec<(Samples, Option<SampleArray>)>,
     read_ahead: f64,
     eager: bool,
+    /// Lazy arrays are windows of [`WINDOW`] samples.
+    windowed: bool,
 }
 
 fn raw_outputs(s: &Samples, into: &mut Vec<usize>) {
@@ -339,54 +364,75 @@ fn raw_outputs(s: &Samples, into: &mut Vec<usize>) {
 }
 
 impl<'a> Resolver<'a> {
-    /// `whole`: the samples some node needs complete before the first block.
+    /// The resolver for `graph`'s network outputs. What some node needs complete before the
+    /// first block is evaluated now, by `backend`; the rest lazily, in windows when every
+    /// reader reads at the block clock.
     pub fn new(
+        cppns: &'a Cppns,
+        graph: &'a WebGraph,
+        frames: usize,
+        velocity: f64,
+        seed: u64,
+        backend: &CppnBackend,
+    ) -> Self {
+        let outputs = &graph.outputs[..];
+        // The GPU evaluates everything whole, in one submission: there the whole CPPN costs
+        // less than the round trips of chunked evaluation would.
+        if let CppnBackend::Gpu(_) = backend {
+            let mut r = Resolver::lazy(cppns, outputs, frames, velocity, seed, &[], false);
+            r.whole = evaluate_outputs_with(cppns, outputs, frames, velocity, seed, backend);
+            r.eager = true;
+            return r;
+        }
+        Resolver::lazy(
+            cppns,
+            outputs,
+            frames,
+            velocity,
+            seed,
+            &super::graph::whole_samples(graph),
+            super::graph::reads_at_block_clock(graph),
+        )
+    }
+
+    /// `whole` evaluated now on the CPU, everything else lazily.
+    fn lazy(
         cppns: &'a Cppns,
         outputs: &'a [NetworkOutput],
         frames: usize,
         velocity: f64,
         seed: u64,
         whole: &[Samples],
-        backend: &CppnBackend,
+        windowed: bool,
     ) -> Self {
-        // The GPU evaluates everything whole, in one submission: there the whole CPPN costs
-        // less than the round trips of chunked evaluation would.
-        if let CppnBackend::Gpu(_) = backend {
-            let mut r = Resolver::new(
-                cppns,
-                outputs,
-                frames,
-                velocity,
-                seed,
-                &[],
-                &CppnBackend::Cpu,
-            );
-            r.whole = evaluate_outputs_with(cppns, outputs, frames, velocity, seed, backend);
-            r.eager = true;
-            return r;
-        }
-        let mut wanted: Vec<usize> = outputs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o.source, Source::Noise(_)))
-            .map(|(i, _)| i)
-            .collect();
+        let mut wanted: Vec<usize> = Vec::new();
         for s in whole {
             raw_outputs(s, &mut wanted);
         }
         wanted.sort_unstable();
         wanted.dedup();
         Resolver {
-            whole: evaluate_some(cppns, outputs, &wanted, frames, velocity, seed, backend),
+            whole: evaluate_some(
+                cppns,
+                outputs,
+                &wanted,
+                frames,
+                velocity,
+                seed,
+                &CppnBackend::Cpu,
+            ),
             lazy: vec![None; outputs.len()],
             cppns,
             outputs,
             frames,
             velocity,
             derived: Vec::new(),
+            noise: Vec::new(),
+            seed,
             done: Vec::new(),
             read_ahead: 1.0,
             eager: false,
+            windowed,
         }
     }
 
@@ -398,15 +444,7 @@ impl<'a> Resolver<'a> {
         velocity: f64,
         seed: u64,
     ) -> Self {
-        let mut r = Resolver::new(
-            cppns,
-            outputs,
-            frames,
-            velocity,
-            seed,
-            &[],
-            &CppnBackend::Cpu,
-        );
+        let mut r = Resolver::lazy(cppns, outputs, frames, velocity, seed, &[], false);
         r.whole = evaluate_outputs(cppns, outputs, frames, velocity, seed);
         r.eager = true;
         r
@@ -429,7 +467,7 @@ impl<'a> Resolver<'a> {
                     }
                     (Some(Ok(whole)), None) => Some(SampleArray::from(&whole[..])),
                     (Some(Err(lazy)), Some([lo, hi])) => {
-                        let to = SampleArray::zeroed(self.frames);
+                        let to = self.new_lazy();
                         self.derived.push(Derived::Remap {
                             from: lazy,
                             to: to.clone(),
@@ -450,7 +488,7 @@ impl<'a> Resolver<'a> {
                         let mix = mix.to_vec();
                         SampleArray::from(mix.iter().map(|&m| span.gain(m)).collect::<Vec<_>>())
                     } else {
-                        let to = SampleArray::zeroed(self.frames);
+                        let to = self.new_lazy();
                         self.derived.push(Derived::WavetableGain {
                             mix,
                             to: to.clone(),
@@ -475,7 +513,15 @@ impl<'a> Resolver<'a> {
         let mut raws = Vec::new();
         raw_outputs(s, &mut raws);
         raws.iter()
-            .all(|&o| self.whole[o].is_some() || !matches!(self.outputs[o].source, Source::Cppn(_)))
+            .all(|&o| self.whole[o].is_some() || matches!(self.outputs[o].source, Source::Nothing))
+    }
+
+    fn new_lazy(&self) -> SampleArray {
+        if self.windowed {
+            SampleArray::window(self.frames, WINDOW)
+        } else {
+            SampleArray::zeroed(self.frames)
+        }
     }
 
     /// The raw output: whole (`Ok`) or lazily filled (`Err`), created on first use.
@@ -483,13 +529,24 @@ impl<'a> Resolver<'a> {
         if let Some(whole) = &self.whole[output] {
             return Some(Ok(whole.clone()));
         }
-        if !matches!(self.outputs[output].source, Source::Cppn(_)) || self.eager {
+        if self.eager {
             return None;
         }
-        let frames = self.frames;
-        Some(Err(self.lazy[output]
-            .get_or_insert_with(|| SampleArray::zeroed(frames))
-            .clone()))
+        if let Some(lazy) = &self.lazy[output] {
+            return Some(Err(lazy.clone()));
+        }
+        let array = match self.outputs[output].source {
+            Source::Nothing => return None,
+            Source::Cppn(_) => self.new_lazy(),
+            Source::Noise(kind) => {
+                let array = self.new_lazy();
+                let generator = NoiseGen::new(kind, self.seed, output as u64);
+                self.noise.push((generator, array.clone()));
+                array
+            }
+        };
+        self.lazy[output] = Some(array.clone());
+        Some(Err(array))
     }
 
     /// What fills the lazy arrays as the render advances.
@@ -499,7 +556,9 @@ impl<'a> Resolver<'a> {
             let mut indices = Vec::new();
             let mut targets: Vec<SampleArray> = Vec::new();
             for &(out, idx) in &group.members {
-                if let Some(array) = &self.lazy[out] {
+                // Noise outputs are lazy too, but filled by their generator.
+                let is_cppn = matches!(self.outputs[out].source, Source::Cppn(_));
+                if let Some(array) = self.lazy[out].as_ref().filter(|_| is_cppn) {
                     indices.push(idx);
                     targets.push(array.clone());
                 }
@@ -518,16 +577,15 @@ impl<'a> Resolver<'a> {
                 targets,
             });
         }
+        let nothing_lazy =
+            lazy_groups.is_empty() && self.derived.is_empty() && self.noise.is_empty();
         Filler {
             frames: self.frames,
-            filled: if lazy_groups.is_empty() && self.derived.is_empty() {
-                self.frames
-            } else {
-                0
-            },
+            filled: if nothing_lazy { self.frames } else { 0 },
             read_ahead: self.read_ahead,
             velocity: self.velocity,
             groups: lazy_groups,
+            noise: self.noise,
             derived: self.derived,
         }
     }
@@ -541,10 +599,30 @@ pub struct Filler {
     read_ahead: f64,
     velocity: f64,
     groups: Vec<LazyGroup>,
+    noise: Vec<(NoiseGen, SampleArray)>,
     derived: Vec<Derived>,
 }
 
 impl Filler {
+    /// Bytes of storage of the lazily filled arrays.
+    pub fn storage_bytes(&self) -> usize {
+        let groups: usize = self
+            .groups
+            .iter()
+            .flat_map(|g| &g.targets)
+            .map(SampleArray::storage_bytes)
+            .sum();
+        let noise: usize = self.noise.iter().map(|(_, a)| a.storage_bytes()).sum();
+        let derived: usize = self
+            .derived
+            .iter()
+            .map(|d| match d {
+                Derived::Remap { to, .. } | Derived::WavetableGain { to, .. } => to.storage_bytes(),
+            })
+            .sum();
+        groups + noise + derived
+    }
+
     /// Frames filled so far.
     pub fn filled(&self) -> usize {
         self.filled
@@ -599,6 +677,11 @@ impl Filler {
                 target.write(sub.start, buf);
             }
         });
+        for (generator, array) in &mut self.noise {
+            for i in range.clone() {
+                array.set(i, generator.next_sample());
+            }
+        }
         // In creation order: a wavetable gain's mix (if derived) was created before it.
         for d in &self.derived {
             match d {
@@ -651,6 +734,16 @@ mod tests {
         let rms = (w.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
         // uniform on [-1, 1] has RMS 1/sqrt(3)
         assert!((rms - 1.0 / 3f64.sqrt()).abs() < 0.01, "{rms}");
+    }
+
+    #[test]
+    fn noise_resumed_in_pieces_equals_noise_in_one_go() {
+        for kind in [NoiseKind::White, NoiseKind::Pink, NoiseKind::Brown] {
+            let whole = noise(kind, 10_000, 9, 4);
+            let mut generator = NoiseGen::new(kind, 9, 4);
+            let pieces: Vec<f32> = (0..10_000).map(|_| generator.next_sample()).collect();
+            assert_eq!(whole, pieces);
+        }
     }
 
     #[test]

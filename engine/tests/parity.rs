@@ -229,3 +229,30 @@ fn cppn_outputs_are_evaluated_ahead_of_the_block_clock_not_all_up_front() {
         .zip(&batch)
         .all(|(a, b)| a.to_bits() == b.to_bits()));
 }
+
+#[test]
+fn long_renders_keep_only_a_window_of_each_lazy_output() {
+    // Wavetable, buffer source, additive: everything they read lazily is read at the clock.
+    for id in [
+        "01M88X7HMX6C9TPT2A9HCKMZQJ",
+        "01M88X7PY07G2VCJFN58PEHATX",
+        "01M88X7TR5FK5AC40SH6TJCWC6",
+    ] {
+        let g = genome(id);
+        let bytes = |duration: f64| {
+            let request = RenderRequest {
+                duration,
+                ..RenderRequest::default()
+            };
+            Render::new(&g, &request).unwrap().lazy_output_bytes()
+        };
+        let (ten, six_hundred) = (bytes(10.0), bytes(600.0));
+        assert!(ten > 0, "{id}: has lazy outputs");
+        assert_eq!(ten, six_hundred, "{id}: storage grows with duration");
+        // A window is 64 KiB; a 10 s whole array would be 1.9 MB.
+        assert!(
+            ten % (16_384 * 4) == 0,
+            "{id}: {ten} bytes are not whole windows"
+        );
+    }
+}
