@@ -40,6 +40,11 @@ pub const RING_BLOCKS: usize = 64;
 /// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
 pub const SLICE_BLOCKS: usize = 128;
 
+/// Blocks of a job's first turn: one default chunk (4096 frames). A burst of new requests then
+/// gets every first chunk out before any of them renders further, and the rest of each render
+/// queues behind the streams already playing.
+pub const FIRST_SLICE_BLOCKS: usize = 32;
+
 /// How long a new job may wait behind resumed ones before it is taken first.
 pub const NEW_JOB_MAX_WAIT: Duration = Duration::from_millis(10);
 
@@ -251,7 +256,8 @@ impl Scheduler {
         if job.shared.is_cancelled() {
             return Turn::Done;
         }
-        if let Stage::Pending(..) = job.stage {
+        let first_turn = matches!(job.stage, Stage::Pending(..));
+        if first_turn {
             let Stage::Pending(prepare, request, backend) =
                 std::mem::replace(&mut job.stage, Stage::Preparing)
             else {
@@ -271,7 +277,12 @@ impl Scheduler {
             unreachable!()
         };
         let mut block: Block = [0.0; RENDER_QUANTUM];
-        for _ in 0..SLICE_BLOCKS {
+        let slice = if first_turn {
+            FIRST_SLICE_BLOCKS
+        } else {
+            SLICE_BLOCKS
+        };
+        for _ in 0..slice {
             if job.shared.is_cancelled() {
                 return Turn::Done;
             }
