@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use krs_engine::difference::{rms, Difference};
 use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
 
 const RUNS: usize = 5;
@@ -59,28 +60,19 @@ fn main() {
             let ours = render_batch(&genome, &request, true).unwrap();
             let reference = read_f32(&dir.join(r["file"].as_str().unwrap()));
             let quality = if noise {
-                let rms = |x: &[f32]| {
-                    (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
-                };
                 format!(
                     "noise: RMS {:.4} vs {:.4} | - ",
                     rms(&ours),
                     rms(&reference)
                 )
             } else {
-                let (mut signal, mut err, mut max) = (0.0f64, 0.0f64, 0.0f64);
-                for (&a, &b) in ours.iter().zip(&reference) {
-                    let e = a as f64 - b as f64;
-                    signal += (b as f64).powi(2);
-                    err += e * e;
-                    max = max.max(e.abs());
-                }
-                let snr = if err == 0.0 {
+                let d = Difference::of(&ours, &reference);
+                let snr = if d.differing == 0 {
                     "inf (bit-exact)".to_string()
                 } else {
-                    format!("{:.1}", 10.0 * (signal / err).log10())
+                    format!("{:.1}", d.snr_db)
                 };
-                format!("{snr} | {max:.1e}")
+                format!("{snr} | {:.1e}", d.max_abs_error)
             };
             let first = best_ms(|| {
                 let mut render = Render::new(&genome, &request).unwrap();

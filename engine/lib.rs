@@ -3,6 +3,7 @@
 //! Pure computation: genome JSON bytes in, blocks of 48 kHz mono f32 out. No sockets, no SQLite.
 
 pub mod cppn;
+pub mod difference;
 pub mod dsp;
 pub mod genome;
 pub mod gpu;

@@ -244,19 +244,8 @@ fn render_gpu_matches_render_cpu_on_every_fixture() {
             .arg(&out)
             .args(args));
         let gpu = read_f32(&out);
-        assert_eq!(gpu.len(), cpu.len());
-        let (mut signal, mut noise, mut max) = (0.0f64, 0.0f64, 0.0f64);
-        for (&g, &c) in gpu.iter().zip(&cpu) {
-            let e = g as f64 - c as f64;
-            signal += (c as f64).powi(2);
-            noise += e * e;
-            max = max.max(e.abs());
-        }
-        let snr = if noise == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (signal / noise).log10()
-        };
+        let d = krs_engine::difference::Difference::of(&gpu, &cpu);
+        let (snr, max) = (d.snr_db, d.max_abs_error);
         eprintln!("{id}: render --gpu vs --cpu SNR {snr:.1} dB, max abs err {max:.2e}");
         assert!(
             snr >= MIN_SNR_DB && max <= MAX_ABS_ERR,

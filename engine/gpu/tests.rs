@@ -59,24 +59,10 @@ fn fixture_genomes() -> Vec<(String, CompiledGenome)> {
         .collect()
 }
 
-/// (SNR in dB, max abs error) of `ours` against `reference`; SNR is infinite when equal.
+/// (SNR in dB, max abs error) of `ours` against `reference`.
 fn compare(ours: &[f32], reference: &[f32]) -> (f64, f64) {
-    assert_eq!(ours.len(), reference.len());
-    let (mut signal, mut noise, mut max_err) = (0.0f64, 0.0f64, 0.0f64);
-    for (&a, &b) in ours.iter().zip(reference) {
-        let e = a as f64 - b as f64;
-        signal += (b as f64).powi(2);
-        noise += e * e;
-        max_err = max_err.max(e.abs());
-    }
-    let snr = if noise == 0.0 {
-        f64::INFINITY
-    } else if signal == 0.0 {
-        f64::NEG_INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    };
-    (snr, max_err)
+    let d = crate::difference::Difference::of(ours, reference);
+    (d.snr_db, d.max_abs_error)
 }
 
 fn programs(g: &CompiledGenome) -> Vec<&Program> {

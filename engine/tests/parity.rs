@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use krs_engine::difference::{rms, Difference};
 use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
 
 const MIN_SNR_DB: f64 = 100.0;
@@ -58,33 +59,6 @@ fn genome(id: &str) -> CompiledGenome {
     CompiledGenome::from_json(&bytes).unwrap()
 }
 
-/// (SNR in dB, max abs error, samples that differ). SNR is infinite for identical signals.
-fn compare(ours: &[f32], reference: &[f32]) -> (f64, f64, usize) {
-    let mut signal = 0.0f64;
-    let mut noise = 0.0f64;
-    let mut max_err = 0.0f64;
-    let mut differing = 0;
-    for (&a, &b) in ours.iter().zip(reference) {
-        let e = a as f64 - b as f64;
-        signal += (b as f64).powi(2);
-        noise += e * e;
-        max_err = max_err.max(e.abs());
-        if a.to_bits() != b.to_bits() {
-            differing += 1;
-        }
-    }
-    let snr = if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    };
-    (snr, max_err, differing)
-}
-
-fn rms(x: &[f32]) -> f64 {
-    (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
-}
-
 #[test]
 fn every_fixture_render_matches_the_original() {
     let mut failures = Vec::new();
@@ -112,7 +86,11 @@ fn every_fixture_render_matches_the_original() {
                 failures.push(format!("{}: RMS {a} vs {b}", c.file));
             }
         } else {
-            let (snr, max_err, differing) = compare(&ours, &reference);
+            let Difference {
+                snr_db: snr,
+                max_abs_error: max_err,
+                differing,
+            } = Difference::of(&ours, &reference);
             println!(
                 "{:<28} {:>3} {:>4} {:>3} {:>10.1} {:>12.3e} {:>9}",
                 c.id, c.note_delta, c.velocity, c.duration, snr, max_err, differing
