@@ -169,7 +169,7 @@ fn oversized_frames_and_handshake_garbage_close_only_that_connection() {
         b"\x00\x01\x02 hello\r\n\r\n".to_vec(),
         vec![b'a'; 64 * 1024],
     ] {
-        let mut raw = TcpStream::connect(server.addr()).unwrap();
+        let mut raw = TcpStream::connect(server.addr).unwrap();
         raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let _ = raw.write_all(&garbage);
         let mut buf = [0u8; 64];
@@ -178,7 +178,7 @@ fn oversized_frames_and_handshake_garbage_close_only_that_connection() {
     }
 
     // A half-open connection that never sends its handshake does not block anyone.
-    let _idle = TcpStream::connect(server.addr()).unwrap();
+    let _idle = TcpStream::connect(server.addr).unwrap();
     other.join().unwrap();
     let (mut socket, _) = client::connect(&server.url).unwrap();
     let r = json!({"type": "render", "genomeId": GENOME, "duration": 0.1});

@@ -5,10 +5,9 @@
 
 #![allow(dead_code)] // each bench binary uses a different part
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -111,60 +110,10 @@ impl Args {
     }
 }
 
-/// The server binary Cargo built next to this bench (benches get `CARGO_BIN_EXE_*` like
-/// integration tests), started on an ephemeral loopback port; killed on drop.
-pub struct ServerProcess {
-    child: Child,
-    pub addr: SocketAddr,
-    pub log: PathBuf,
-}
-
-impl ServerProcess {
-    pub fn start(extra: &[&str]) -> ServerProcess {
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log =
-            std::env::temp_dir().join(format!("krs-bench-server-{}-{n}.log", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"))
-            .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-            .args(extra)
-            .env_remove("DB_PATH")
-            .env_remove("PORT")
-            .env_remove("HOST")
-            .env_remove("THREADS")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("server binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ws://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", log.display()))
-            .parse()
-            .unwrap();
-        ServerProcess { child, addr, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn is_alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
+// The server process harness is the tests' own.
+#[path = "../../tests/common/mod.rs"]
+mod harness;
+pub use harness::ServerProcess;
 
 /// VmRSS of a process in KiB (0 when it is gone).
 pub fn rss_kib(pid: u32) -> u64 {

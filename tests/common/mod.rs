@@ -62,10 +62,13 @@ pub fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-/// The server binary, started with `--port 0`; killed on drop.
+/// The server binary, started with `--port 0`; killed on drop. Shared by the tests and the
+/// benches (benches/common includes this file).
 pub struct ServerProcess {
     child: Child,
+    /// `ws://ADDR`
     pub url: String,
+    pub addr: std::net::SocketAddr,
     pub log: PathBuf,
 }
 
@@ -81,6 +84,7 @@ impl ServerProcess {
             .env_remove("DB_PATH")
             .env_remove("PORT")
             .env_remove("HOST")
+            .env_remove("THREADS")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -94,15 +98,20 @@ impl ServerProcess {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}; log: {}", log.display()))
             .to_string();
-        ServerProcess { child, url, log }
+        let addr = url
+            .trim_start_matches("ws://")
+            .parse()
+            .expect("the listening line names a socket address");
+        ServerProcess {
+            child,
+            url,
+            addr,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    pub fn addr(&self) -> String {
-        self.url.trim_start_matches("ws://").to_string()
     }
 
     pub fn log_text(&self) -> String {
