@@ -15,8 +15,10 @@
 //!
 //! Options: `--reps N` (renders per genome and request, default 5), `--duration 4`,
 //! `--server-renders N` (default 64).
-//! There is no GPU path in this tree (the engine has no GPU evaluator yet); every number here is
-//! the CPU path.
+//! 3. where a Vulkan device exists (any kind, lavapipe included), the same in-process renders
+//!    with the CPPN on the GPU (`render_batch_with`, `CppnBackend::Gpu`), one at a time and all
+//!    genomes in flight at once (their CPPN jobs then share submissions); skipped, saying why,
+//!    without one.
 
 mod common;
 
@@ -25,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use krs_engine::dsp::RENDER_QUANTUM;
-use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
+use krs_engine::{
+    render_batch, render_batch_with, CompiledGenome, CppnBackend, Gpu, Render, RenderRequest,
+};
 use rayon::prelude::*;
 use serde_json::Value;
 
@@ -36,7 +40,7 @@ fn main() {
     let reps: usize = args.num("--reps", 5);
     let duration: f64 = args.num("--duration", 4.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("# Throughput (CPU path)");
+    println!("# Throughput");
     println!();
     println!("Machine: {}.", machine());
     if let Some(file) = args.value("--compare") {
@@ -50,6 +54,68 @@ fn main() {
         .collect();
     engine(&fx, &compiled, reps, duration, cores);
     server(&fx, args.num("--server-renders", 64), duration, cores);
+    gpu(&fx, &compiled, reps, duration);
+}
+
+/// In-process renders with the CPPN on Vulkan, against the same renders on the CPU.
+fn gpu(fx: &[Fixture], compiled: &[Arc<CompiledGenome>], reps: usize, duration: f64) {
+    println!();
+    println!("## GPU path (in-process, {duration} s renders, medians)");
+    println!();
+    let gpu = match Gpu::shared() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            println!("skipped: no Vulkan device ({e})");
+            return;
+        }
+    };
+    println!("Device: {} ({:?}).", gpu.device().name, gpu.device().kind);
+    println!();
+    let backend = CppnBackend::Gpu(gpu);
+    println!("| genome | CPU ms | Vulkan ms | Vulkan x real time |");
+    println!("|---|---:|---:|---:|");
+    let time = |f: &dyn Fn()| {
+        let mut t: Vec<f64> = (0..reps.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        t[t.len() / 2]
+    };
+    let req = request(0.0, 1.0, duration);
+    for (f, g) in fx.iter().zip(compiled) {
+        let cpu_ms = time(&|| {
+            render_batch(g, &req, false).unwrap();
+        });
+        let gpu_ms = time(&|| {
+            render_batch_with(g, &req, false, &backend).unwrap();
+        });
+        println!(
+            "| {} | {cpu_ms:.1} | {gpu_ms:.1} | {:.0} |",
+            f.id,
+            duration * 1e3 / gpu_ms
+        );
+    }
+    let all = |backend: &CppnBackend| {
+        let start = Instant::now();
+        compiled.par_iter().for_each(|g| {
+            render_batch_with(g, &req, false, backend).unwrap();
+        });
+        start.elapsed().as_secs_f64()
+    };
+    let (cpu_s, gpu_s) = (all(&CppnBackend::Cpu), all(&backend));
+    println!();
+    println!(
+        "All {} genomes in flight at once: CPU {:.0} ms ({:.0}x real time), Vulkan {:.0} ms ({:.0}x real time).",
+        compiled.len(),
+        cpu_s * 1e3,
+        compiled.len() as f64 * duration / cpu_s,
+        gpu_s * 1e3,
+        compiled.len() as f64 * duration / gpu_s
+    );
 }
 
 fn request(note_delta: f64, velocity: f64, duration: f64) -> RenderRequest {
