@@ -76,7 +76,13 @@ pub struct RenderSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage {
     Render(Box<RenderSpec>),
-    Cancel { request_id: Value },
+    Cancel {
+        request_id: Value,
+    },
+    /// What the server holds right now (see [`stats`]).
+    Stats {
+        request_id: Option<Value>,
+    },
 }
 
 /// A message the client gets back as `{type:'error', message}`, with the request's
@@ -130,6 +136,7 @@ pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientMessage
         "render" => parse_render(&object, request_id.clone(), limits)
             .map(|spec| ClientMessage::Render(Box::new(spec)))
             .map_err(with_id),
+        "stats" => Ok(ClientMessage::Stats { request_id }),
         "cancel" => match request_id {
             Some(request_id) => Ok(ClientMessage::Cancel { request_id }),
             None => Err(with_id("cancel needs the requestId of the render".into())),
@@ -398,6 +405,40 @@ pub fn complete(request_id: Option<&Value>, c: &Completion) -> String {
     out
 }
 
+/// The server's state, for monitoring and leak checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    pub connections: usize,
+    /// Renders in progress (started, not yet complete, failed or cancelled).
+    pub renders: usize,
+    /// Of those, parked: their ring is full, waiting for the client to read.
+    pub parked: usize,
+    /// Renders without `requestId` waiting for the one before them on their connection.
+    pub queued: usize,
+    /// Render jobs waiting for a worker: new ones and resumed ones.
+    pub waiting_new: usize,
+    pub waiting_resumed: usize,
+    pub cached_genomes: usize,
+}
+
+pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
+    let mut out = String::new();
+    open(&mut out, "stats", request_id);
+    let _ = write!(
+        out,
+        ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\
+         \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{}}}",
+        s.connections,
+        s.renders,
+        s.parked,
+        s.queued,
+        s.waiting_new,
+        s.waiting_resumed,
+        s.cached_genomes
+    );
+    out
+}
+
 /// Answer to `cancel`: the render's stream ended early.
 pub fn cancelled(request_id: &Value, chunks_sent: u64) -> String {
     let mut out = String::new();
@@ -534,6 +575,28 @@ mod tests {
         assert_eq!(&out[8..16], &4096u64.to_le_bytes());
         assert_eq!(&out[16..20], &1.5f32.to_le_bytes());
         assert_eq!(&out[20..24], &(-2.0f32).to_le_bytes());
+    }
+
+    #[test]
+    fn stats_is_a_message_with_counts() {
+        assert_eq!(
+            parse(r#"{"type":"stats","requestId":"s"}"#).unwrap(),
+            ClientMessage::Stats {
+                request_id: Some(Value::from("s"))
+            }
+        );
+        let v: Value = serde_json::from_str(&stats(
+            None,
+            &ServerStats {
+                renders: 3,
+                ..ServerStats::default()
+            },
+        ))
+        .unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["renders"].as_u64()),
+            (Some("stats"), Some(3))
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::genomes::GenomeProvider;
-use crate::protocol::{self, ClientMessage, Completion, Format, Limits, RenderSpec};
+use crate::protocol::{self, ClientMessage, Completion, Format, Limits, RenderSpec, ServerStats};
 
 /// Concurrent renders on one connection (those with a `requestId`; renders without one run one
 /// after the other).
@@ -562,7 +562,30 @@ impl Server {
         match protocol::parse_client_message(text, &self.limits) {
             Ok(ClientMessage::Render(spec)) => self.request_render(token, *spec),
             Ok(ClientMessage::Cancel { request_id }) => self.cancel(token, &request_id),
+            Ok(ClientMessage::Stats { request_id }) => {
+                let text = protocol::stats(request_id.as_ref(), &self.stats());
+                self.send_text(token, text);
+            }
             Err(e) => self.send_text(token, protocol::error(e.request_id.as_ref(), &e.message)),
+        }
+    }
+
+    /// What the server holds right now.
+    pub fn stats(&self) -> ServerStats {
+        let sessions = self.sessions.iter().flatten();
+        let (waiting_new, waiting_resumed) = self.scheduler.waiting();
+        ServerStats {
+            connections: self.open_sessions,
+            renders: self.stream_owner.len(),
+            parked: sessions
+                .clone()
+                .flat_map(|s| &s.streams)
+                .filter(|s| s.parked.is_some())
+                .count(),
+            queued: sessions.map(|s| s.queued.len()).sum(),
+            waiting_new,
+            waiting_resumed,
+            cached_genomes: self.genomes.cached(),
         }
     }
 

@@ -218,8 +218,23 @@ fn a_reader_that_stops_reading_holds_bounded_memory_and_slows_nobody() {
         grown < 4 * 512,
         "server grew by {grown} KiB with 4 stalled readers ({before} -> {after} KiB)"
     );
+    let v = server.stats();
+    assert_eq!(
+        v["renders"], 4,
+        "the stalled renders are held, not finished: {v}"
+    );
+    assert_eq!(
+        v["parkedRenders"], 4,
+        "and parked, freeing the workers: {v}"
+    );
     drop(stalled);
     assert!(server.wait_for_log("outcome=disconnected", 4, Duration::from_secs(10)));
+    let v = server.wait_for_no_renders(Duration::from_secs(10));
+    assert_eq!(
+        (v["renders"].as_u64(), v["parkedRenders"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
 }
 
 #[test]
@@ -240,6 +255,8 @@ fn disconnecting_mid_render_frees_the_render() {
         // `a` vanishes without a close handshake.
     }
     assert!(server.wait_for_log("outcome=disconnected", 2, Duration::from_secs(10)));
+    let v = server.wait_for_no_renders(Duration::from_secs(10));
+    assert_eq!(v["renders"], 0, "{v}");
     let (mut c, _) = client::connect(&server.url).unwrap();
     let r = json!({"type": "render", "genomeId": GENOME, "duration": 1});
     let got = client::render(&mut c, &r).unwrap();

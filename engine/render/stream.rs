@@ -226,6 +226,14 @@ impl Scheduler {
         &self.pool
     }
 
+    /// Jobs waiting for a worker: (new, resumed).
+    pub fn waiting(&self) -> (usize, usize) {
+        (
+            self.queues.new.lock().len(),
+            self.queues.resumed.lock().len(),
+        )
+    }
+
     /// Queues `job`; a worker runs it after the jobs that go before it.
     pub fn submit(&self, job: RenderJob) {
         match job.stage {

@@ -146,6 +146,31 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// The server's `stats` message, over a connection of its own.
+    pub fn stats(&self) -> serde_json::Value {
+        let (mut socket, _) = kromosynth_render_socket::client::connect(&self.url).unwrap();
+        socket
+            .send(tungstenite::Message::Text(r#"{"type":"stats"}"#.into()))
+            .unwrap();
+        let v = kromosynth_render_socket::client::read_json(&mut socket).unwrap();
+        assert_eq!(v["type"], "stats", "{v}");
+        v
+    }
+
+    /// Waits (bounded) until `stats` reports no render in progress; the last stats.
+    pub fn wait_for_no_renders(&self, limit: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let v = self.stats();
+            if v["renders"] == 0 || start.elapsed() > limit {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
