@@ -5,6 +5,8 @@
 //! `genome` as an object or a JSON string, and `asNEATPatch` as a string or object at all three
 //! levels (the network, each node, each connection). Errors name the field or node at fault.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 /// Why genome JSON could not be read.
@@ -136,16 +138,19 @@ pub struct NeatConnection {
 /// real genomes have at most two).
 const MAX_STRING_NESTING: usize = 4;
 
-/// Parses JSON that may itself be a JSON string holding JSON, a few levels deep.
-fn decode_nested(v: &Value, what: &str) -> Result<Value, GenomeError> {
-    let mut v = v.clone();
+/// Parses JSON that may itself be a JSON string holding JSON, a few levels deep. Borrows when
+/// `v` is not a string, so the genome's tree is never copied.
+fn decode_nested<'a>(v: &'a Value, what: &str) -> Result<Cow<'a, Value>, GenomeError> {
+    let mut v = Cow::Borrowed(v);
     for _ in 0..MAX_STRING_NESTING {
-        match v {
+        match &*v {
             Value::String(s) => {
-                v = serde_json::from_str(&s)
-                    .map_err(|e| GenomeError(format!("{what} is a string but not JSON: {e}")))?;
+                v =
+                    Cow::Owned(serde_json::from_str(s).map_err(|e| {
+                        GenomeError(format!("{what} is a string but not JSON: {e}"))
+                    })?);
             }
-            other => return Ok(other),
+            _ => return Ok(v),
         }
     }
     err(format!("{what} is nested in JSON strings too deeply"))
@@ -164,11 +169,11 @@ impl Genome {
         let patch_value = genome
             .get("asNEATPatch")
             .ok_or_else(|| GenomeError("genome has no asNEATPatch".into()))?;
-        let patch = parse_patch(&decode_nested(patch_value, "asNEATPatch")?)?;
+        let patch = parse_patch(&*decode_nested(patch_value, "asNEATPatch")?)?;
         let wave_value = genome
             .get("waveNetwork")
             .ok_or_else(|| GenomeError("genome has no waveNetwork".into()))?;
-        let wave_network = parse_wave_network(&decode_nested(wave_value, "waveNetwork")?)?;
+        let wave_network = parse_wave_network(&*decode_nested(wave_value, "waveNetwork")?)?;
         Ok(Genome {
             patch,
             wave_network,
@@ -179,19 +184,27 @@ impl Genome {
 /// How many `genome` / `data` wrappers the loader looks through (as the original server).
 const MAX_WRAPPERS: usize = 3;
 
-fn unwrap_genome(root: &Value) -> Result<Map<String, Value>, GenomeError> {
+fn unwrap_genome(root: &Value) -> Result<Cow<'_, Value>, GenomeError> {
     let mut v = decode_nested(root, "genome")?;
     for _ in 0..=MAX_WRAPPERS {
-        let Value::Object(obj) = &v else {
+        let Value::Object(obj) = &*v else {
             return err("genome must be a JSON object");
         };
         if obj.contains_key("asNEATPatch") {
-            return Ok(obj.clone());
+            return Ok(v);
         }
-        match obj.get("genome").or_else(|| obj.get("data")) {
-            Some(inner) => v = decode_nested(inner, "genome")?,
-            None => return err("genome has no asNEATPatch"),
-        }
+        let next = match &v {
+            Cow::Borrowed(b) => match b.get("genome").or_else(|| b.get("data")) {
+                Some(inner) => decode_nested(inner, "genome")?,
+                None => return err("genome has no asNEATPatch"),
+            },
+            // A wrapper that was itself a JSON string: the inner part is copied out once.
+            Cow::Owned(o) => match o.get("genome").or_else(|| o.get("data")) {
+                Some(inner) => Cow::Owned(decode_nested(inner, "genome")?.into_owned()),
+                None => return err("genome has no asNEATPatch"),
+            },
+        };
+        v = next;
     }
     err("genome has no asNEATPatch")
 }
@@ -211,14 +224,14 @@ fn parse_patch(v: &Value) -> Result<AsNeatPatch, GenomeError> {
     let nodes = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| parse_asneat_node(&decode_nested(n, &format!("asNEATPatch.nodes[{i}]"))?, i))
+        .map(|(i, n)| parse_asneat_node(&*decode_nested(n, &format!("asNEATPatch.nodes[{i}]"))?, i))
         .collect::<Result<Vec<_>, _>>()?;
     let connections = connections
         .iter()
         .enumerate()
         .map(|(i, c)| {
             parse_asneat_connection(
-                &decode_nested(c, &format!("asNEATPatch.connections[{i}]"))?,
+                &*decode_nested(c, &format!("asNEATPatch.connections[{i}]"))?,
                 i,
             )
         })
@@ -332,7 +345,7 @@ fn count(obj: &Map<String, Value>, key: &str, what: &str) -> Result<usize, Genom
 
 fn parse_neat_genome(v: &Value, what: &str) -> Result<NeatGenome, GenomeError> {
     let v = decode_nested(v, what)?;
-    let Value::Object(obj) = &v else {
+    let Value::Object(obj) = &*v else {
         return err(format!("{what} must be an object"));
     };
     let nodes = obj
