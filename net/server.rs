@@ -737,8 +737,9 @@ impl Server {
                 JobEvent::Finished(_, finished) => session.streams[i].finished = Some(finished),
                 JobEvent::Failed(_, error) => {
                     let request_id = session.streams[i].spec.request_id.clone();
-                    self.end_stream(token, i, Outcome::Failed(&error.0));
+                    // The error first, as `complete` above.
                     self.send_text(token, protocol::error(request_id.as_ref(), &error.0));
+                    self.end_stream(token, i, Outcome::Failed(&error.0));
                 }
             }
             self.mark_dirty(token);
@@ -936,8 +937,10 @@ impl Server {
                 render_ms: finished.total.as_secs_f64() * 1000.0,
             },
         );
-        self.end_stream(token, i, Outcome::Complete);
+        // `complete` first: ending the stream may start the next queued render, whose first
+        // message must come after this one.
         self.send_text(token, text);
+        self.end_stream(token, i, Outcome::Complete);
     }
 
     /// Removes stream `i` (cancelling its job), logs it, and starts the next queued render.

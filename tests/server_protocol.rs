@@ -289,3 +289,41 @@ fn pings_are_answered_while_idle() {
         other => panic!("expected a pong, got {other:?}"),
     }
 }
+
+#[test]
+fn queued_renders_never_interleave_their_messages() {
+    let server = ServerProcess::start(&[]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    // A failing render, then two binary ones, all without requestId: strictly one after another.
+    send(
+        &mut socket,
+        json!({"type": "render", "genomeId": "NO_SUCH", "duration": 0.2, "format": "binary"}),
+    );
+    for _ in 0..2 {
+        send(
+            &mut socket,
+            json!({"type": "render", "genomeId": GENOME, "duration": 0.2, "format": "binary"}),
+        );
+    }
+    let mut events = Vec::new();
+    while events.iter().filter(|e| *e == "complete").count() < 2 {
+        match socket.read().unwrap() {
+            Message::Binary(_) => {
+                if events.last().map(String::as_str) != Some("chunk") {
+                    events.push("chunk".to_string());
+                }
+            }
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                events.push(v["type"].as_str().unwrap().to_string());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        events,
+        // The failing render was announced (`start`) before its genome was looked up.
+        ["start", "error", "start", "chunk", "complete", "start", "chunk", "complete"],
+        "each render's messages end before the next one's begin"
+    );
+}
