@@ -90,11 +90,6 @@ impl GenomeProvider {
     pub fn cached(&self) -> usize {
         self.cache.lock().entries.len()
     }
-
-    /// Empties the cache, so the next render of every genome is a cold one (benchmarks).
-    pub fn clear_cache(&self) {
-        self.cache.lock().entries.clear();
-    }
 }
 
 #[cfg(test)]

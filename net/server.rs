@@ -10,7 +10,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,20 +104,6 @@ impl Default for Config {
     }
 }
 
-/// Stops a running [`Server`] from another thread.
-#[derive(Clone)]
-pub struct StopHandle {
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl StopHandle {
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-    }
-}
-
 /// The socket adapter tungstenite reads and writes: a mio stream that, during the handshake,
 /// refuses to read more than [`MAX_HANDSHAKE_BYTES`].
 struct Conn {
@@ -208,8 +193,6 @@ pub struct Server {
     config: Config,
     poll: Poll,
     listener: TcpListener,
-    waker: Arc<Waker>,
-    stop: Arc<AtomicBool>,
     scheduler: Scheduler,
     events: Receiver<JobEvent>,
     genomes: Arc<GenomeProvider>,
@@ -258,12 +241,9 @@ impl Server {
         let (events_tx, events) = crossbeam_channel::bounded(
             EVENTS_PER_STREAM * (config.max_streams + config.max_connections),
         );
-        let wake = {
-            let waker = waker.clone();
-            Arc::new(move || {
-                let _ = waker.wake();
-            })
-        };
+        let wake = Arc::new(move || {
+            let _ = waker.wake();
+        });
         let scheduler = Scheduler::new(Arc::new(pool), events_tx, wake);
         let ws_config = WebSocketConfig {
             write_buffer_size: WRITE_BUFFER_BYTES,
@@ -279,8 +259,6 @@ impl Server {
             config,
             poll,
             listener,
-            waker,
-            stop: Arc::new(AtomicBool::new(false)),
             scheduler,
             events,
             genomes: Arc::new(GenomeProvider::new(genomes)),
@@ -301,13 +279,6 @@ impl Server {
         self.listener.local_addr()
     }
 
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle {
-            stop: self.stop.clone(),
-            waker: self.waker.clone(),
-        }
-    }
-
     pub fn genomes(&self) -> &Arc<GenomeProvider> {
         &self.genomes
     }
@@ -324,11 +295,11 @@ impl Server {
         self.scheduler.pool().current_num_threads()
     }
 
-    /// Serves until [`StopHandle::stop`].
+    /// Serves until the event loop fails (the process is stopped from outside).
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
+        loop {
             // Sessions dirtied while pumping others are pumped on the next turn, at once.
             let timeout = if self.dirty.is_empty() {
                 TICK
@@ -359,10 +330,6 @@ impl Server {
                 self.sweep_handshakes();
             }
         }
-        for index in 0..self.sessions.len() {
-            self.drop_session(Token(index + FIRST_SESSION), Outcome::Disconnected);
-        }
-        Ok(())
     }
 
     fn accept_all(&mut self) {

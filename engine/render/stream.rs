@@ -158,11 +158,6 @@ impl RenderJob {
     pub fn id(&self) -> u64 {
         self.id
     }
-
-    /// Free ring slots (the consumer resubmits a parked job once this reaches half).
-    pub fn free_slots(&self) -> usize {
-        self.producer.slots()
-    }
 }
 
 /// Runs render jobs on a rayon pool and reports to one consumer through `events` and `wake`.
