@@ -343,10 +343,18 @@ impl Bus {
             return;
         }
         self.mix(n, config.interpretation);
-        let mut other = other.clone();
-        other.mix(n, config.interpretation);
+        // A Bus is 3 KiB whatever its channel count: copy `other` only when it must be mixed.
+        let mixed;
+        let other = if other.channels == n {
+            other
+        } else {
+            let mut copy = other.clone();
+            copy.mix(n, config.interpretation);
+            mixed = copy;
+            &mixed
+        };
         for i in 0..n {
-            add_channel(self, i, &other, i);
+            add_channel(self, i, other, i);
         }
     }
 }
