@@ -25,7 +25,7 @@ use super::{
 };
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// web-audio-api's partition size ("rule of thumb" 8 render quanta), a power of two already.
 const PARTITION: usize = RENDER_QUANTUM * 8;
@@ -64,8 +64,10 @@ struct Partitioned {
     segment_count: usize,
     /// Spectra of the last `segment_count` input partitions (a ring, `current` the newest).
     segments: Vec<Complex<f32>>,
-    /// Spectra of the IR partitions.
+    /// Spectra of the IR partitions computed so far, in order (see [`Partitioned::ir_spectra`]).
     segments_ir: Vec<Complex<f32>>,
+    /// The IR partitions whose spectra are still to come; emptied once all are computed.
+    ir: Vec<f32>,
     fft_buffer: Vec<f32>,
     forward: Arc<dyn RealToComplex<f32>>,
     inverse: Arc<dyn ComplexToReal<f32>>,
@@ -143,55 +145,109 @@ fn multiply_accumulate_avx(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &
     multiply_accumulate_scalar(&mut result[whole..n], &a[whole..n], &b[whole..n]);
 }
 
+/// The FFT plans of fft-convolver's fresh planner for one segment length. The planner's choice
+/// of algorithm (and so the rounding) depends only on the length and the CPU features, so one
+/// pair planned per process gives the same bits as planning per convolver, without the
+/// planning time on every render's first chunk.
+fn plans() -> &'static (Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>) {
+    static PLANS: OnceLock<(Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>)> =
+        OnceLock::new();
+    PLANS.get_or_init(|| {
+        let mut planner = RealFftPlanner::<f32>::new();
+        (
+            planner.plan_fft_forward(SEGMENT),
+            planner.plan_fft_inverse(SEGMENT),
+        )
+    })
+}
+
+/// Largest IR magnitude for which every partition's spectrum is certainly finite: a bin is at
+/// most the partition's sum of magnitudes (1024 of them) times a rounding factor close to 1.
+const SURELY_FINITE_SPECTRUM: f32 = 1e30;
+
 impl Partitioned {
     /// `None` for an empty IR (fft-convolver then outputs zeros).
-    fn new(ir: &[f32]) -> Option<Self> {
+    fn new(ir: Vec<f32>) -> Option<Self> {
         if ir.is_empty() {
             return None;
         }
-        // fft-convolver plans both directions with one fresh planner; the planner's choice of
-        // algorithm (and so the rounding) depends only on the length and the CPU features.
-        let mut planner = RealFftPlanner::<f32>::new();
-        let forward = planner.plan_fft_forward(SEGMENT);
-        let inverse = planner.plan_fft_inverse(SEGMENT);
-        let segment_count = (ir.len() as f64 / PARTITION as f64).ceil() as usize;
-
-        let mut fft_buffer = vec![0.; SEGMENT];
-        let mut forward_scratch = forward.make_scratch_vec();
-        let mut segments_ir = vec![Complex::default(); segment_count * BINS];
-        for (part, spectrum) in ir.chunks(PARTITION).zip(segments_ir.chunks_exact_mut(BINS)) {
-            fft_buffer.fill(0.);
-            fft_buffer[..part.len()].copy_from_slice(part);
-            forward
-                .process_with_scratch(&mut fft_buffer, spectrum, &mut forward_scratch)
-                .expect("buffer lengths match the plan");
-        }
-
-        let ir_finite = segments_ir
-            .iter()
-            .all(|z| z.re.is_finite() && z.im.is_finite());
-        Some(Partitioned {
+        let (forward, inverse) = plans().clone();
+        let segment_count = ir.len().div_ceil(PARTITION);
+        let mut convolver = Partitioned {
             written: 0,
-            ir_finite,
+            ir_finite: ir
+                .iter()
+                .all(|s| s.is_finite() && s.abs() <= SURELY_FINITE_SPECTRUM),
             segment_count,
             segments: vec![Complex::default(); segment_count * BINS],
-            segments_ir,
-            fft_buffer,
+            // Reserved, not touched: pages are only faulted in as spectra arrive.
+            segments_ir: Vec::with_capacity(segment_count * BINS),
+            ir,
+            fft_buffer: vec![0.; SEGMENT],
             inverse_scratch: inverse.make_scratch_vec(),
+            forward_scratch: forward.make_scratch_vec(),
             forward,
             inverse,
-            forward_scratch,
             pre_multiplied: vec![Complex::default(); BINS],
             conv: vec![Complex::default(); BINS],
             overlap: vec![0.; PARTITION],
             current: 0,
             input_buffer: vec![0.; PARTITION],
             input_fill: 0,
-        })
+        };
+        if !convolver.ir_finite {
+            // Whether a spectrum holds inf or NaN decides the output from the first block on
+            // (see `ir_finite`), so with a doubtful IR compute them all now and look.
+            convolver.ir_spectra(segment_count);
+            convolver.ir_finite = convolver
+                .segments_ir
+                .iter()
+                .all(|z| z.re.is_finite() && z.im.is_finite());
+        }
+        Some(convolver)
+    }
+
+    /// Makes sure the spectra of the first `count` IR partitions exist. A partition's spectrum
+    /// is first needed when that many input partitions have arrived (older input slots are
+    /// still zero and skipped), so a finite IR is transformed one partition per input
+    /// partition instead of all before the first block.
+    fn ir_spectra(&mut self, count: usize) {
+        let count = count.min(self.segment_count);
+        while self.segments_ir.len() < count * BINS {
+            let start = self.segments_ir.len() / BINS * PARTITION;
+            let part = &self.ir[start..(start + PARTITION).min(self.ir.len())];
+            self.fft_buffer.fill(0.);
+            self.fft_buffer[..part.len()].copy_from_slice(part);
+            let at = self.segments_ir.len();
+            self.segments_ir.resize(at + BINS, Complex::default());
+            self.forward
+                .process_with_scratch(
+                    &mut self.fft_buffer,
+                    &mut self.segments_ir[at..],
+                    &mut self.forward_scratch,
+                )
+                .expect("buffer lengths match the plan");
+        }
+        if self.segments_ir.len() == self.segment_count * BINS {
+            self.ir = Vec::new();
+        }
     }
 
     fn process(&mut self, input: &[f32; RENDER_QUANTUM], output: &mut [f32; RENDER_QUANTUM]) {
         let input_was_empty = self.input_fill == 0;
+        // Slot `current + i` holds the input partition from i partitions ago; the ones never
+        // written are zero and add nothing when the IR is finite.
+        if input_was_empty {
+            self.written = (self.written + 1).min(self.segment_count);
+        }
+        let used = if self.ir_finite {
+            self.written
+        } else {
+            self.segment_count
+        };
+        if input_was_empty {
+            self.ir_spectra(used);
+        }
         let pos = self.input_fill;
         self.input_buffer[pos..pos + RENDER_QUANTUM].copy_from_slice(input);
 
@@ -206,14 +262,7 @@ impl Partitioned {
         debug_assert!(forward.is_ok(), "a forward real FFT only fails on lengths");
 
         if input_was_empty {
-            self.written = (self.written + 1).min(self.segment_count);
             self.pre_multiplied.fill(Complex::default());
-            // Slot `current + i` holds the input partition from i partitions ago.
-            let used = if self.ir_finite {
-                self.written
-            } else {
-                self.segment_count
-            };
             for i in 1..used {
                 let audio = (self.current + i) % self.segment_count;
                 multiply_accumulate(
@@ -302,20 +351,18 @@ impl Convolver {
     /// A convolver with the mono impulse response `ir` (an AudioBuffer at `sample_rate`, which
     /// must be the context rate), or none. `normalize` is the node's `normalize` attribute at
     /// the time the buffer is set (Web Audio default true).
-    pub fn new(ir: Option<&[f32]>, normalize: bool, sample_rate: f32) -> Self {
+    pub fn new(ir: Option<Vec<f32>>, normalize: bool, sample_rate: f32) -> Self {
         let (mode, impulse_length) = match ir {
             None => (Mode::Passthrough, 0),
-            Some(ir) => {
+            Some(mut ir) => {
                 let scale = if normalize {
-                    normalization_scale(&[ir], sample_rate)
+                    normalization_scale(&[&ir], sample_rate)
                 } else {
                     1.
                 };
-                let scaled: Vec<f32> = ir.iter().map(|&s| s * scale).collect();
-                (
-                    Mode::Convolve(Partitioned::new(&scaled).map(Box::new)),
-                    ir.len(),
-                )
+                ir.iter_mut().for_each(|s| *s *= scale);
+                let length = ir.len();
+                (Mode::Convolve(Partitioned::new(ir).map(Box::new)), length)
             }
         };
         Convolver {
@@ -388,7 +435,7 @@ mod tests {
     }
 
     fn ours(input: &[Vec<f32>], ir: Option<&[f32]>, normalize: bool) -> Vec<f32> {
-        let mut conv = Convolver::new(ir, normalize, SAMPLE_RATE);
+        let mut conv = Convolver::new(ir.map(<[f32]>::to_vec), normalize, SAMPLE_RATE);
         let mut out = Bus::silent();
         render_ours(FRAMES, 1, 0, |s| {
             let b = s.frame as usize / RENDER_QUANTUM;
@@ -493,24 +540,46 @@ mod tests {
 
     #[test]
     fn matches_fft_convolver_crate() {
-        let ir = ir(5000);
-        let input = noise(20 * RENDER_QUANTUM, 6);
-        let mut theirs = fft_convolver::FFTConvolver::<f32>::default();
-        theirs.init(PARTITION, &ir).unwrap();
-        let mut ours = Partitioned::new(&ir).unwrap();
-        for block in input.chunks_exact(RENDER_QUANTUM) {
-            let mut a = [0.; RENDER_QUANTUM];
-            let mut b = [0.; RENDER_QUANTUM];
-            theirs.process(block, &mut a).unwrap();
-            ours.process(block.try_into().unwrap(), &mut b);
-            assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+        // A plain IR, and IRs whose trouble sits in a late partition, which our lazily
+        // transformed, zero-skipping engine must still see from the first block on: a NaN,
+        // and finite samples so large that their spectrum overflows.
+        let plain = ir(5000);
+        let mut late_nan = plain.clone();
+        late_nan[4500] = f32::NAN;
+        let mut overflowing = plain.clone();
+        overflowing[4000..4900].fill(3e38);
+        let mut large = plain.clone();
+        large[4000..4900].fill(1e30);
+        let input = noise(100 * RENDER_QUANTUM, 6);
+        for (name, ir) in [
+            ("plain", plain),
+            ("late NaN", late_nan),
+            ("overflowing", overflowing),
+            ("large", large),
+        ] {
+            let mut theirs = fft_convolver::FFTConvolver::<f32>::default();
+            theirs.init(PARTITION, &ir).unwrap();
+            let mut ours = Partitioned::new(ir.clone()).unwrap();
+            for (k, block) in input.chunks_exact(RENDER_QUANTUM).enumerate() {
+                let mut a = [0.; RENDER_QUANTUM];
+                let mut b = [0.; RENDER_QUANTUM];
+                // On a non-finite spectrum it errs and leaves `a` (zeros), as web-audio-api
+                // lets it.
+                let _ = theirs.process(block, &mut a);
+                ours.process(block.try_into().unwrap(), &mut b);
+                assert_eq!(
+                    a.map(f32::to_bits),
+                    b.map(f32::to_bits),
+                    "{name}, block {k}"
+                );
+            }
         }
     }
 
     #[test]
     fn tail_lasts_the_ir_length_of_silent_input() {
         let ir = ir(300);
-        let mut conv = Convolver::new(Some(&ir), true, SAMPLE_RATE);
+        let mut conv = Convolver::new(Some(ir.clone()), true, SAMPLE_RATE);
         let mut out = Bus::silent();
         let scope = Scope {
             frame: 0,

@@ -240,7 +240,7 @@ impl AudioGraph {
                     Kind::Convolver { buffer } => {
                         let ir = whole(buffer, resolver);
                         (
-                            Proc::Node(Box::new(Convolver::new(ir.as_deref(), true, SAMPLE_RATE))),
+                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE))),
                             Convolver::channel_config(),
                             Convolver::PARAMS,
                         )

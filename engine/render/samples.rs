@@ -92,7 +92,7 @@ pub fn evaluate_outputs(
     frames: usize,
     velocity: f64,
     seed: u64,
-) -> Vec<Option<Arc<[f32]>>> {
+) -> Vec<Option<Arc<Vec<f32>>>> {
     evaluate_outputs_with(cppns, outputs, frames, velocity, seed, &CppnBackend::Cpu)
 }
 
@@ -104,7 +104,7 @@ pub fn evaluate_outputs_with(
     velocity: f64,
     seed: u64,
     backend: &CppnBackend,
-) -> Vec<Option<Arc<[f32]>>> {
+) -> Vec<Option<Arc<Vec<f32>>>> {
     let all: Vec<usize> = (0..outputs.len()).collect();
     evaluate_some(cppns, outputs, &all, frames, velocity, seed, backend)
 }
@@ -120,8 +120,8 @@ fn evaluate_some(
     velocity: f64,
     seed: u64,
     backend: &CppnBackend,
-) -> Vec<Option<Arc<[f32]>>> {
-    let mut result: Vec<Option<Arc<[f32]>>> = vec![None; outputs.len()];
+) -> Vec<Option<Arc<Vec<f32>>>> {
+    let mut result: Vec<Option<Arc<Vec<f32>>>> = vec![None; outputs.len()];
     for &i in wanted {
         if let Source::Noise(kind) = outputs[i].source {
             result[i] = Some(noise(kind, frames, seed, i as u64).into());
@@ -160,7 +160,7 @@ fn evaluate_some(
         })
         .collect();
     for (evaluation, members) in evaluations {
-        let buffers: Vec<Arc<[f32]>> = evaluation.wait().into_iter().map(Arc::from).collect();
+        let buffers: Vec<Arc<Vec<f32>>> = evaluation.wait().into_iter().map(Arc::new).collect();
         for &(out, k) in members {
             result[out] = Some(buffers[k].clone());
         }
@@ -342,7 +342,7 @@ pub struct Resolver<'a> {
     frames: usize,
     velocity: f64,
     /// Whole raw outputs (noise, and what `whole` needed).
-    whole: Vec<Option<Arc<[f32]>>>,
+    whole: Vec<Option<Arc<Vec<f32>>>>,
     /// Lazily filled raw CPPN outputs, created on first use.
     lazy: Vec<Option<SampleArray>>,
     derived: Vec<Derived>,
@@ -506,6 +506,17 @@ impl<'a> Resolver<'a> {
     /// The samples of `s` complete now (for nodes that take their data at construction).
     pub fn resolve_whole(&mut self, s: &Samples) -> Option<Vec<f32>> {
         debug_assert!(self.is_whole(s), "{s:?} was not declared whole");
+        // Straight from the evaluated buffer where possible: every copy of a whole-duration
+        // buffer is fresh memory, and on the first chunk's path page faults cost as much as
+        // the copying.
+        if let Samples::Output { output, range } = s {
+            if let Some(Ok(whole)) = self.raw(*output) {
+                return Some(match range {
+                    Some([lo, hi]) => remap(&whole, *lo, *hi),
+                    None => whole.to_vec(),
+                });
+            }
+        }
         self.resolve(s, 1.0).map(|a| a.to_vec())
     }
 
@@ -525,7 +536,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// The raw output: whole (`Ok`) or lazily filled (`Err`), created on first use.
-    fn raw(&mut self, output: usize) -> Option<Result<Arc<[f32]>, SampleArray>> {
+    fn raw(&mut self, output: usize) -> Option<Result<Arc<Vec<f32>>, SampleArray>> {
         if let Some(whole) = &self.whole[output] {
             return Some(Ok(whole.clone()));
         }
