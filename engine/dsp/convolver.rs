@@ -145,13 +145,15 @@ fn multiply_accumulate_avx(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &
     multiply_accumulate_scalar(&mut result[whole..n], &a[whole..n], &b[whole..n]);
 }
 
+/// The forward and inverse plans.
+type Plans = (Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>);
+
 /// The FFT plans of fft-convolver's fresh planner for one segment length. The planner's choice
 /// of algorithm (and so the rounding) depends only on the length and the CPU features, so one
 /// pair planned per process gives the same bits as planning per convolver, without the
 /// planning time on every render's first chunk.
-fn plans() -> &'static (Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>) {
-    static PLANS: OnceLock<(Arc<dyn RealToComplex<f32>>, Arc<dyn ComplexToReal<f32>>)> =
-        OnceLock::new();
+fn plans() -> &'static Plans {
+    static PLANS: OnceLock<Plans> = OnceLock::new();
     PLANS.get_or_init(|| {
         let mut planner = RealFftPlanner::<f32>::new();
         (
