@@ -44,11 +44,8 @@
 
 use super::{
     AutomationRate, Bus, ChannelConfig, ChannelInterpretation, ParamDescriptor, Processor, Scope,
-    MAX_CHANNELS, RENDER_QUANTUM,
+    RENDER_QUANTUM,
 };
-
-/// Floats one ring slot occupies: room for the most channels any stream can carry.
-const SLOT: usize = MAX_CHANNELS * RENDER_QUANTUM;
 
 /// Where frame i of the output reads in the ring: the slot and frame of the sample at or before
 /// the delayed position, and the weight of the sample after it.
@@ -61,11 +58,16 @@ struct Tap {
 
 /// A DelayNode: ring buffer, writer and reader.
 pub struct Delay {
-    /// `ring_len` slots of `SLOT` floats, channel-major within a slot.
+    /// `ring_len` slots of `channels * RENDER_QUANTUM` floats, channel-major within a slot:
+    /// sized for the channels the ring holds, not the most a stream can carry, because a
+    /// 5 s feedback delay is 7.5 MB at six channels and most are mono or stereo.
     ring: Vec<f32>,
     ring_len: usize,
     /// Channel count of every block in the ring.
     channels: usize,
+    /// Slots written so far (at most `ring_len`): slots 0..written, the writer starts at 0.
+    /// The others still hold their initial zeros.
+    written: usize,
     write_index: usize,
     read_index: usize,
     /// Frame of the last block the writer stored (web-audio-api starts at u64::MAX).
@@ -112,9 +114,10 @@ impl Delay {
         let quanta = (max_delay_time * sample_rate as f64 / RENDER_QUANTUM as f64).ceil() as usize;
         let ring_len = quanta + 1;
         Delay {
-            ring: vec![0.0; ring_len * SLOT],
+            ring: vec![0.0; ring_len * RENDER_QUANTUM],
             ring_len,
             channels: 1,
+            written: 0,
             write_index: 0,
             read_index: 0,
             latest_frame_written: u64::MAX,
@@ -135,15 +138,13 @@ impl Delay {
         if channels != self.channels {
             self.remix_ring(channels);
         }
-        let slot = &mut self.ring[self.write_index * SLOT..][..SLOT];
-        for (c, dst) in slot
-            .chunks_exact_mut(RENDER_QUANTUM)
-            .take(channels)
-            .enumerate()
-        {
+        let slot = channels * RENDER_QUANTUM;
+        let slot = &mut self.ring[self.write_index * slot..][..slot];
+        for (c, dst) in slot.chunks_exact_mut(RENDER_QUANTUM).enumerate() {
             dst.copy_from_slice(input.channel(c));
         }
         self.write_index = (self.write_index + 1) % self.ring_len;
+        self.written = (self.written + 1).min(self.ring_len);
         self.latest_frame_written = scope.frame;
     }
 
@@ -208,8 +209,9 @@ impl Delay {
                 } else {
                     (t.block, t.frame + 1)
                 };
-                let prev = self.ring[t.block * SLOT + c * RENDER_QUANTUM + t.frame];
-                let next = self.ring[next_block * SLOT + c * RENDER_QUANTUM + next_frame];
+                let prev = self.ring[(t.block * self.channels + c) * RENDER_QUANTUM + t.frame];
+                let next =
+                    self.ring[(next_block * self.channels + c) * RENDER_QUANTUM + next_frame];
                 let value = (1. - t.k).mul_add(prev, t.k * next);
                 active |= value.is_normal();
                 *o = value;
@@ -224,27 +226,30 @@ impl Delay {
     }
 
     /// Mixes every stored block to `channels`, as web-audio-api's writer does before storing an
-    /// input whose channel count differs from the ring's.
+    /// input whose channel count differs from the ring's. Slots never written are zeros, which
+    /// mix to zeros, so only the written ones are mixed; the rest of the new ring stays
+    /// untouched (this happens on the first block, where touching a whole long ring would be
+    /// most of the time to first audio).
     fn remix_ring(&mut self, channels: usize) {
-        for slot in self.ring.chunks_exact_mut(SLOT) {
+        let (from, to) = (self.channels * RENDER_QUANTUM, channels * RENDER_QUANTUM);
+        let mut ring = vec![0.0; self.ring_len * to];
+        for (src, dst) in self
+            .ring
+            .chunks_exact(from)
+            .zip(ring.chunks_exact_mut(to))
+            .take(self.written)
+        {
             self.remix.make_silent();
             self.remix.set_number_of_channels(self.channels);
-            for (c, src) in slot
-                .chunks_exact(RENDER_QUANTUM)
-                .take(self.channels)
-                .enumerate()
-            {
+            for (c, src) in src.chunks_exact(RENDER_QUANTUM).enumerate() {
                 self.remix.channel_mut(c).copy_from_slice(src);
             }
             self.remix.mix(channels, ChannelInterpretation::Speakers);
-            for (c, dst) in slot
-                .chunks_exact_mut(RENDER_QUANTUM)
-                .take(channels)
-                .enumerate()
-            {
+            for (c, dst) in dst.chunks_exact_mut(RENDER_QUANTUM).enumerate() {
                 dst.copy_from_slice(self.remix.channel(c));
             }
         }
+        self.ring = ring;
         self.channels = channels;
     }
 }
@@ -380,7 +385,8 @@ mod tests {
         assert_eq!(out.number_of_channels(), 2);
         // the mono impulse was up-mixed to both channels, 48 samples later
         assert_eq!(out.channel(0)[0], 0.0);
-        assert_eq!(d.ring[SLOT + RENDER_QUANTUM], 0.5);
+        // slot 1, channel 1: the stereo block; slot 0, channel 1: the up-mixed impulse
+        assert_eq!(d.ring[2 * RENDER_QUANTUM + RENDER_QUANTUM], 0.5);
         assert_eq!(d.ring[RENDER_QUANTUM], 1.0);
     }
 
