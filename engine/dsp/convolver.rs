@@ -62,7 +62,9 @@ pub fn normalization_scale(channels: &[&[f32]], sample_rate: f32) -> f32 {
 /// fft-convolver 0.2.0's `FFTConvolver` for 128-frame calls and a 1024-frame partition.
 struct Partitioned {
     segment_count: usize,
-    /// Spectra of the last `segment_count` input partitions (a ring, `current` the newest).
+    /// Spectra of the last `segment_count` input partitions: partition p in slot
+    /// p % segment_count. Grown as partitions arrive (a zero-filled Vec of `Complex` would be
+    /// written, so touched, in full up front: 23 MB for a 60 s IR).
     segments: Vec<Complex<f32>>,
     /// Spectra of the IR partitions computed so far, in order (see [`Partitioned::ir_spectra`]).
     segments_ir: Vec<Complex<f32>>,
@@ -77,12 +79,10 @@ struct Partitioned {
     pre_multiplied: Vec<Complex<f32>>,
     conv: Vec<Complex<f32>>,
     overlap: Vec<f32>,
-    current: usize,
+    /// The input partition being filled (0 for the first).
+    partition: usize,
     input_buffer: Vec<f32>,
     input_fill: usize,
-    /// Input partitions whose spectrum has been written so far (at most `segment_count`);
-    /// the other ring slots still hold their initial zeros.
-    written: usize,
     /// Whether every IR spectrum value is finite. Then a never-written (zero) input spectrum
     /// adds only signed zeros to the sum, which leave it unchanged: the sum starts at +0 and
     /// round-to-nearest never makes it -0, and x + (+-0) = x for any other x. So those
@@ -176,12 +176,11 @@ impl Partitioned {
         let (forward, inverse) = plans().clone();
         let segment_count = ir.len().div_ceil(PARTITION);
         let mut convolver = Partitioned {
-            written: 0,
             ir_finite: ir
                 .iter()
                 .all(|s| s.is_finite() && s.abs() <= SURELY_FINITE_SPECTRUM),
             segment_count,
-            segments: vec![Complex::default(); segment_count * BINS],
+            segments: Vec::with_capacity(segment_count * BINS),
             // Reserved, not touched: pages are only faulted in as spectra arrive.
             segments_ir: Vec::with_capacity(segment_count * BINS),
             ir,
@@ -193,7 +192,7 @@ impl Partitioned {
             pre_multiplied: vec![Complex::default(); BINS],
             conv: vec![Complex::default(); BINS],
             overlap: vec![0.; PARTITION],
-            current: 0,
+            partition: 0,
             input_buffer: vec![0.; PARTITION],
             input_fill: 0,
         };
@@ -205,6 +204,12 @@ impl Partitioned {
                 .segments_ir
                 .iter()
                 .all(|z| z.re.is_finite() && z.im.is_finite());
+        }
+        if !convolver.ir_finite {
+            // Every slot takes part in every sum then, written or not.
+            convolver
+                .segments
+                .resize(segment_count * BINS, Complex::default());
         }
         Some(convolver)
     }
@@ -237,25 +242,26 @@ impl Partitioned {
 
     fn process(&mut self, input: &[f32; RENDER_QUANTUM], output: &mut [f32; RENDER_QUANTUM]) {
         let input_was_empty = self.input_fill == 0;
-        // Slot `current + i` holds the input partition from i partitions ago; the ones never
-        // written are zero and add nothing when the IR is finite.
-        if input_was_empty {
-            self.written = (self.written + 1).min(self.segment_count);
-        }
+        // The input partitions so far, this one included. Older slots hold zeros, which add
+        // nothing to the sums when the IR is finite (see `ir_finite`), so they are skipped.
         let used = if self.ir_finite {
-            self.written
+            (self.partition + 1).min(self.segment_count)
         } else {
             self.segment_count
         };
         if input_was_empty {
             self.ir_spectra(used);
         }
+        let slot = self.partition % self.segment_count;
+        if self.segments.len() < (slot + 1) * BINS {
+            self.segments.resize((slot + 1) * BINS, Complex::default());
+        }
         let pos = self.input_fill;
         self.input_buffer[pos..pos + RENDER_QUANTUM].copy_from_slice(input);
 
         self.fft_buffer[..PARTITION].copy_from_slice(&self.input_buffer);
         self.fft_buffer[PARTITION..].fill(0.);
-        let current = &mut self.segments[self.current * BINS..][..BINS];
+        let current = &mut self.segments[slot * BINS..][..BINS];
         let forward = self.forward.process_with_scratch(
             &mut self.fft_buffer,
             current,
@@ -265,8 +271,9 @@ impl Partitioned {
 
         if input_was_empty {
             self.pre_multiplied.fill(Complex::default());
+            // IR partition i meets the input partition from i partitions ago.
             for i in 1..used {
-                let audio = (self.current + i) % self.segment_count;
+                let audio = (slot + self.segment_count - i) % self.segment_count;
                 multiply_accumulate(
                     &mut self.pre_multiplied,
                     &self.segments_ir[i * BINS..][..BINS],
@@ -277,7 +284,7 @@ impl Partitioned {
         self.conv.copy_from_slice(&self.pre_multiplied);
         multiply_accumulate(
             &mut self.conv,
-            &self.segments[self.current * BINS..][..BINS],
+            &self.segments[slot * BINS..][..BINS],
             &self.segments_ir[..BINS],
         );
 
@@ -311,11 +318,7 @@ impl Partitioned {
             self.input_buffer.fill(0.);
             self.input_fill = 0;
             self.overlap.copy_from_slice(&self.fft_buffer[PARTITION..]);
-            self.current = if self.current > 0 {
-                self.current - 1
-            } else {
-                self.segment_count - 1
-            };
+            self.partition += 1;
         }
     }
 }

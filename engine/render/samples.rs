@@ -299,11 +299,13 @@ pub const FILL_CHUNK: usize = 4096;
 /// reads the sample after the block's last (interpolation) and the next block's first value.
 const FILL_MARGIN: usize = 2 * crate::dsp::RENDER_QUANTUM + 4;
 
-/// Samples kept per lazily filled array when every reader reads at the block clock: far more
-/// than the fill runs ahead of the clock (at most `FILL_CHUNK + FILL_MARGIN + 128`), so a
-/// window never drops a sample that is still to be read. 64 KiB per array, whatever the
-/// render's length.
-pub const WINDOW: usize = 16_384;
+/// Samples kept per lazily filled array when every reader reads at the block clock: more than
+/// the fill runs ahead of the clock (at most `FILL_CHUNK + FILL_MARGIN + 128` = 4484), so a
+/// window never drops a sample that is still to be read. 32 KiB per array, whatever the
+/// render's length; a render has up to a few dozen such arrays.
+pub const WINDOW: usize = 8192;
+
+const _: () = assert!(WINDOW > FILL_CHUNK + FILL_MARGIN + crate::dsp::RENDER_QUANTUM);
 
 /// A lazily filled array computed from another, sample by sample.
 enum Derived {

@@ -227,9 +227,9 @@ fn long_renders_keep_only_a_window_of_each_lazy_output() {
         let (ten, six_hundred) = (bytes(10.0), bytes(600.0));
         assert!(ten > 0, "{id}: has lazy outputs");
         assert_eq!(ten, six_hundred, "{id}: storage grows with duration");
-        // A window is 64 KiB; a 10 s whole array would be 1.9 MB.
+        // A window is 32 KiB; a 10 s whole array would be 1.9 MB.
         assert!(
-            ten % (16_384 * 4) == 0,
+            ten % (krs_engine::render::samples::WINDOW * 4) == 0,
             "{id}: {ten} bytes are not whole windows"
         );
     }
