@@ -206,6 +206,20 @@ impl Biquad {
 
 impl Processor for Biquad {
     fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, Biquad, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl Biquad {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(
+        &mut self,
+        input: &Bus,
+        params: &[&[f32]],
+        output: &mut Bus,
+        scope: &Scope,
+    ) -> bool {
         let silent = input.is_silent();
         if silent
             && !self.state[..self.channels]

@@ -181,7 +181,21 @@ impl BufferSource {
 }
 
 impl Processor for BufferSource {
-    fn process(&mut self, _: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, BufferSource, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl BufferSource {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(
+        &mut self,
+        _: &Bus,
+        params: &[&[f32]],
+        output: &mut Bus,
+        scope: &Scope,
+    ) -> bool {
         if self.ended {
             output.make_silent();
             return false;

@@ -103,6 +103,20 @@ impl Compressor {
 
 impl Processor for Compressor {
     fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, Compressor, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl Compressor {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(
+        &mut self,
+        input: &Bus,
+        params: &[&[f32]],
+        output: &mut Bus,
+        scope: &Scope,
+    ) -> bool {
         let sample_rate = scope.sample_rate;
         let threshold = params[0][0];
         let knee = params[1][0];

@@ -151,6 +151,11 @@ impl Delay {
     /// The reader half: the delayed signal for this block. `params[0]` is delayTime (length 1
     /// or `RENDER_QUANTUM`), already clamped to `[0, maxDelayTime]` by the param.
     pub fn read(&mut self, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, Delay, read_block(params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+
+    #[inline(always)]
+    fn read_block(&mut self, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
         if !self.in_cycle {
             self.in_cycle = self.latest_frame_written != scope.frame;
         }
@@ -180,7 +185,7 @@ impl Delay {
                 let Tap { block, frame, k } = taps[i - 1];
                 taps[i] = if frame + 1 >= RENDER_QUANTUM {
                     Tap {
-                        block: (block + 1) % self.ring_len,
+                        block: next_slot(block, self.ring_len),
                         frame: 0,
                         k,
                     }
@@ -205,7 +210,7 @@ impl Delay {
             let out = output.channel_mut(c);
             for (o, t) in out.iter_mut().zip(taps.iter()) {
                 let (next_block, next_frame) = if t.frame + 1 >= RENDER_QUANTUM {
-                    ((t.block + 1) % self.ring_len, 0)
+                    (next_slot(t.block, self.ring_len), 0)
                 } else {
                     (t.block, t.frame + 1)
                 };
@@ -262,8 +267,20 @@ impl Processor for Delay {
     }
 }
 
+/// `(slot + 1) % ring_len` for a slot of the ring, without a division per sample.
+#[inline(always)]
+fn next_slot(slot: usize, ring_len: usize) -> usize {
+    debug_assert!(slot < ring_len);
+    if slot + 1 == ring_len {
+        0
+    } else {
+        slot + 1
+    }
+}
+
 /// web-audio-api's `DelayReader::get_playback_infos`, op for op: the position is computed in
 /// f64 relative to the start of the current block, and negative block offsets wrap once.
+#[inline(always)]
 fn tap(
     delay: f64,
     in_cycle: bool,

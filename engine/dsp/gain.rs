@@ -29,7 +29,21 @@ impl Gain {
 }
 
 impl Processor for Gain {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, _: &Scope) -> bool {
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, Gain, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl Gain {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(
+        &mut self,
+        input: &Bus,
+        params: &[&[f32]],
+        output: &mut Bus,
+        _: &Scope,
+    ) -> bool {
         if input.is_silent() {
             output.make_silent();
             return false;

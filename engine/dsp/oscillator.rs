@@ -40,6 +40,7 @@ fn sine_table() -> &'static [f32; TABLE_LENGTH] {
 }
 
 /// Phase increment per frame, computed in f64 from the f32 params, clamped to ±Nyquist.
+#[inline(always)]
 fn phase_increment(frequency: f32, detune: f32, sample_rate: f64) -> f64 {
     let computed = frequency as f64 * (detune as f64 / 1200.).exp2();
     computed.clamp(-sample_rate / 2., sample_rate / 2.) / sample_rate
@@ -47,6 +48,7 @@ fn phase_increment(frequency: f32, detune: f32, sample_rate: f64) -> f64 {
 
 /// Wraps only from above, as web-audio-api does: a negative frequency drives the phase below 0
 /// and it stays there.
+#[inline(always)]
 fn unroll(phase: f64) -> f64 {
     if phase >= 1. {
         phase - 1.
@@ -56,6 +58,7 @@ fn unroll(phase: f64) -> f64 {
 }
 
 /// polyBLEP correction around a discontinuity at phase 0 (t in [0, 1), dt the increment).
+#[inline(always)]
 fn poly_blep(mut t: f64, dt: f64) -> f64 {
     if t < dt {
         t /= dt;
@@ -107,6 +110,7 @@ impl Oscillator {
         ChannelConfig::DEFAULT
     }
 
+    #[inline(always)]
     fn sample(&self, incr: f64) -> f32 {
         match self.kind {
             OscillatorType::Sine => {
@@ -147,7 +151,21 @@ impl Oscillator {
 }
 
 impl Processor for Oscillator {
-    fn process(&mut self, _: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, Oscillator, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl Oscillator {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(
+        &mut self,
+        _: &Bus,
+        params: &[&[f32]],
+        output: &mut Bus,
+        scope: &Scope,
+    ) -> bool {
         let (frequency, detune) = (params[0], params[1]);
         let sample_rate = scope.sample_rate as f64;
         output.set_number_of_channels(1);

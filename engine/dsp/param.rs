@@ -114,6 +114,7 @@ fn end_index(time: f64, block_time: f64, dt: f64) -> usize {
 
 /// web-audio-api `compute_set_value_curve_sample`: k = floor((N-1)/D * (t-T0)) computed in f64,
 /// interpolation weight rounded to f32 and applied with a fused multiply-add.
+#[inline(always)]
 fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f32 {
     if time - start >= duration {
         return values.get(values.len() - 1);
@@ -209,11 +210,22 @@ impl Param {
         input: &Bus,
         out: &mut [f32; RENDER_QUANTUM],
     ) -> usize {
+        super::fma_dispatch!(self, Param, compute_block(scope: &Scope, input: &Bus, out: &mut [f32; RENDER_QUANTUM]) -> usize)
+    }
+
+    #[inline(always)]
+    fn compute_block(
+        &mut self,
+        scope: &Scope,
+        input: &Bus,
+        out: &mut [f32; RENDER_QUANTUM],
+    ) -> usize {
         let len = self.compute_intrinsic(scope, out);
         self.mix_input(input, out, len)
     }
 
     /// web-audio-api `compute_buffer`: the intrinsic values, 1 or 128 of them, into `buf`.
+    #[inline(always)]
     fn compute_intrinsic(&mut self, scope: &Scope, buf: &mut [f32; RENDER_QUANTUM]) -> usize {
         let block_time = scope.current_time();
         let dt = 1. / scope.sample_rate as f64;
@@ -288,6 +300,7 @@ impl Param {
 
     /// web-audio-api `mix_to_output`: adds the input signal, maps NaN to the default value and
     /// clamps (with `max().min()`, not `clamp`, as it does).
+    #[inline(always)]
     fn mix_input(&self, input: &Bus, buf: &mut [f32; RENDER_QUANTUM], len: usize) -> usize {
         let d = &self.descriptor;
         let finish = |v: f32| {

@@ -20,6 +20,7 @@ use super::{Bus, ChannelConfig, ParamDescriptor, Processor, Scope};
 
 /// web-audio-api's `apply_curve`: the input maps [-1, 1] linearly onto the curve's indices,
 /// with linear interpolation between points and clamping outside.
+#[inline(always)]
 fn apply_curve(curve: &[f32], input: f32) -> f32 {
     if curve.is_empty() {
         return 0.;
@@ -70,7 +71,15 @@ impl WaveShaper {
 }
 
 impl Processor for WaveShaper {
-    fn process(&mut self, input: &Bus, _: &[&[f32]], output: &mut Bus, _: &Scope) -> bool {
+    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
+        super::fma_dispatch!(self, WaveShaper, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
+    }
+}
+
+impl WaveShaper {
+    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    #[inline(always)]
+    fn process_block(&mut self, input: &Bus, _: &[&[f32]], output: &mut Bus, _: &Scope) -> bool {
         if input.is_silent() && self.can_propagate_silence {
             output.make_silent();
             return false;
