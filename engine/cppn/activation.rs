@@ -4,7 +4,9 @@
 //! overrides and additions (`cppn-neat/activation-functions.js`), evaluated in f64 like
 //! JavaScript. The transcendental functions come from the `libm` crate, a port of the same
 //! fdlibm algorithms that V8 uses for `Math.sin`, `Math.exp`, ..., so results match the
-//! original's doubles, not merely to within an ulp.
+//! original's doubles, not merely to within an ulp. [`Activation::apply_in_place`] computes a
+//! row of samples at once with the AVX2 versions of `exp` and `sin` in [`super::simd`], which
+//! give the same bits.
 
 use std::f64::consts::PI;
 
