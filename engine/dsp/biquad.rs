@@ -20,8 +20,8 @@
 use std::f64::consts::{PI, SQRT_2};
 
 use super::{
-    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Processor, Scope, MAX_CHANNELS,
-    RENDER_QUANTUM, SAMPLE_RATE,
+    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, MAX_CHANNELS, RENDER_QUANTUM,
+    SAMPLE_RATE,
 };
 
 /// Filter types (web-audio-api `BiquadFilterType`).
@@ -204,14 +204,10 @@ impl Biquad {
     }
 }
 
-impl Processor for Biquad {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, Biquad, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(Biquad);
 
 impl Biquad {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(
         &mut self,
@@ -284,6 +280,7 @@ mod tests {
     use crate::dsp::gain::Gain;
     use crate::dsp::oscillator::{Oscillator, OscillatorType};
     use crate::dsp::testing::{assert_bit_exact, noise, oracle, Graph, Signal};
+    use crate::dsp::Processor;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::{
         AudioBufferSourceNode, AudioNode, AudioScheduledSourceNode, BiquadFilterNode,

@@ -25,7 +25,7 @@
 
 use super::sample_array::SampleArray;
 use super::RENDER_QUANTUM;
-use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Processor, Scope};
+use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope};
 
 /// `almost::equal` (crate almost 0.2.0) for f64: relative tolerance sqrt(epsilon), scaled by
 /// the larger magnitude but never below the smallest normal.
@@ -180,14 +180,10 @@ impl BufferSource {
     }
 }
 
-impl Processor for BufferSource {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, BufferSource, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(BufferSource);
 
 impl BufferSource {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(
         &mut self,
@@ -244,6 +240,7 @@ impl BufferSource {
 mod tests {
     use super::*;
     use crate::dsp::test_oracle::*;
+    use crate::dsp::Processor;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::{AudioNode, AudioScheduledSourceNode};

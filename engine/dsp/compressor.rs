@@ -15,7 +15,7 @@
 
 use super::{
     AutomationRate, Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor,
-    Processor, Scope, RENDER_QUANTUM,
+    Scope, RENDER_QUANTUM,
 };
 
 /// `20 log10(v)`, with the spec's -1000 dB for 0.
@@ -101,14 +101,10 @@ impl Compressor {
     }
 }
 
-impl Processor for Compressor {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, Compressor, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(Compressor);
 
 impl Compressor {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(
         &mut self,
@@ -196,6 +192,7 @@ impl Compressor {
 mod tests {
     use super::*;
     use crate::dsp::test_oracle::*;
+    use crate::dsp::Processor;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::AudioNode;

@@ -1,8 +1,6 @@
 //! GainNode, following web-audio-api 1.1.0 `src/node/gain.rs` (`GainRenderer`).
 
-use super::{
-    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Processor, Scope, RENDER_QUANTUM,
-};
+use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, RENDER_QUANTUM};
 
 /// Multiplies its input by the `gain` param.
 #[derive(Clone, Debug, Default)]
@@ -28,14 +26,10 @@ impl Gain {
     }
 }
 
-impl Processor for Gain {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, Gain, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(Gain);
 
 impl Gain {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(
         &mut self,

@@ -96,6 +96,34 @@ macro_rules! fma_dispatch {
 }
 pub(crate) use fma_dispatch;
 
+/// `impl Processor for $ty` by its `#[inline(always)] fn process_block` (the same signature as
+/// [`Processor::process`]), called through [`fma_dispatch`].
+macro_rules! processor_via_fma {
+    ($ty:ty) => {
+        impl $crate::dsp::Processor for $ty {
+            fn process(
+                &mut self,
+                input: &$crate::dsp::Bus,
+                params: &[&[f32]],
+                output: &mut $crate::dsp::Bus,
+                scope: &$crate::dsp::Scope,
+            ) -> bool {
+                $crate::dsp::fma_dispatch!(
+                    self,
+                    $ty,
+                    process_block(
+                        input: &$crate::dsp::Bus,
+                        params: &[&[f32]],
+                        output: &mut $crate::dsp::Bus,
+                        scope: &$crate::dsp::Scope
+                    ) -> bool
+                )
+            }
+        }
+    };
+}
+pub(crate) use processor_via_fma;
+
 /// A node's per-block audio processing: one input bus (already mixed to the node's channel
 /// configuration), the node's AudioParam values for this block, one output bus.
 ///

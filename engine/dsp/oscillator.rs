@@ -13,7 +13,7 @@
 
 use std::sync::OnceLock;
 
-use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Processor, Scope, SAMPLE_RATE};
+use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, SAMPLE_RATE};
 
 const TABLE_LENGTH: usize = 8192;
 
@@ -150,14 +150,10 @@ impl Oscillator {
     }
 }
 
-impl Processor for Oscillator {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, Oscillator, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(Oscillator);
 
 impl Oscillator {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(
         &mut self,
@@ -189,6 +185,7 @@ impl Oscillator {
 mod tests {
     use super::*;
     use crate::dsp::testing::{assert_bit_exact, oracle, Graph};
+    use crate::dsp::Processor;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{
         AudioNode, AudioScheduledSourceNode, OscillatorNode, OscillatorOptions,

@@ -16,7 +16,7 @@
 //!   finished in the original.)
 //! - The node never reports a tail.
 
-use super::{Bus, ChannelConfig, ParamDescriptor, Processor, Scope};
+use super::{Bus, ChannelConfig, ParamDescriptor, Scope};
 
 /// web-audio-api's `apply_curve`: the input maps [-1, 1] linearly onto the curve's indices,
 /// with linear interpolation between points and clamping outside.
@@ -70,14 +70,10 @@ impl WaveShaper {
     }
 }
 
-impl Processor for WaveShaper {
-    fn process(&mut self, input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool {
-        super::fma_dispatch!(self, WaveShaper, process_block(input: &Bus, params: &[&[f32]], output: &mut Bus, scope: &Scope) -> bool)
-    }
-}
+super::processor_via_fma!(WaveShaper);
 
 impl WaveShaper {
-    /// [`Processor::process`], called through [`super::fma_dispatch`].
+    /// [`Processor::process`] (see [`super::processor_via_fma`]).
     #[inline(always)]
     fn process_block(&mut self, input: &Bus, _: &[&[f32]], output: &mut Bus, _: &Scope) -> bool {
         if input.is_silent() && self.can_propagate_silence {
@@ -100,6 +96,7 @@ impl WaveShaper {
 mod tests {
     use super::*;
     use crate::dsp::test_oracle::*;
+    use crate::dsp::Processor;
     use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
     use web_audio_api::context::OfflineAudioContext;
     use web_audio_api::node::{AudioNode, WaveShaperNode, WaveShaperOptions};
