@@ -281,96 +281,91 @@ pub fn input_periods(frequency: f64, n: usize, sample_rate: f64) -> f64 {
 /// 40-register network are 20 KiB, which stays in L1.
 pub const BLOCK: usize = 64;
 
-impl Program {
-    /// A register file for [`Program::run_block`]: one row of [`BLOCK`] samples per register,
-    /// zeros, with the bias rows at 1.
-    pub fn block_registers(&self) -> Vec<f64> {
-        let mut regs = vec![0.0f64; self.registers * BLOCK];
-        regs[..self.bias_count * BLOCK].fill(1.0);
-        regs
+/// A program evaluated [`BLOCK`] samples at a time for one render and frequency: one register
+/// row of `BLOCK` f64 per register, and the input signal's parameters (see [`inputs`]).
+pub struct BlockEvaluator<'a> {
+    program: &'a Program,
+    /// Register r's row is `regs[r * BLOCK..][..BLOCK]`; the bias rows hold 1.
+    regs: Vec<f64>,
+    /// One op's sums.
+    scratch: [f64; BLOCK],
+    samples: usize,
+    input_periods: f64,
+    velocity: f64,
+}
+
+impl<'a> BlockEvaluator<'a> {
+    /// For an `samples`-sample render with these input parameters.
+    pub fn new(program: &'a Program, samples: usize, input_periods: f64, velocity: f64) -> Self {
+        let mut regs = vec![0.0f64; program.registers * BLOCK];
+        regs[..program.bias_count * BLOCK].fill(1.0);
+        BlockEvaluator {
+            program,
+            regs,
+            scratch: [0.0; BLOCK],
+            samples,
+            input_periods,
+            velocity,
+        }
     }
 
-    /// [`Program::run`] for samples `first..first + len` (`len <= BLOCK`) of an `n`-sample
-    /// render: every sample gets exactly the bits `run` gives it, because per sample the same
-    /// operations happen in the same order; only the loop nest is swapped. `scratch` holds
-    /// one op's sums.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run_block(
-        &self,
-        regs: &mut [f64],
-        scratch: &mut [f64; BLOCK],
-        first: usize,
-        len: usize,
-        n: usize,
-        input_periods: f64,
-        velocity: f64,
-    ) {
+    /// Register `r` after the last [`BlockEvaluator::run`]: its first `len` values are samples
+    /// `first..first + len`.
+    pub fn register(&self, r: usize) -> &[f64] {
+        &self.regs[r * BLOCK..][..BLOCK]
+    }
+
+    /// [`Program::run`] for samples `first..first + len` (`len <= BLOCK`): every sample gets
+    /// exactly the bits `run` gives it, because per sample the same operations happen in the
+    /// same order; only the loop nest is swapped.
+    pub fn run(&mut self, first: usize, len: usize) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_block_avx2(regs, scratch, first, len, n, input_periods, velocity) };
+            unsafe { self.run_avx2(first, len) };
             return;
         }
-        self.run_block_generic(regs, scratch, first, len, n, input_periods, velocity);
+        self.run_generic(first, len);
     }
 
     /// The same code compiled for AVX2, so the sums and the simple activations vectorize
     /// four wide and the transcendental ones use the [`simd`] kernels.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    fn run_block_avx2(
-        &self,
-        regs: &mut [f64],
-        scratch: &mut [f64; BLOCK],
-        first: usize,
-        len: usize,
-        n: usize,
-        input_periods: f64,
-        velocity: f64,
-    ) {
-        self.run_block_generic(regs, scratch, first, len, n, input_periods, velocity);
+    fn run_avx2(&mut self, first: usize, len: usize) {
+        self.run_generic(first, len);
     }
 
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn run_block_generic(
-        &self,
-        regs: &mut [f64],
-        scratch: &mut [f64; BLOCK],
-        first: usize,
-        len: usize,
-        n: usize,
-        input_periods: f64,
-        velocity: f64,
-    ) {
-        assert!(len <= BLOCK && regs.len() == self.registers * BLOCK);
+    fn run_generic(&mut self, first: usize, len: usize) {
+        assert!(len <= BLOCK);
+        let p = self.program;
         let row = |r: usize| r * BLOCK..r * BLOCK + len;
         // The inputs of [`inputs`], a row at a time: the ramp, then sin(periods * ramp) * velocity.
-        let ramp = &mut scratch[..len];
+        let ramp = &mut self.scratch[..len];
         for (i, r) in ramp.iter_mut().enumerate() {
-            let fraction = (first + i) as f64 / (n - 1) as f64;
+            let fraction = (first + i) as f64 / (self.samples - 1) as f64;
             *r = -1.0 + fraction * 2.0;
         }
-        if self.input_count >= 2 {
-            regs[row(self.bias_count + 1)].copy_from_slice(ramp);
+        if p.input_count >= 2 {
+            self.regs[row(p.bias_count + 1)].copy_from_slice(ramp);
         }
-        if self.input_count >= 1 {
-            ramp.iter_mut().for_each(|r| *r *= input_periods);
+        if p.input_count >= 1 {
+            ramp.iter_mut().for_each(|r| *r *= self.input_periods);
             Activation::Sine.apply_in_place(ramp);
-            ramp.iter_mut().for_each(|e| *e *= velocity);
-            regs[row(self.bias_count)].copy_from_slice(ramp);
+            ramp.iter_mut().for_each(|e| *e *= self.velocity);
+            self.regs[row(p.bias_count)].copy_from_slice(ramp);
         }
-        for op in &self.ops {
-            let sum = &mut scratch[..len];
+        for op in &p.ops {
+            let sum = &mut self.scratch[..len];
             sum.fill(0.0);
-            for &(src, w) in &self.terms[op.terms.start as usize..op.terms.end as usize] {
-                for (s, x) in sum.iter_mut().zip(&regs[row(src as usize)]) {
+            for &(src, w) in &p.terms[op.terms.start as usize..op.terms.end as usize] {
+                for (s, x) in sum.iter_mut().zip(&self.regs[row(src as usize)]) {
                     *s += *x * w;
                 }
             }
             op.activation.apply_in_place(sum);
-            regs[row(op.target as usize)].copy_from_slice(sum);
+            self.regs[row(op.target as usize)].copy_from_slice(sum);
         }
     }
 }
@@ -387,27 +382,18 @@ pub fn evaluate_range(
     outputs: &[usize],
     out: &mut [&mut [f32]],
 ) {
-    let mut regs = program.block_registers();
-    let mut scratch = [0.0f64; BLOCK];
-    let rows_out: Vec<usize> = outputs
+    let mut evaluator = BlockEvaluator::new(program, n, input_periods, velocity);
+    let registers_out: Vec<usize> = outputs
         .iter()
-        .map(|&o| program.output_register(o) * BLOCK)
+        .map(|&o| program.output_register(o))
         .collect();
     let mut first = range.start;
     while first < range.end {
         let len = (range.end - first).min(BLOCK);
-        program.run_block(
-            &mut regs,
-            &mut scratch,
-            first,
-            len,
-            n,
-            input_periods,
-            velocity,
-        );
+        evaluator.run(first, len);
         let at = first - range.start;
-        for (k, &row) in rows_out.iter().enumerate() {
-            for (o, v) in out[k][at..at + len].iter_mut().zip(&regs[row..row + len]) {
+        for (k, &r) in registers_out.iter().enumerate() {
+            for (o, v) in out[k][at..at + len].iter_mut().zip(evaluator.register(r)) {
                 *o = *v as f32;
             }
         }
@@ -656,19 +642,18 @@ mod tests {
         assert_eq!(p.ops.len(), Activation::ALL.len() + 2);
         let n = 5000;
         let (periods, velocity) = (input_periods(261.6, n, 48000.0), 0.7);
-        let mut block = p.block_registers();
-        let mut scratch = [0.0; BLOCK];
+        let mut block = BlockEvaluator::new(&p, n, periods, velocity);
         let mut single = p.registers();
         // Blocks that start anywhere and have any length, including 1 and BLOCK.
         let mut first = 0;
         for len in [BLOCK, 1, 63, 17, BLOCK, 5, 40].iter().cycle().take(60) {
-            p.run_block(&mut block, &mut scratch, first, *len, n, periods, velocity);
+            block.run(first, *len);
             for j in 0..*len {
                 p.run(&mut single, inputs(first + j, n, periods, velocity));
-                for r in 0..p.registers {
+                for (r, value) in single.iter().enumerate() {
                     assert_eq!(
-                        block[r * BLOCK + j].to_bits(),
-                        single[r].to_bits(),
+                        block.register(r)[j].to_bits(),
+                        value.to_bits(),
                         "register {r} of sample {}",
                         first + j
                     );
