@@ -298,15 +298,32 @@ mod avx2 {
         );
 
         let quadrant = _mm256_and_si256(to_i64(n), _mm256_set1_epi64x(3));
-        let s = kernel_sin(y0, y1);
-        let c = kernel_cos(y0, y1);
         let odd = _mm256_castsi256_pd(_mm256_cmpeq_epi64(
             _mm256_and_si256(quadrant, _mm256_set1_epi64x(1)),
             _mm256_set1_epi64x(1),
         ));
+        // Only the polynomials some lane selects: neighbouring samples of a CPPN signal mostly
+        // share a quadrant, so this usually evaluates one of the three instead of all.
+        let (reduced_lanes, odd_lanes) = (!lanes(primary) & 0xf, lanes(odd));
+        let unused = _mm256_setzero_pd();
+        let s = if reduced_lanes & !odd_lanes != 0 {
+            kernel_sin(y0, y1)
+        } else {
+            unused
+        };
+        let c = if reduced_lanes & odd_lanes != 0 {
+            kernel_cos(y0, y1)
+        } else {
+            unused
+        };
+        let near = if lanes(primary) & !lanes(tiny) != 0 {
+            kernel_sin_exact(x)
+        } else {
+            unused
+        };
         let negate = _mm256_castsi256_pd(_mm256_slli_epi64::<63>(_mm256_srli_epi64::<1>(quadrant)));
         let reduced = _mm256_xor_pd(select(odd, c, s), negate);
-        let result = select(tiny, x, select(primary, kernel_sin_exact(x), reduced));
+        let result = select(tiny, x, select(primary, near, reduced));
 
         let fallback = !lanes(medium) | lanes(special_small) | lanes(second_round);
         (result, fallback & 0xf)
