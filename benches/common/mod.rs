@@ -412,39 +412,52 @@ impl Ctx<'_, '_> {
                         )
                         .unwrap();
                     let url = format!("ws://{}/", self.addr);
-                    match tungstenite::client::client(url, stream) {
-                        Ok((ws, _)) => {
-                            c.ws = Some(ws);
-                            c.phase = Phase::Open;
-                        }
-                        Err(HandshakeError::Interrupted(mid)) => {
-                            c.phase = Phase::Handshake(mid);
-                            return;
-                        }
-                        Err(HandshakeError::Failure(e)) => {
-                            return self.fail(i, c, format!("handshake: {e}"))
-                        }
-                    }
-                }
-                Phase::Handshake(mid) => match mid.handshake() {
-                    Ok((ws, _)) => {
-                        c.ws = Some(ws);
-                        c.phase = Phase::Open;
-                    }
-                    Err(HandshakeError::Interrupted(mid)) => {
-                        c.phase = Phase::Handshake(mid);
+                    if !self.handshake_step(i, c, tungstenite::client::client(url, stream)) {
                         return;
                     }
-                    Err(HandshakeError::Failure(e)) => {
-                        return self.fail(i, c, format!("handshake: {e}"))
+                }
+                Phase::Handshake(mid) => {
+                    if !self.handshake_step(i, c, mid.handshake()) {
+                        return;
                     }
-                },
+                }
                 Phase::Open => {
                     c.phase = Phase::Open;
                     if !self.step_open(i, c) {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Where a started or resumed client handshake leaves client `i`: open (true), or waiting
+    /// for the socket or failed (false).
+    fn handshake_step(
+        &mut self,
+        i: usize,
+        c: &mut Client,
+        result: Result<
+            (
+                WebSocket<TcpStream>,
+                tungstenite::handshake::client::Response,
+            ),
+            HandshakeError<ClientHandshake<TcpStream>>,
+        >,
+    ) -> bool {
+        match result {
+            Ok((ws, _)) => {
+                c.ws = Some(ws);
+                c.phase = Phase::Open;
+                true
+            }
+            Err(HandshakeError::Interrupted(mid)) => {
+                c.phase = Phase::Handshake(mid);
+                false
+            }
+            Err(HandshakeError::Failure(e)) => {
+                self.fail(i, c, format!("handshake: {e}"));
+                false
             }
         }
     }
