@@ -5,9 +5,11 @@
 //! `genome` as an object or a JSON string, and `asNEATPatch` as a string or object at all three
 //! levels (the network, each node, each connection). Errors name the field or node at fault.
 
-use std::borrow::Cow;
-
+use serde::Deserialize;
+use serde_json::error::Category;
 use serde_json::{Map, Value};
+
+use crate::patch::js_object::JsObject;
 
 /// Why genome JSON could not be read.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,152 +136,224 @@ pub struct NeatConnection {
     pub weight: f64,
 }
 
-/// Most nested string encodings we unwrap before giving up (the original loops without bound;
-/// real genomes have at most two).
-const MAX_STRING_NESTING: usize = 4;
+/// How many `genome` / `data` wrappers the loader looks through (as the original server).
+const MAX_WRAPPERS: usize = 3;
 
-/// Parses JSON that may itself be a JSON string holding JSON, a few levels deep. Borrows when
-/// `v` is not a string, so the genome's tree is never copied.
-fn decode_nested<'a>(v: &'a Value, what: &str) -> Result<Cow<'a, Value>, GenomeError> {
-    let mut v = Cow::Borrowed(v);
-    for _ in 0..MAX_STRING_NESTING {
-        match &*v {
-            Value::String(s) => {
-                v =
-                    Cow::Owned(serde_json::from_str(s).map_err(|e| {
-                        GenomeError(format!("{what} is a string but not JSON: {e}"))
-                    })?);
+// The document is read in one pass into the structs below, which hold only what a render needs;
+// everything else is skipped without being built. A stored genome is mostly CPPN connections
+// with fields we never use (innovation ids, learning parameters), parent genomes and lookups,
+// and building a `Value` tree of all that used to cost more than compiling the genome.
+// Missing fields are `None` here and reported by the checks that follow, with the field's path.
+
+/// A value stored either as itself or as a JSON string holding it (kromosynth stores the
+/// asNEAT patch, its nodes and connections, and sometimes whole genomes that way). Nesting
+/// ends: each level's text is shorter than the escaped string that holds it.
+struct StringOr<T>(T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for StringOr<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::de::DeserializeOwned> serde::de::Visitor<'de> for V<T> {
+            type Value = StringOr<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object, or a JSON string holding one")
             }
-            _ => return Ok(v),
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StringOr<T>, E> {
+                serde_json::from_str::<StringOr<T>>(s)
+                    .map_err(|e| E::custom(format!("a string that is not the expected JSON: {e}")))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<StringOr<T>, M::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(StringOr)
+            }
         }
+        d.deserialize_any(V(std::marker::PhantomData))
     }
-    err(format!("{what} is nested in JSON strings too deeply"))
+}
+
+/// An object's entries in document order (for the `CPPNs` object, whose key order the
+/// original's JS object walk follows).
+struct Entries<T>(Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Entries<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Entries<T>, M::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, T>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// One level of the stored document: the genome itself, or a wrapper around it.
+#[derive(Deserialize)]
+struct LayerIn {
+    #[serde(rename = "asNEATPatch")]
+    patch: Option<StringOr<PatchIn>>,
+    #[serde(rename = "waveNetwork")]
+    wave_network: Option<StringOr<NetIn>>,
+    genome: Option<Box<StringOr<LayerIn>>>,
+    data: Option<Box<StringOr<LayerIn>>>,
+}
+
+#[derive(Deserialize)]
+struct PatchIn {
+    nodes: Option<Vec<StringOr<Map<String, Value>>>>,
+    connections: Option<Vec<StringOr<AsNeatConnectionIn>>>,
+}
+
+#[derive(Deserialize)]
+struct AsNeatConnectionIn {
+    #[serde(rename = "sourceNode")]
+    source: Option<Value>,
+    #[serde(rename = "targetNode")]
+    target: Option<Value>,
+    #[serde(rename = "targetParameter")]
+    target_parameter: Option<Value>,
+    #[serde(rename = "targetParameterRange")]
+    range: Option<Value>,
+    weight: Option<Value>,
+}
+
+/// `waveNetwork`, a `CPPNs` member, or a neatjs genome: each may be the genome itself or hold
+/// it in `offspring`, so one struct reads all three.
+#[derive(Deserialize)]
+struct NetIn {
+    #[serde(rename = "oneCPPNPerFrequency")]
+    per_frequency: Option<Value>,
+    #[serde(rename = "CPPNs")]
+    cppns: Option<Entries<StringOr<NetIn>>>,
+    offspring: Option<Box<StringOr<NetIn>>>,
+    nodes: Option<Vec<NeatNodeIn>>,
+    connections: Option<Vec<NeatConnectionIn>>,
+    #[serde(rename = "inputNodeCount")]
+    input_count: Option<Value>,
+    #[serde(rename = "outputNodeCount")]
+    output_count: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct NeatNodeIn {
+    gid: Option<Value>,
+    #[serde(rename = "activationFunction")]
+    activation: Option<Value>,
+    #[serde(rename = "nodeType")]
+    node_type: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct NeatConnectionIn {
+    #[serde(rename = "sourceID")]
+    source: Option<Value>,
+    #[serde(rename = "targetID")]
+    target: Option<Value>,
+    weight: Option<Value>,
 }
 
 impl Genome {
     /// Parses genome JSON bytes in any of the kromosynth shapes.
     pub fn from_json(bytes: &[u8]) -> Result<Genome, GenomeError> {
-        let root: Value = serde_json::from_slice(bytes)
-            .map_err(|e| GenomeError(format!("genome is not valid JSON: {e}")))?;
-        Genome::from_value(&root)
+        let root: StringOr<LayerIn> = serde_json::from_slice(bytes).map_err(|e| {
+            GenomeError(match e.classify() {
+                Category::Data => format!("genome does not have the kromosynth shape: {e}"),
+                _ => format!("genome is not valid JSON: {e}"),
+            })
+        })?;
+        let mut layer = root.0;
+        for _ in 0..=MAX_WRAPPERS {
+            if let Some(patch) = layer.patch {
+                let patch = parse_patch(patch.0)?;
+                let wave = layer
+                    .wave_network
+                    .ok_or_else(|| GenomeError("genome has no waveNetwork".into()))?;
+                return Ok(Genome {
+                    patch,
+                    wave_network: parse_wave_network(wave.0)?,
+                });
+            }
+            match layer.genome.or(layer.data) {
+                Some(inner) => layer = inner.0,
+                None => break,
+            }
+        }
+        err("genome has no asNEATPatch")
     }
 
     pub fn from_value(root: &Value) -> Result<Genome, GenomeError> {
-        let genome = unwrap_genome(root)?;
-        let patch_value = genome
-            .get("asNEATPatch")
-            .ok_or_else(|| GenomeError("genome has no asNEATPatch".into()))?;
-        let patch = parse_patch(&*decode_nested(patch_value, "asNEATPatch")?)?;
-        let wave_value = genome
-            .get("waveNetwork")
-            .ok_or_else(|| GenomeError("genome has no waveNetwork".into()))?;
-        let wave_network = parse_wave_network(&*decode_nested(wave_value, "waveNetwork")?)?;
-        Ok(Genome {
-            patch,
-            wave_network,
-        })
+        Genome::from_json(root.to_string().as_bytes())
     }
 }
 
-/// How many `genome` / `data` wrappers the loader looks through (as the original server).
-const MAX_WRAPPERS: usize = 3;
-
-fn unwrap_genome(root: &Value) -> Result<Cow<'_, Value>, GenomeError> {
-    let mut v = decode_nested(root, "genome")?;
-    for _ in 0..=MAX_WRAPPERS {
-        let Value::Object(obj) = &*v else {
-            return err("genome must be a JSON object");
-        };
-        if obj.contains_key("asNEATPatch") {
-            return Ok(v);
-        }
-        let next = match &v {
-            Cow::Borrowed(b) => match b.get("genome").or_else(|| b.get("data")) {
-                Some(inner) => decode_nested(inner, "genome")?,
-                None => return err("genome has no asNEATPatch"),
-            },
-            // A wrapper that was itself a JSON string: the inner part is copied out once.
-            Cow::Owned(o) => match o.get("genome").or_else(|| o.get("data")) {
-                Some(inner) => Cow::Owned(decode_nested(inner, "genome")?.into_owned()),
-                None => return err("genome has no asNEATPatch"),
-            },
-        };
-        v = next;
-    }
-    err("genome has no asNEATPatch")
-}
-
-fn parse_patch(v: &Value) -> Result<AsNeatPatch, GenomeError> {
-    let Value::Object(obj) = v else {
-        return err("asNEATPatch must be an object");
-    };
-    let nodes = obj
-        .get("nodes")
-        .and_then(Value::as_array)
+fn parse_patch(patch: PatchIn) -> Result<AsNeatPatch, GenomeError> {
+    let nodes = patch
+        .nodes
         .ok_or_else(|| GenomeError("asNEATPatch.nodes must be an array".into()))?;
-    let connections = obj
-        .get("connections")
-        .and_then(Value::as_array)
+    let connections = patch
+        .connections
         .ok_or_else(|| GenomeError("asNEATPatch.connections must be an array".into()))?;
     let nodes = nodes
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, n)| parse_asneat_node(&*decode_nested(n, &format!("asNEATPatch.nodes[{i}]"))?, i))
+        .map(|(i, n)| parse_asneat_node(n.0, i))
         .collect::<Result<Vec<_>, _>>()?;
     let connections = connections
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, c)| {
-            parse_asneat_connection(
-                &*decode_nested(c, &format!("asNEATPatch.connections[{i}]"))?,
-                i,
-            )
-        })
+        .map(|(i, c)| parse_asneat_connection(c.0, i))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AsNeatPatch { nodes, connections })
 }
 
-fn parse_asneat_node(v: &Value, i: usize) -> Result<AsNeatNode, GenomeError> {
-    let Value::Object(obj) = v else {
-        return err(format!("asNEATPatch.nodes[{i}] must be an object"));
-    };
-    let name = obj
+fn parse_asneat_node(fields: Map<String, Value>, i: usize) -> Result<AsNeatNode, GenomeError> {
+    let name = fields
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| GenomeError(format!("asNEATPatch.nodes[{i}] has no name")))?
         .to_string();
     let id = NodeId::from_value(
-        obj.get("id")
+        fields
+            .get("id")
             .ok_or_else(|| GenomeError(format!("asNEATPatch.nodes[{i}] ({name}) has no id")))?,
         &format!("asNEATPatch.nodes[{i}].id"),
     )?;
-    Ok(AsNeatNode {
-        name,
-        id,
-        fields: obj.clone(),
-    })
+    // Every field is kept: which ones the patch reads depends on the node's class.
+    Ok(AsNeatNode { name, id, fields })
 }
 
-fn parse_asneat_connection(v: &Value, i: usize) -> Result<AsNeatConnection, GenomeError> {
-    let Value::Object(obj) = v else {
-        return err(format!("asNEATPatch.connections[{i}] must be an object"));
+fn parse_asneat_connection(
+    c: AsNeatConnectionIn,
+    i: usize,
+) -> Result<AsNeatConnection, GenomeError> {
+    let field = |v: Option<Value>, k: &str| {
+        v.ok_or_else(|| GenomeError(format!("asNEATPatch.connections[{i}] has no {k}")))
     };
-    let field = |k: &str| {
-        obj.get(k)
-            .ok_or_else(|| GenomeError(format!("asNEATPatch.connections[{i}] has no {k}")))
-    };
-    let source = NodeId::from_value(field("sourceNode")?, "connection sourceNode")?;
-    let target = NodeId::from_value(field("targetNode")?, "connection targetNode")?;
-    let target_parameter = match obj.get("targetParameter") {
+    let source = NodeId::from_value(&field(c.source, "sourceNode")?, "connection sourceNode")?;
+    let target = NodeId::from_value(&field(c.target, "targetNode")?, "connection targetNode")?;
+    let target_parameter = match c.target_parameter {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(s),
         Some(other) => {
             return err(format!(
                 "asNEATPatch.connections[{i}].targetParameter must be a string, got {other}"
             ))
         }
     };
-    let range = match obj.get("targetParameterRange") {
+    let range = match c.range {
         Some(Value::Array(a)) if a.len() == 2 => match (a[0].as_f64(), a[1].as_f64()) {
             (Some(lo), Some(hi)) => Some([lo, hi]),
             _ => None,
@@ -287,7 +361,7 @@ fn parse_asneat_connection(v: &Value, i: usize) -> Result<AsNeatConnection, Geno
         _ => None,
     };
     // asNEAT's Connection default weight is 1.0.
-    let weight = obj.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
+    let weight = c.weight.as_ref().and_then(Value::as_f64).unwrap_or(1.0);
     Ok(AsNeatConnection {
         source,
         target,
@@ -297,23 +371,33 @@ fn parse_asneat_connection(v: &Value, i: usize) -> Result<AsNeatConnection, Geno
     })
 }
 
-fn parse_wave_network(v: &Value) -> Result<WaveNetwork, GenomeError> {
-    let Value::Object(obj) = v else {
-        return err("waveNetwork must be an object");
-    };
-    if obj.get("oneCPPNPerFrequency").and_then(Value::as_bool) == Some(true) {
-        let cppns = obj.get("CPPNs").and_then(Value::as_object).ok_or_else(|| {
+/// The genome a `waveNetwork` or `CPPNs` member holds: its `offspring`, else itself.
+fn offspring(net: NetIn) -> NetIn {
+    match net.offspring {
+        Some(inner) => inner.0,
+        None => net,
+    }
+}
+
+fn parse_wave_network(wave: NetIn) -> Result<WaveNetwork, GenomeError> {
+    if wave.per_frequency == Some(Value::Bool(true)) {
+        let cppns = wave.cppns.ok_or_else(|| {
             GenomeError("waveNetwork.oneCPPNPerFrequency needs a CPPNs object".into())
         })?;
-        let mut out = Vec::with_capacity(cppns.len());
-        for (key, member) in cppns {
+        // The original walks the JS object: integer keys first, ascending, then the rest.
+        let mut ordered = JsObject::new();
+        for (key, member) in cppns.0 {
+            ordered.insert(key, Some(member.0));
+        }
+        let mut out = Vec::with_capacity(ordered.len());
+        for (key, member) in ordered.iter_mut() {
             let freq: f64 = key.parse().map_err(|_| {
                 GenomeError(format!("waveNetwork.CPPNs key {key:?} is not a frequency"))
             })?;
-            let offspring = member.get("offspring").unwrap_or(member);
+            let member = member.take().expect("each member is taken once");
             out.push((
                 freq,
-                parse_neat_genome(offspring, &format!("waveNetwork.CPPNs[{key}]"))?,
+                parse_neat_genome(offspring(member), &format!("waveNetwork.CPPNs[{key}]"))?,
             ));
         }
         if out.is_empty() {
@@ -321,57 +405,51 @@ fn parse_wave_network(v: &Value) -> Result<WaveNetwork, GenomeError> {
         }
         return Ok(WaveNetwork::PerFrequency(out));
     }
-    let offspring = obj.get("offspring").unwrap_or(v);
     Ok(WaveNetwork::Single(parse_neat_genome(
-        offspring,
+        offspring(wave),
         "waveNetwork.offspring",
     )?))
 }
 
-fn gid_string(v: &Value, what: &str) -> Result<String, GenomeError> {
+fn gid_string(v: Option<Value>, what: &str) -> Result<String, GenomeError> {
     match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => err(format!("{what} must be a string or number, got {other}")),
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(other) => err(format!("{what} must be a string or number, got {other}")),
+        None => err(format!("{what} is missing")),
     }
 }
 
-fn count(obj: &Map<String, Value>, key: &str, what: &str) -> Result<usize, GenomeError> {
-    obj.get(key)
+fn count(v: &Option<Value>, key: &str, what: &str) -> Result<usize, GenomeError> {
+    v.as_ref()
         .and_then(Value::as_u64)
         .map(|n| n as usize)
         .ok_or_else(|| GenomeError(format!("{what}.{key} must be a non-negative integer")))
 }
 
-fn parse_neat_genome(v: &Value, what: &str) -> Result<NeatGenome, GenomeError> {
-    let v = decode_nested(v, what)?;
-    let Value::Object(obj) = &*v else {
-        return err(format!("{what} must be an object"));
-    };
-    let nodes = obj
-        .get("nodes")
-        .and_then(Value::as_array)
+fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
+    let input_count = count(&g.input_count, "inputNodeCount", what);
+    let output_count = count(&g.output_count, "outputNodeCount", what);
+    let nodes = g
+        .nodes
         .ok_or_else(|| GenomeError(format!("{what}.nodes must be an array")))?;
-    let connections = obj
-        .get("connections")
-        .and_then(Value::as_array)
+    let connections = g
+        .connections
         .ok_or_else(|| GenomeError(format!("{what}.connections must be an array")))?;
     let nodes = nodes
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, n)| {
             let w = format!("{what}.nodes[{i}]");
-            let gid = gid_string(
-                n.get("gid")
-                    .ok_or_else(|| GenomeError(format!("{w} has no gid")))?,
-                &format!("{w}.gid"),
-            )?;
-            let activation = n
-                .get("activationFunction")
-                .and_then(Value::as_str)
-                .ok_or_else(|| GenomeError(format!("{w} (gid {gid}) has no activationFunction")))?
-                .to_string();
-            let is_bias = n.get("nodeType").and_then(Value::as_str) == Some("Bias");
+            if n.gid.is_none() {
+                return err(format!("{w} has no gid"));
+            }
+            let gid = gid_string(n.gid, &format!("{w}.gid"))?;
+            let activation = match n.activation {
+                Some(Value::String(s)) => s,
+                _ => return err(format!("{w} (gid {gid}) has no activationFunction")),
+            };
+            let is_bias = n.node_type.as_ref().and_then(Value::as_str) == Some("Bias");
             Ok(NeatNode {
                 gid,
                 activation,
@@ -380,19 +458,26 @@ fn parse_neat_genome(v: &Value, what: &str) -> Result<NeatGenome, GenomeError> {
         })
         .collect::<Result<Vec<_>, GenomeError>>()?;
     let connections = connections
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(i, c)| {
             let w = format!("{what}.connections[{i}]");
-            let get = |k: &str| {
-                c.get(k)
-                    .ok_or_else(|| GenomeError(format!("{w} has no {k}")))
-            };
+            for (v, k) in [
+                (&c.source, "sourceID"),
+                (&c.target, "targetID"),
+                (&c.weight, "weight"),
+            ] {
+                if v.is_none() {
+                    return err(format!("{w} has no {k}"));
+                }
+            }
             Ok(NeatConnection {
-                source: gid_string(get("sourceID")?, &format!("{w}.sourceID"))?,
-                target: gid_string(get("targetID")?, &format!("{w}.targetID"))?,
-                weight: get("weight")?
-                    .as_f64()
+                source: gid_string(c.source, &format!("{w}.sourceID"))?,
+                target: gid_string(c.target, &format!("{w}.targetID"))?,
+                weight: c
+                    .weight
+                    .as_ref()
+                    .and_then(Value::as_f64)
                     .ok_or_else(|| GenomeError(format!("{w}.weight must be a number")))?,
             })
         })
@@ -400,8 +485,8 @@ fn parse_neat_genome(v: &Value, what: &str) -> Result<NeatGenome, GenomeError> {
     Ok(NeatGenome {
         nodes,
         connections,
-        input_count: count(obj, "inputNodeCount", what)?,
-        output_count: count(obj, "outputNodeCount", what)?,
+        input_count: input_count?,
+        output_count: output_count?,
     })
 }
 
@@ -477,6 +562,111 @@ mod tests {
         assert_eq!(
             e.0,
             "waveNetwork.offspring.nodes[0] (gid 0) has no activationFunction"
+        );
+    }
+
+    fn tiny_cppn(weight: f64) -> Value {
+        serde_json::json!({
+            "gid": "ignored",
+            "nodes": [
+                {"gid": "0", "activationFunction": "NullFn", "nodeType": "Bias", "layer": 0},
+                {"gid": 1, "activationFunction": "Linear", "nodeType": "Output"}
+            ],
+            "connections": [{"gid": "c", "sourceID": "0", "targetID": 1, "weight": weight, "a": 0}],
+            "inputNodeCount": 0,
+            "outputNodeCount": 1,
+            "connectionLookup": {"c": {"deep": [1, 2, 3]}}
+        })
+    }
+
+    fn empty_patch() -> Value {
+        serde_json::json!({"nodes": [], "connections": []})
+    }
+
+    #[test]
+    fn one_cppn_per_frequency_in_js_key_order_in_any_member_shape() {
+        let genome = serde_json::json!({
+            "asNEATPatch": empty_patch().to_string(),
+            "waveNetwork": {
+                "oneCPPNPerFrequency": true,
+                "CPPNs": {
+                    "1000": {"offspring": tiny_cppn(1.0)},
+                    "440": tiny_cppn(0.25).to_string(),
+                    "55": {"offspring": tiny_cppn(0.5).to_string()},
+                }
+            }
+        });
+        let g = Genome::from_value(&genome).unwrap();
+        let WaveNetwork::PerFrequency(cppns) = &g.wave_network else {
+            panic!("expected one CPPN per frequency");
+        };
+        let keys: Vec<(f64, f64)> = cppns
+            .iter()
+            .map(|(f, c)| (*f, c.connections[0].weight))
+            .collect();
+        assert_eq!(keys, [(55.0, 0.5), (440.0, 0.25), (1000.0, 1.0)]);
+        let c = &cppns[0].1;
+        assert_eq!(c.nodes[1].gid, "1", "numeric gids become strings");
+        assert!(c.nodes[0].is_bias && !c.nodes[1].is_bias);
+        assert_eq!(
+            (
+                c.connections[0].source.as_str(),
+                c.connections[0].target.as_str()
+            ),
+            ("0", "1")
+        );
+        assert_eq!((c.input_count, c.output_count), (0, 1));
+    }
+
+    #[test]
+    fn wrappers_and_string_layers_are_looked_through() {
+        let genome = serde_json::json!({"asNEATPatch": empty_patch(), "waveNetwork": {"offspring": tiny_cppn(0.5)}});
+        let wrapped = serde_json::json!({"_id": "x", "genome": {"data": genome.to_string()}});
+        let g = Genome::from_value(&wrapped).unwrap();
+        let WaveNetwork::Single(c) = &g.wave_network else {
+            panic!("expected a single CPPN");
+        };
+        assert_eq!(c.connections[0].weight, 0.5);
+        // Four wrappers are one too many.
+        let mut deep = genome.clone();
+        for _ in 0..4 {
+            deep = serde_json::json!({ "genome": deep });
+        }
+        assert_eq!(
+            Genome::from_value(&deep).unwrap_err().0,
+            "genome has no asNEATPatch"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_named() {
+        let no_wave = serde_json::json!({"asNEATPatch": empty_patch()});
+        assert_eq!(
+            Genome::from_value(&no_wave).unwrap_err().0,
+            "genome has no waveNetwork"
+        );
+        let bad_type =
+            serde_json::json!({"asNEATPatch": {"nodes": 5, "connections": []}, "waveNetwork": {}});
+        let e = Genome::from_value(&bad_type).unwrap_err().0;
+        assert!(
+            e.starts_with("genome does not have the kromosynth shape: invalid type"),
+            "{e}"
+        );
+        let not_json = serde_json::json!({"asNEATPatch": "{nodes", "waveNetwork": {}});
+        let e = Genome::from_value(&not_json).unwrap_err().0;
+        assert!(e.contains("a string that is not the expected JSON"), "{e}");
+        let weight = serde_json::json!({"asNEATPatch": empty_patch(), "waveNetwork": {"offspring": {
+            "nodes": [], "connections": [{"sourceID": "0", "targetID": "1", "weight": "heavy"}],
+            "inputNodeCount": 0, "outputNodeCount": 1}}});
+        assert_eq!(
+            Genome::from_value(&weight).unwrap_err().0,
+            "waveNetwork.offspring.connections[0].weight must be a number"
+        );
+        let count = serde_json::json!({"asNEATPatch": empty_patch(), "waveNetwork": {"offspring": {
+            "nodes": [], "connections": [], "inputNodeCount": -1, "outputNodeCount": 1}}});
+        assert_eq!(
+            Genome::from_value(&count).unwrap_err().0,
+            "waveNetwork.offspring.inputNodeCount must be a non-negative integer"
         );
     }
 }
