@@ -183,8 +183,9 @@ impl Render {
         );
         let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
         let mut filler = resolver.into_filler();
-        // The first chunk's worth now, so the first blocks never wait inside `next_block`.
-        filler.ensure(RENDER_QUANTUM);
+        // Everything the first default chunk reads, in one parallel fill now: its blocks then
+        // never fill inside `next_block`, so the first chunk costs one fill, not two.
+        filler.ensure(samples::FILL_CHUNK);
         Ok(Render {
             graph,
             filler,
