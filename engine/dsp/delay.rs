@@ -58,10 +58,11 @@ struct Tap {
 
 /// A DelayNode: ring buffer, writer and reader.
 pub struct Delay {
-    /// `ring_len` slots of `channels * RENDER_QUANTUM` floats, channel-major within a slot:
-    /// sized for the channels the ring holds, not the most a stream can carry, because a
-    /// 5 s feedback delay is 7.5 MB at six channels and most are mono or stereo.
-    ring: Vec<f32>,
+    /// One ring per channel the delay holds, `ring_len` slots of `RENDER_QUANTUM` floats, or
+    /// empty while every sample stored in that channel has been +0.0 (then reading it gives
+    /// +0.0, as the zeroed ring would). A 1 s delay line is 188 KiB per channel, and the
+    /// channel merger that often feeds one has six channels of which kromosynth fills one.
+    rings: Vec<Vec<f32>>,
     ring_len: usize,
     /// Channel count of every block in the ring.
     channels: usize,
@@ -114,7 +115,7 @@ impl Delay {
         let quanta = (max_delay_time * sample_rate as f64 / RENDER_QUANTUM as f64).ceil() as usize;
         let ring_len = quanta + 1;
         Delay {
-            ring: vec![0.0; ring_len * RENDER_QUANTUM],
+            rings: vec![Vec::new()],
             ring_len,
             channels: 1,
             written: 0,
@@ -138,10 +139,8 @@ impl Delay {
         if channels != self.channels {
             self.remix_ring(channels);
         }
-        let slot = channels * RENDER_QUANTUM;
-        let slot = &mut self.ring[self.write_index * slot..][..slot];
-        for (c, dst) in slot.chunks_exact_mut(RENDER_QUANTUM).enumerate() {
-            dst.copy_from_slice(input.channel(c));
+        for (c, ring) in self.rings.iter_mut().enumerate() {
+            store(ring, self.ring_len, self.write_index, input.channel(c));
         }
         self.write_index = (self.write_index + 1) % self.ring_len;
         self.written = (self.written + 1).min(self.ring_len);
@@ -206,17 +205,20 @@ impl Delay {
         output.make_silent();
         output.set_number_of_channels(self.channels);
         let mut active = false;
-        for c in 0..self.channels {
+        for (c, ring) in self.rings.iter().enumerate() {
             let out = output.channel_mut(c);
+            if ring.is_empty() {
+                out.fill(0.0);
+                continue;
+            }
             for (o, t) in out.iter_mut().zip(taps.iter()) {
                 let (next_block, next_frame) = if t.frame + 1 >= RENDER_QUANTUM {
                     (next_slot(t.block, self.ring_len), 0)
                 } else {
                     (t.block, t.frame + 1)
                 };
-                let prev = self.ring[(t.block * self.channels + c) * RENDER_QUANTUM + t.frame];
-                let next =
-                    self.ring[(next_block * self.channels + c) * RENDER_QUANTUM + next_frame];
+                let prev = ring[t.block * RENDER_QUANTUM + t.frame];
+                let next = ring[next_block * RENDER_QUANTUM + next_frame];
                 let value = (1. - t.k).mul_add(prev, t.k * next);
                 active |= value.is_normal();
                 *o = value;
@@ -236,26 +238,33 @@ impl Delay {
     /// untouched (this happens on the first block, where touching a whole long ring would be
     /// most of the time to first audio).
     fn remix_ring(&mut self, channels: usize) {
-        let (from, to) = (self.channels * RENDER_QUANTUM, channels * RENDER_QUANTUM);
-        let mut ring = vec![0.0; self.ring_len * to];
-        for (src, dst) in self
-            .ring
-            .chunks_exact(from)
-            .zip(ring.chunks_exact_mut(to))
-            .take(self.written)
-        {
+        let mut rings = vec![Vec::new(); channels];
+        for slot in 0..self.written {
             self.remix.make_silent();
             self.remix.set_number_of_channels(self.channels);
-            for (c, src) in src.chunks_exact(RENDER_QUANTUM).enumerate() {
-                self.remix.channel_mut(c).copy_from_slice(src);
+            for (c, ring) in self.rings.iter().enumerate() {
+                let dst = self.remix.channel_mut(c);
+                if ring.is_empty() {
+                    dst.fill(0.0);
+                } else {
+                    dst.copy_from_slice(&ring[slot * RENDER_QUANTUM..][..RENDER_QUANTUM]);
+                }
             }
             self.remix.mix(channels, ChannelInterpretation::Speakers);
-            for (c, dst) in dst.chunks_exact_mut(RENDER_QUANTUM).enumerate() {
-                dst.copy_from_slice(self.remix.channel(c));
+            for (c, ring) in rings.iter_mut().enumerate() {
+                store(ring, self.ring_len, slot, self.remix.channel(c));
             }
         }
-        self.ring = ring;
+        self.rings = rings;
         self.channels = channels;
+    }
+
+    /// Bytes of ring storage (channels that have only held +0.0 take none).
+    pub fn ring_bytes(&self) -> usize {
+        self.rings
+            .iter()
+            .map(|r| r.len() * std::mem::size_of::<f32>())
+            .sum()
     }
 }
 
@@ -265,6 +274,20 @@ impl Processor for Delay {
         self.write(input, scope);
         self.read(params, output, scope)
     }
+}
+
+/// Stores one block of a channel in slot `slot` of its ring, creating the ring (zeroed) on the
+/// first block that is not all +0.0.
+#[inline]
+fn store(ring: &mut Vec<f32>, ring_len: usize, slot: usize, block: &[f32]) {
+    if ring.is_empty() {
+        // Bits, not values: a -0.0 must be stored, it can reach the output as -0.0.
+        if block.iter().all(|s| s.to_bits() == 0) {
+            return;
+        }
+        *ring = vec![0.0; ring_len * RENDER_QUANTUM];
+    }
+    ring[slot * RENDER_QUANTUM..][..RENDER_QUANTUM].copy_from_slice(block);
 }
 
 /// `(slot + 1) % ring_len` for a slot of the ring, without a division per sample.
@@ -403,8 +426,34 @@ mod tests {
         // the mono impulse was up-mixed to both channels, 48 samples later
         assert_eq!(out.channel(0)[0], 0.0);
         // slot 1, channel 1: the stereo block; slot 0, channel 1: the up-mixed impulse
-        assert_eq!(d.ring[2 * RENDER_QUANTUM + RENDER_QUANTUM], 0.5);
-        assert_eq!(d.ring[RENDER_QUANTUM], 1.0);
+        assert_eq!(d.rings[1][RENDER_QUANTUM], 0.5);
+        assert_eq!(d.rings[1][0], 1.0);
+    }
+
+    #[test]
+    fn channels_that_only_held_zeros_take_no_storage() {
+        let mut d = Delay::new(1.0, SAMPLE_RATE);
+        let mut out = Bus::silent();
+        let mut six = Bus::silent();
+        six.set_number_of_channels(6);
+        d.process(&six, &[&[0.01]], &mut out, &scope(0));
+        assert_eq!(d.ring_bytes(), 0, "silence stores nothing");
+        six.channel_mut(0)[5] = 0.25;
+        d.process(&six, &[&[0.0]], &mut out, &scope(1));
+        assert_eq!(
+            d.ring_bytes(),
+            376 * RENDER_QUANTUM * 4,
+            "one channel carries data"
+        );
+        assert_eq!(out.number_of_channels(), 6);
+        assert_eq!(out.channel(0)[5], 0.25);
+        assert!((1..6).all(|c| out.channel(c).iter().all(|s| s.to_bits() == 0)));
+        // A block of negative zeros is data: in an output block that is not silent (channel 0
+        // still carries 0.25) it comes back out with its sign ((1 - k) * -0 + k * -0 = -0).
+        six.channel_mut(3).fill(-0.0);
+        d.process(&six, &[&[0.0]], &mut out, &scope(2));
+        assert_eq!(out.channel(3)[0].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(d.ring_bytes(), 2 * 376 * RENDER_QUANTUM * 4);
     }
 
     #[test]
@@ -479,6 +528,22 @@ mod tests {
                 &ours_constant(&input, (1.0, 0.3), FRAMES, (2, channel)),
                 &oracle_constant(&input, (1.0, 0.3), FRAMES, (2, channel)),
                 &format!("stereo delay, channel {channel}"),
+            );
+        }
+    }
+
+    #[test]
+    fn oracle_channel_silent_at_first_then_carrying_data() {
+        // Channel 1 is zeros for the first 20000 frames, so its ring starts empty and is
+        // created mid-render; channel 0 carries noise throughout.
+        let mut late = noise(30_001, 9);
+        late[..20_000].fill(0.0);
+        let input = vec![noise(30_001, 8), late];
+        for channel in 0..2 {
+            assert_bit_exact(
+                &ours_constant(&input, (1.0, 0.2), FRAMES, (2, channel)),
+                &oracle_constant(&input, (1.0, 0.2), FRAMES, (2, channel)),
+                &format!("late channel, channel {channel}"),
             );
         }
     }
