@@ -42,8 +42,17 @@ fn sine_table() -> &'static [f32; TABLE_LENGTH] {
 /// Phase increment per frame, computed in f64 from the f32 params, clamped to ±Nyquist.
 #[inline(always)]
 fn phase_increment(frequency: f32, detune: f32, sample_rate: f64) -> f64 {
-    let computed = frequency as f64 * (detune as f64 / 1200.).exp2();
-    computed.clamp(-sample_rate / 2., sample_rate / 2.) / sample_rate
+    increment_from(frequency as f64 * detune_factor(detune), sample_rate)
+}
+
+#[inline(always)]
+fn detune_factor(detune: f32) -> f64 {
+    (detune as f64 / 1200.).exp2()
+}
+
+#[inline(always)]
+fn increment_from(computed_frequency: f64, sample_rate: f64) -> f64 {
+    computed_frequency.clamp(-sample_rate / 2., sample_rate / 2.) / sample_rate
 }
 
 /// Wraps only from above, as web-audio-api does: a negative frequency drives the phase below 0
@@ -166,16 +175,28 @@ impl Oscillator {
         let sample_rate = scope.sample_rate as f64;
         output.set_number_of_channels(1);
         let out = output.channel_mut(0);
-        let constant = frequency.len() == 1 && detune.len() == 1;
-        let mut incr = phase_increment(frequency[0], detune[0], sample_rate);
-        for (i, o) in out.iter_mut().enumerate() {
-            if !constant {
-                let f = frequency[if frequency.len() == 1 { 0 } else { i }];
-                let d = detune[if detune.len() == 1 { 0 } else { i }];
-                incr = phase_increment(f, d, sample_rate);
+        if frequency.len() == 1 && detune.len() == 1 {
+            let incr = phase_increment(frequency[0], detune[0], sample_rate);
+            for o in out.iter_mut() {
+                *o = self.sample(incr);
+                self.phase = unroll(self.phase + incr);
             }
-            *o = self.sample(incr);
-            self.phase = unroll(self.phase + incr);
+        } else if detune.len() == 1 {
+            // A constant detune's factor is the same f64 every frame, so computing it once
+            // gives the same increments without an exp2 per frame.
+            let factor = detune_factor(detune[0]);
+            for (o, &f) in out.iter_mut().zip(frequency.iter().cycle()) {
+                let incr = increment_from(f as f64 * factor, sample_rate);
+                *o = self.sample(incr);
+                self.phase = unroll(self.phase + incr);
+            }
+        } else {
+            for (i, o) in out.iter_mut().enumerate() {
+                let f = frequency[if frequency.len() == 1 { 0 } else { i }];
+                let incr = phase_increment(f, detune[i], sample_rate);
+                *o = self.sample(incr);
+                self.phase = unroll(self.phase + incr);
+            }
         }
         true
     }
