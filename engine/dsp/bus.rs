@@ -343,20 +343,27 @@ impl Bus {
             return;
         }
         self.mix(n, config.interpretation);
-        // A Bus is 3 KiB whatever its channel count: copy `other` only when it must be mixed.
-        let mixed;
-        let other = if other.channels == n {
-            other
-        } else {
-            let mut copy = other.clone();
-            copy.mix(n, config.interpretation);
-            mixed = copy;
-            &mixed
-        };
-        for i in 0..n {
-            add_channel(self, i, other, i);
+        if other.channels == n {
+            for i in 0..n {
+                add_channel(self, i, other, i);
+            }
+            return;
         }
+        // `other` must be re-mixed first. A cloned Bus is 3 KiB whatever its channel count;
+        // the per-thread scratch takes only the channels that carry samples.
+        REMIX.with_borrow_mut(|copy| {
+            copy.copy_from(other);
+            copy.mix(n, config.interpretation);
+            for i in 0..n {
+                add_channel(self, i, copy, i);
+            }
+        });
     }
+}
+
+thread_local! {
+    /// Where [`Bus::add`] re-mixes its other input: one per thread, reused, never shared.
+    static REMIX: std::cell::RefCell<Bus> = std::cell::RefCell::new(Bus::silent());
 }
 
 /// web-audio-api `AudioRenderQuantumChannel::add`: silence + x takes x itself, x + silence is x.

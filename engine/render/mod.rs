@@ -234,15 +234,7 @@ impl Render {
             let _ftz = FlushDenormals::new();
             self.graph.render_block(self.position as u64, out);
         }
-        for &s in &out[..n] {
-            // normalizeAudioBuffer starts min and max at 0.
-            if s < self.stats.min {
-                self.stats.min = s;
-            }
-            if s > self.stats.max {
-                self.stats.max = s;
-            }
-        }
+        (self.stats.min, self.stats.max) = min_max(&out[..n], self.stats.min, self.stats.max);
         self.stats.peak = self.stats.max.max(-self.stats.min);
         self.position += n;
         n
@@ -252,6 +244,36 @@ impl Render {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+}
+
+/// The running min and max after `samples`, as `if s < min { min = s }` (and `>` for max)
+/// sample by sample computes them (normalizeAudioBuffer), but in eight independent lanes so it
+/// compiles to vector min/max. Same result: NaN never wins a strict comparison, and a tie can
+/// only be between +0.0 and -0.0, where the strict comparison keeps whichever came first in
+/// every lane and the start value is +0.0 in all of them.
+fn min_max(samples: &[f32], min: f32, max: f32) -> (f32, f32) {
+    const LANES: usize = 8;
+    let (mut lo, mut hi) = ([min; LANES], [max; LANES]);
+    let chunks = samples.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
+            hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
+        }
+    }
+    let (mut min, mut max) = (min, max);
+    for &s in lo.iter().chain(rest) {
+        if s < min {
+            min = s;
+        }
+    }
+    for &s in hi.iter().chain(rest) {
+        if s > max {
+            max = s;
+        }
+    }
+    (min, max)
 }
 
 /// Renders the whole request. With `normalize`, applies the original's batch normalization
@@ -304,6 +326,63 @@ pub fn normalize_like_original(samples: &mut [f32]) {
         for s in samples.iter_mut() {
             // remapNumberToRange(s, min, max, -1, 1)
             *s = ((*s as f64 - min) / (max - min) * (1.0 - -1.0) + -1.0) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::min_max;
+
+    /// normalizeAudioBuffer's loop, sample by sample.
+    fn sequential(samples: &[f32], mut min: f32, mut max: f32) -> (f32, f32) {
+        for &s in samples {
+            if s < min {
+                min = s;
+            }
+            if s > max {
+                max = s;
+            }
+        }
+        (min, max)
+    }
+
+    #[test]
+    fn lane_min_max_equals_the_sequential_loop_bit_for_bit() {
+        let mut x = 0x9e37_79b9_u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let specials = [
+            f32::NAN,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-40,
+            -1e-40,
+        ];
+        for len in 0..=130 {
+            for start in [(0.0f32, 0.0f32), (-0.5, 0.75), (-3.0, 3.0)] {
+                let samples: Vec<f32> = (0..len)
+                    .map(|_| match next() % 8 {
+                        0 => specials[(next() % 7) as usize],
+                        _ => (next() as f32 / u32::MAX as f32 - 0.5) * 4.0,
+                    })
+                    .collect();
+                let (a, b) = (
+                    min_max(&samples, start.0, start.1),
+                    sequential(&samples, start.0, start.1),
+                );
+                assert_eq!(
+                    (a.0.to_bits(), a.1.to_bits()),
+                    (b.0.to_bits(), b.1.to_bits()),
+                    "{samples:?}"
+                );
+            }
         }
     }
 }
