@@ -12,6 +12,8 @@ use krs_engine::{render_batch_with, CompiledGenome, CppnBackend, Gpu, RenderRequ
 use krs_storage::Genomes;
 use serde_json::json;
 
+mod malloc;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -154,6 +156,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    malloc::keep_freed_memory();
     let server = Server::bind(Config {
         host: args.host,
         port: args.port,
