@@ -326,15 +326,24 @@ pub fn chunk_json(
     let _ = write!(out, ",\"sampleRate\":{SAMPLE_RATE}}}");
 }
 
-/// A JSON number without allocating: Rust's `Debug` for f64 is the shortest decimal that
-/// round-trips (`0.1`, `1.0`, `-0.0`, `1e-40`), all valid JSON; non-finite values become
-/// `null` as in JSON.stringify.
+/// A JSON number without allocating: the shortest decimal that round-trips (`0.1`, `1.0`,
+/// `-0.0`, `1e-40`), written by serde_json's own float formatter, which is several times faster
+/// than `fmt`'s (a 4096-sample chunk is 4096 of these); non-finite values become `null` as in
+/// JSON.stringify.
 fn push_number(out: &mut String, x: f64) {
-    if x.is_finite() {
-        let _ = write!(out, "{x:?}");
-    } else {
+    use serde_json::ser::{CompactFormatter, Formatter};
+    if !x.is_finite() {
         out.push_str("null");
+        return;
     }
+    // The longest shortest-round-trip f64 is 24 bytes (`-2.2250738585072014e-308`).
+    let mut buf = [0u8; 32];
+    let mut rest = &mut buf[..];
+    if CompactFormatter.write_f64(&mut rest, x).is_err() {
+        unreachable!("32 bytes hold any f64");
+    }
+    let len = 32 - rest.len();
+    out.push_str(std::str::from_utf8(&buf[..len]).expect("the formatter writes ASCII"));
 }
 
 /// A binary chunk frame, all little-endian: `u32` stream id (from `start`), `u32` chunk index
@@ -544,7 +553,18 @@ mod tests {
 
     #[test]
     fn chunk_json_round_trips_f32_bits() {
-        let samples = [0.1f32, -0.0, 1.0, f32::MIN_POSITIVE, -0.33333334, 1e-40];
+        let samples = [
+            0.1f32,
+            -0.0,
+            1.0,
+            f32::MIN_POSITIVE,
+            -0.33333334,
+            1e-40,
+            f32::MAX,
+            f32::MIN,
+            -1.0e-45,
+            123456.79,
+        ];
         let mut out = String::new();
         chunk_json(&mut out, None, 1, &samples, 6);
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -563,6 +583,22 @@ mod tests {
         }
         // The original's field order.
         assert!(out.starts_with(r#"{"type":"chunk","index":1,"data":[0.10000000149011612,"#));
+    }
+
+    #[test]
+    fn numbers_are_shortest_round_trip_and_non_finite_is_null() {
+        let mut out = String::new();
+        for x in [-f64::MIN_POSITIVE, f64::MAX, 5e-324, -1.0 / 3.0, 1e21, 0.0] {
+            out.clear();
+            push_number(&mut out, x);
+            let back: f64 = serde_json::from_str(&out).expect("a JSON number");
+            assert_eq!(back.to_bits(), x.to_bits(), "{out}");
+        }
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            out.clear();
+            push_number(&mut out, x);
+            assert_eq!(out, "null");
+        }
     }
 
     #[test]
