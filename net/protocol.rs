@@ -315,12 +315,16 @@ pub fn chunk_json(
     out.reserve(samples.len() * 22 + 128);
     open(out, "chunk", request_id);
     let _ = write!(out, ",\"index\":{index},\"data\":[");
+    // The numbers go in as bytes, checked as UTF-8 once for the whole array rather than once
+    // per number (the formatter writes ASCII).
+    let mut bytes = std::mem::take(out).into_bytes();
     for (i, &s) in samples.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            bytes.push(b',');
         }
-        push_number(out, s as f64);
+        push_number_bytes(&mut bytes, s as f64);
     }
+    *out = String::from_utf8(bytes).expect("JSON numbers are ASCII");
     out.push_str("],\"timestamp\":");
     push_number(out, end_sample as f64 / SAMPLE_RATE as f64);
     let _ = write!(out, ",\"sampleRate\":{SAMPLE_RATE}}}");
@@ -339,11 +343,23 @@ fn push_number(out: &mut String, x: f64) {
     // The longest shortest-round-trip f64 is 24 bytes (`-2.2250738585072014e-308`).
     let mut buf = [0u8; 32];
     let mut rest = &mut buf[..];
-    if CompactFormatter.write_f64(&mut rest, x).is_err() {
-        unreachable!("32 bytes hold any f64");
-    }
+    CompactFormatter
+        .write_f64(&mut rest, x)
+        .expect("32 bytes hold any f64");
     let len = 32 - rest.len();
-    out.push_str(std::str::from_utf8(&buf[..len]).expect("the formatter writes ASCII"));
+    out.push_str(std::str::from_utf8(&buf[..len]).expect("JSON numbers are ASCII"));
+}
+
+/// [`push_number`] into bytes, for the samples of a chunk.
+fn push_number_bytes(out: &mut Vec<u8>, x: f64) {
+    use serde_json::ser::{CompactFormatter, Formatter};
+    if !x.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    if CompactFormatter.write_f64(out, x).is_err() {
+        unreachable!("writing to a Vec cannot fail");
+    }
 }
 
 /// A binary chunk frame, all little-endian: `u32` stream id (from `start`), `u32` chunk index
@@ -593,11 +609,17 @@ mod tests {
             push_number(&mut out, x);
             let back: f64 = serde_json::from_str(&out).expect("a JSON number");
             assert_eq!(back.to_bits(), x.to_bits(), "{out}");
+            let mut bytes = Vec::new();
+            push_number_bytes(&mut bytes, x);
+            assert_eq!(bytes, out.as_bytes());
         }
         for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             out.clear();
             push_number(&mut out, x);
             assert_eq!(out, "null");
+            let mut bytes = Vec::new();
+            push_number_bytes(&mut bytes, x);
+            assert_eq!(bytes, b"null");
         }
     }
 
