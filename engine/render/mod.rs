@@ -248,9 +248,9 @@ impl Render {
 
 /// The running min and max after `samples`, as `if s < min { min = s }` (and `>` for max)
 /// sample by sample computes them (normalizeAudioBuffer), but in eight independent lanes so it
-/// compiles to vector min/max. Same result: NaN never wins a strict comparison, and a tie can
-/// only be between +0.0 and -0.0, where the strict comparison keeps whichever came first in
-/// every lane and the start value is +0.0 in all of them.
+/// compiles to vector min/max. Same result: NaN never wins a strict comparison, equal values
+/// with different bits can only be +0.0 and -0.0, and min and max start at +0.0 and only move
+/// away from it, so no zero ever replaces the other; every other tie is the same bits.
 fn min_max(samples: &[f32], min: f32, max: f32) -> (f32, f32) {
     const LANES: usize = 8;
     let (mut lo, mut hi) = ([min; LANES], [max; LANES]);
