@@ -146,9 +146,18 @@ const MAX_WRAPPERS: usize = 3;
 // Missing fields are `None` here and reported by the checks that follow, with the field's path.
 
 /// A value stored either as itself or as a JSON string holding it (kromosynth stores the
-/// asNEAT patch, its nodes and connections, and sometimes whole genomes that way). Nesting
-/// ends: each level's text is shorter than the escaped string that holds it.
+/// asNEAT patch, its nodes and connections, and sometimes whole genomes that way).
 struct StringOr<T>(T);
+
+/// Most JSON strings a value may sit in, counted along the path from the document's root (a
+/// real genome has at most three: the genome, its patch, a node). Each string is parsed by its
+/// own serde_json call, whose nesting limit starts afresh, so this bounds the parser's stack.
+const MAX_STRING_NESTING: usize = 8;
+
+thread_local! {
+    /// Strings the value being parsed on this thread sits in.
+    static STRING_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for StringOr<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -159,7 +168,14 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for StringOr<T> {
                 f.write_str("an object, or a JSON string holding one")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StringOr<T>, E> {
-                serde_json::from_str::<StringOr<T>>(s)
+                let depth = STRING_DEPTH.get();
+                if depth >= MAX_STRING_NESTING {
+                    return Err(E::custom("nested in JSON strings too deeply"));
+                }
+                STRING_DEPTH.set(depth + 1);
+                let parsed = serde_json::from_str::<StringOr<T>>(s);
+                STRING_DEPTH.set(depth);
+                parsed
                     .map_err(|e| E::custom(format!("a string that is not the expected JSON: {e}")))
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
@@ -636,6 +652,26 @@ mod tests {
             Genome::from_value(&deep).unwrap_err().0,
             "genome has no asNEATPatch"
         );
+    }
+
+    #[test]
+    fn strings_nested_too_deeply_are_an_error_not_a_crash() {
+        let mut v = serde_json::json!({"asNEATPatch": empty_patch(), "waveNetwork": {"offspring": tiny_cppn(0.5)}});
+        for _ in 0..3 {
+            v = Value::String(v.to_string());
+        }
+        assert!(
+            Genome::from_value(&v).is_ok(),
+            "three levels are real genomes' shape"
+        );
+        for _ in 0..10 {
+            v = serde_json::json!({ "genome": v.to_string() });
+        }
+        let e = Genome::from_value(&v).unwrap_err().0;
+        assert!(e.contains("nested in JSON strings too deeply"), "{e}");
+        // The depth count is per parse: the next genome parses as before.
+        let ok = serde_json::json!({"asNEATPatch": empty_patch(), "waveNetwork": {"offspring": tiny_cppn(0.5)}});
+        assert!(Genome::from_value(&ok).is_ok());
     }
 
     #[test]
