@@ -58,14 +58,12 @@ struct Tap {
 
 /// A DelayNode: ring buffer, writer and reader.
 pub struct Delay {
-    /// One ring per channel the delay holds, `ring_len` slots of `RENDER_QUANTUM` floats, or
-    /// empty while every sample stored in that channel has been +0.0 (then reading it gives
-    /// +0.0, as the zeroed ring would). A 1 s delay line is 188 KiB per channel, and the
+    /// One ring per channel the delay holds (their number is its channel count), `ring_len`
+    /// slots of `RENDER_QUANTUM` floats each, or empty while every sample stored in that
+    /// channel has been +0.0 (then reading it gives +0.0, as the zeroed ring would). A 1 s delay line is 188 KiB per channel, and the
     /// channel merger that often feeds one has six channels of which kromosynth fills one.
     rings: Vec<Vec<f32>>,
     ring_len: usize,
-    /// Channel count of every block in the ring.
-    channels: usize,
     /// Slots written so far (at most `ring_len`): slots 0..written, the writer starts at 0.
     /// The others still hold their initial zeros.
     written: usize,
@@ -117,7 +115,6 @@ impl Delay {
         Delay {
             rings: vec![Vec::new()],
             ring_len,
-            channels: 1,
             written: 0,
             write_index: 0,
             read_index: 0,
@@ -136,7 +133,7 @@ impl Delay {
     /// [`Delay::channel_config`]).
     pub fn write(&mut self, input: &Bus, scope: &Scope) {
         let channels = input.number_of_channels();
-        if channels != self.channels {
+        if channels != self.rings.len() {
             self.remix_ring(channels);
         }
         for (c, ring) in self.rings.iter_mut().enumerate() {
@@ -203,7 +200,7 @@ impl Delay {
         }
 
         output.make_silent();
-        output.set_number_of_channels(self.channels);
+        output.set_number_of_channels(self.rings.len());
         let mut active = false;
         for (c, ring) in self.rings.iter().enumerate() {
             let out = output.channel_mut(c);
@@ -241,7 +238,7 @@ impl Delay {
         let mut rings = vec![Vec::new(); channels];
         for slot in 0..self.written {
             self.remix.make_silent();
-            self.remix.set_number_of_channels(self.channels);
+            self.remix.set_number_of_channels(self.rings.len());
             for (c, ring) in self.rings.iter().enumerate() {
                 let dst = self.remix.channel_mut(c);
                 if ring.is_empty() {
@@ -256,7 +253,6 @@ impl Delay {
             }
         }
         self.rings = rings;
-        self.channels = channels;
     }
 
     /// Bytes of ring storage (channels that have only held +0.0 take none).
