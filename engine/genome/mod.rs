@@ -310,6 +310,7 @@ impl Genome {
         err("genome has no asNEATPatch")
     }
 
+    /// [`Genome::from_json`] of a `Value` (its text is parsed again).
     pub fn from_value(root: &Value) -> Result<Genome, GenomeError> {
         Genome::from_json(root.to_string().as_bytes())
     }
@@ -444,8 +445,6 @@ fn count(v: &Option<Value>, key: &str, what: &str) -> Result<usize, GenomeError>
 }
 
 fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
-    let input_count = count(&g.input_count, "inputNodeCount", what);
-    let output_count = count(&g.output_count, "outputNodeCount", what);
     let nodes = g
         .nodes
         .ok_or_else(|| GenomeError(format!("{what}.nodes must be an array")))?;
@@ -501,8 +500,8 @@ fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
     Ok(NeatGenome {
         nodes,
         connections,
-        input_count: input_count?,
-        output_count: output_count?,
+        input_count: count(&g.input_count, "inputNodeCount", what)?,
+        output_count: count(&g.output_count, "outputNodeCount", what)?,
     })
 }
 
