@@ -31,7 +31,9 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::genomes::GenomeProvider;
-use crate::protocol::{self, ClientMessage, Completion, Format, Limits, RenderSpec, ServerStats};
+use crate::protocol::{
+    self, ChunkFrame, ClientMessage, Completion, Format, Frame, Limits, RenderSpec, ServerStats,
+};
 
 /// Concurrent renders on one connection (those with a `requestId`; renders without one run one
 /// after the other).
@@ -155,8 +157,8 @@ struct Stream {
     total_frames: usize,
     /// Frames taken out of the ring so far.
     taken: usize,
-    /// The chunk being filled (capacity `spec.chunk_samples`).
-    chunk: Vec<f32>,
+    /// The chunk being filled, encoded block by block (at most `spec.chunk_samples` samples).
+    frame: ChunkFrame,
     chunks_sent: u64,
     received: Instant,
     first_chunk: Option<Duration>,
@@ -206,8 +208,6 @@ pub struct Server {
     dirty: Vec<Token>,
     ws_config: WebSocketConfig,
     limits: Limits,
-    scratch_text: String,
-    scratch_binary: Vec<u8>,
 }
 
 impl Server {
@@ -270,8 +270,6 @@ impl Server {
             next_stream_id: 1,
             dirty: Vec::new(),
             ws_config,
-            scratch_text: String::new(),
-            scratch_binary: Vec::new(),
         })
     }
 
@@ -639,7 +637,7 @@ impl Server {
         session.streams.push(Stream {
             id,
             wire_id,
-            chunk: Vec::with_capacity(spec.chunk_samples),
+            frame: ChunkFrame::new(spec.format),
             spec,
             handle,
             parked: None,
@@ -752,8 +750,6 @@ impl Server {
             let Server {
                 sessions,
                 scheduler,
-                scratch_text,
-                scratch_binary,
                 ..
             } = self;
             let Some(session) = token
@@ -771,49 +767,38 @@ impl Server {
             let mut completed = None;
             for i in 0..session.streams.len() {
                 let s = &mut session.streams[i];
-                while s.chunk.len() < s.spec.chunk_samples && s.taken < s.total_frames {
+                while s.frame.samples() < s.spec.chunk_samples && s.taken < s.total_frames {
                     let Ok(block) = s.handle.consumer.pop() else {
                         break;
                     };
+                    if s.frame.samples() == 0 {
+                        s.frame.begin(
+                            s.spec.request_id.as_ref(),
+                            s.wire_id,
+                            s.chunks_sent + 1,
+                            s.taken as u64,
+                            s.spec.chunk_samples,
+                        );
+                    }
                     let n = RENDER_QUANTUM.min(s.total_frames - s.taken);
-                    s.chunk.extend_from_slice(&block[..n]);
+                    s.frame.push(&block[..n]);
                     s.taken += n;
                 }
                 if s.parked.is_some() && s.handle.consumer.slots() <= RING_BLOCKS / 2 {
                     scheduler.submit(s.parked.take().expect("checked"));
                 }
-                let full = s.chunk.len() == s.spec.chunk_samples;
-                let last = s.taken == s.total_frames && !s.chunk.is_empty();
+                let full = s.frame.samples() == s.spec.chunk_samples;
+                let last = s.taken == s.total_frames && s.frame.samples() > 0;
                 if full || last {
                     progressed = true;
                     s.chunks_sent += 1;
+                    let message = match s.frame.finish(s.taken as u64) {
+                        Frame::Text(text) => Message::Text(text),
+                        Frame::Binary(bytes) => Message::Binary(bytes),
+                    };
                     if s.first_chunk.is_none() {
                         s.first_chunk = Some(s.received.elapsed());
                     }
-                    let offset = (s.taken - s.chunk.len()) as u64;
-                    let message = match s.spec.format {
-                        Format::Json => {
-                            protocol::chunk_json(
-                                scratch_text,
-                                s.spec.request_id.as_ref(),
-                                s.chunks_sent,
-                                &s.chunk,
-                                s.taken as u64,
-                            );
-                            Message::Text(std::mem::take(scratch_text))
-                        }
-                        Format::Binary => {
-                            protocol::write_binary_chunk(
-                                scratch_binary,
-                                s.wire_id,
-                                s.chunks_sent as u32,
-                                offset,
-                                &s.chunk,
-                            );
-                            Message::Binary(std::mem::take(scratch_binary))
-                        }
-                    };
-                    s.chunk.clear();
                     if !Self::write(session, message) {
                         return self.drop_session(token, Outcome::Disconnected);
                     }
@@ -825,7 +810,7 @@ impl Server {
                 if s.taken < s.total_frames && s.handle.consumer.is_empty() && s.handle.rearm() {
                     progressed = true;
                 }
-                if s.finished.is_some() && s.taken == s.total_frames && s.chunk.is_empty() {
+                if s.finished.is_some() && s.taken == s.total_frames && s.frame.samples() == 0 {
                     completed = Some(i);
                     break;
                 }
