@@ -93,56 +93,112 @@ struct Partitioned {
 /// `result += a * b` per bin, with fft-convolver's grouping of the products. This loop is
 /// most of a convolver genome's render time (every input partition times every IR partition),
 /// so where the CPU has AVX it runs four bins per instruction, with the same operations per
-/// bin (see [`multiply_accumulate_avx`]).
+/// bin (see [`multiply_add_avx`]).
 fn multiply_accumulate(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx") {
-        // SAFETY: the CPU supports AVX (checked just above).
-        unsafe { multiply_accumulate_avx(result, a, b) };
-        return;
-    }
-    multiply_accumulate_scalar(result, a, b);
+    let n = result.len().min(a.len()).min(b.len());
+    let out = result.as_mut_ptr();
+    // SAFETY: `out` is `result`'s own n bins, read before each is written.
+    unsafe { multiply_add(out, out, a, b, n) }
 }
 
-fn multiply_accumulate_scalar(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
-    for ((r, a), b) in result.iter_mut().zip(a).zip(b) {
-        r.re += a.re * b.re - a.im * b.im;
-        r.im += a.re * b.im + a.im * b.re;
+/// `result = base + a * b` per bin: the same bits as copying `base` into `result` and then
+/// [`multiply_accumulate`], in one pass over the bins instead of two.
+fn multiply_add_into(
+    result: &mut [Complex<f32>],
+    base: &[Complex<f32>],
+    a: &[Complex<f32>],
+    b: &[Complex<f32>],
+) {
+    let n = result.len();
+    assert!(base.len() == n && a.len() >= n && b.len() >= n);
+    // SAFETY: `result` and `base` are distinct slices (one is borrowed mutably) of n bins.
+    unsafe { multiply_add(result.as_mut_ptr(), base.as_ptr(), a, b, n) }
+}
+
+/// `out[k] = base[k] + a[k] * b[k]` for k < n.
+///
+/// # Safety
+/// `out` and `base` point to n bins each; they are the same bins or do not overlap.
+unsafe fn multiply_add(
+    out: *mut Complex<f32>,
+    base: *const Complex<f32>,
+    a: &[Complex<f32>],
+    b: &[Complex<f32>],
+    n: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU supports AVX (checked just above); the caller vouches for the rest.
+        unsafe { multiply_add_avx(out, base, a, b, n) };
+        return;
+    }
+    // SAFETY: as the caller promised.
+    unsafe { multiply_add_scalar(out, base, a, b, 0..n) }
+}
+
+/// # Safety
+/// As [`multiply_add`], for the bins in `bins` (which a and b hold).
+unsafe fn multiply_add_scalar(
+    out: *mut Complex<f32>,
+    base: *const Complex<f32>,
+    a: &[Complex<f32>],
+    b: &[Complex<f32>],
+    bins: std::ops::Range<usize>,
+) {
+    for k in bins {
+        let (a, b) = (a[k], b[k]);
+        // SAFETY: k < n, so both pointers are in bounds; `base[k]` is read before `out[k]`
+        // is written, which is all that sharing the bins needs.
+        unsafe {
+            let r = *base.add(k);
+            *out.add(k) = Complex {
+                re: r.re + (a.re * b.re - a.im * b.im),
+                im: r.im + (a.re * b.im + a.im * b.re),
+            };
+        }
     }
 }
 
 /// Per bin: re = a.re b.re - a.im b.im (the `addsub` even lane) and im = a.im b.re + a.re b.im
 /// (its odd lane; IEEE addition commutes, so this is the scalar sum bit for bit), then
-/// `result += ` that. No FMA: the products round before the sums, as in the scalar code.
+/// `base + ` that. No FMA: the products round before the sums, as in the scalar code.
 ///
 /// # Safety
-/// The CPU must support AVX.
+/// The CPU must support AVX; otherwise as [`multiply_add`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
-fn multiply_accumulate_avx(result: &mut [Complex<f32>], a: &[Complex<f32>], b: &[Complex<f32>]) {
+unsafe fn multiply_add_avx(
+    out: *mut Complex<f32>,
+    base: *const Complex<f32>,
+    a: &[Complex<f32>],
+    b: &[Complex<f32>],
+    n: usize,
+) {
     use std::arch::x86_64::*;
-    let n = result.len().min(a.len()).min(b.len());
+    let n = n.min(a.len()).min(b.len());
     let whole = n / 4 * 4;
     // Complex<f32> is repr(C) {re, im}, so 4 bins are 8 consecutive f32.
-    let (r_ptr, a_ptr, b_ptr) = (
-        result.as_mut_ptr() as *mut f32,
+    let (out_ptr, base_ptr, a_ptr, b_ptr) = (
+        out as *mut f32,
+        base as *const f32,
         a.as_ptr() as *const f32,
         b.as_ptr() as *const f32,
     );
     for i in (0..whole).step_by(4) {
-        // SAFETY: bins i..i + 4 exist in all three slices (i + 4 <= whole <= n).
+        // SAFETY: bins i..i + 4 exist in all four (i + 4 <= whole <= n).
         unsafe {
             let va = _mm256_loadu_ps(a_ptr.add(2 * i));
             let vb = _mm256_loadu_ps(b_ptr.add(2 * i));
-            let vr = _mm256_loadu_ps(r_ptr.add(2 * i));
+            let vr = _mm256_loadu_ps(base_ptr.add(2 * i));
             let b_re = _mm256_moveldup_ps(vb);
             let b_im = _mm256_movehdup_ps(vb);
             let a_swapped = _mm256_permute_ps::<0b10_11_00_01>(va);
             let product = _mm256_addsub_ps(_mm256_mul_ps(va, b_re), _mm256_mul_ps(a_swapped, b_im));
-            _mm256_storeu_ps(r_ptr.add(2 * i), _mm256_add_ps(vr, product));
+            _mm256_storeu_ps(out_ptr.add(2 * i), _mm256_add_ps(vr, product));
         }
     }
-    multiply_accumulate_scalar(&mut result[whole..n], &a[whole..n], &b[whole..n]);
+    // SAFETY: as the caller promised.
+    unsafe { multiply_add_scalar(out, base, a, b, whole..n) }
 }
 
 /// The forward and inverse plans.
@@ -281,9 +337,9 @@ impl Partitioned {
                 );
             }
         }
-        self.conv.copy_from_slice(&self.pre_multiplied);
-        multiply_accumulate(
+        multiply_add_into(
             &mut self.conv,
+            &self.pre_multiplied,
             &self.segments[slot * BINS..][..BINS],
             &self.segments_ir[..BINS],
         );
@@ -521,11 +577,26 @@ mod tests {
         assert_eq!(ours, oracle(&input, Some(&ir), true));
     }
 
+    /// fft-convolver's loop, as written there: `result += a * b` per bin.
+    fn multiply_accumulate_reference(
+        result: &mut [Complex<f32>],
+        a: &[Complex<f32>],
+        b: &[Complex<f32>],
+    ) {
+        for ((r, a), b) in result.iter_mut().zip(a).zip(b) {
+            r.re += a.re * b.re - a.im * b.im;
+            r.im += a.re * b.im + a.im * b.re;
+        }
+    }
+
     #[test]
     fn vectorized_multiply_accumulate_matches_the_scalar_loop() {
         let c = |k: usize, s: f32| {
             let x = (k as f32 * 0.618 + s).sin() * 10f32.powi((k % 7) as i32 - 3);
             Complex::new(x, (k as f32 * 1.3 - s).cos() * 3.0)
+        };
+        let bits = |v: &[Complex<f32>]| -> Vec<(u32, u32)> {
+            v.iter().map(|z| (z.re.to_bits(), z.im.to_bits())).collect()
         };
         for len in [0, 1, 3, 4, 5, 1025] {
             let a: Vec<_> = (0..len).map(|k| c(k, 0.1)).collect();
@@ -534,12 +605,18 @@ mod tests {
             let mut slow = fast.clone();
             for _ in 0..3 {
                 multiply_accumulate(&mut fast, &a, &b);
-                multiply_accumulate_scalar(&mut slow, &a, &b);
+                multiply_accumulate_reference(&mut slow, &a, &b);
             }
-            let bits = |v: &[Complex<f32>]| -> Vec<(u32, u32)> {
-                v.iter().map(|z| (z.re.to_bits(), z.im.to_bits())).collect()
-            };
             assert_eq!(bits(&fast), bits(&slow), "{len} bins");
+            // Into a separate result: the copy-then-accumulate of fft-convolver in one pass.
+            let mut into = vec![Complex::new(f32::NAN, f32::NAN); len];
+            multiply_add_into(&mut into, &fast, &b, &a);
+            multiply_accumulate_reference(&mut slow, &b, &a);
+            assert_eq!(bits(&into), bits(&slow), "{len} bins, into");
+            // SAFETY: the CPU-independent path on the same data.
+            let mut scalar = vec![Complex::default(); len];
+            unsafe { multiply_add_scalar(scalar.as_mut_ptr(), fast.as_ptr(), &b, &a, 0..len) };
+            assert_eq!(bits(&scalar), bits(&slow), "{len} bins, scalar");
         }
     }
 

@@ -100,9 +100,26 @@ impl SampleArray {
 
     /// Writes `values` starting at `start`.
     pub fn write(&self, start: usize, values: &[f32]) {
-        for (i, v) in values.iter().enumerate() {
-            self.set(start + i, *v);
+        assert!(start + values.len() <= self.len);
+        // In at most two runs of consecutive slots (a window wraps once per `window` samples
+        // and `values` is shorter than that where windows are used), without a mask or bounds
+        // check per sample.
+        let mut values = values;
+        let mut i = start;
+        while !values.is_empty() {
+            let slot = i & self.mask;
+            let run = values.len().min(self.data.len() - slot);
+            for (cell, v) in self.data[slot..slot + run].iter().zip(&values[..run]) {
+                cell.store(v.to_bits(), Ordering::Relaxed);
+            }
+            values = &values[run..];
+            i += run;
         }
+    }
+
+    /// Whether both are the same array (not just equal samples).
+    pub fn same(&self, other: &SampleArray) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
     }
 
     /// Every sample; only for whole arrays.

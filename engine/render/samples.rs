@@ -307,28 +307,82 @@ pub const WINDOW: usize = 8192;
 
 const _: () = assert!(WINDOW > FILL_CHUNK + FILL_MARGIN + crate::dsp::RENDER_QUANTUM);
 
-/// A lazily filled array computed from another, sample by sample.
-enum Derived {
-    Remap {
-        from: SampleArray,
-        to: SampleArray,
-        lo: f64,
-        hi: f64,
-    },
-    WavetableGain {
-        mix: SampleArray,
-        to: SampleArray,
-        span: WaveSpan,
-    },
+/// How a lazily filled array is computed from another, sample by sample.
+#[derive(Clone, Copy, Debug)]
+enum Derivation {
+    Remap { lo: f64, hi: f64 },
+    WavetableGain(WaveSpan),
+}
+
+impl Derivation {
+    /// The derived samples of `values`.
+    fn apply(self, values: &[f32]) -> Vec<f32> {
+        // One loop per kind, so each is a straight (vectorizable) loop.
+        match self {
+            Derivation::Remap { lo, hi } => values.iter().map(|&x| remap_one(x, lo, hi)).collect(),
+            Derivation::WavetableGain(span) => values.iter().map(|&m| span.gain(m)).collect(),
+        }
+    }
+}
+
+/// A lazily filled array computed from another (created after it).
+struct Derived {
+    from: SampleArray,
+    to: SampleArray,
+    how: Derivation,
+}
+
+/// A lazily computed signal: where nodes read it (`None` when only other signals are computed
+/// from it, as a raw CPPN output that every reader takes remapped: then it is never stored),
+/// and the signals computed from it.
+struct Signal {
+    to: Option<SampleArray>,
+    derived: Vec<(Derivation, Signal)>,
+}
+
+impl Signal {
+    /// The tree of `array` over `derived`, keeping only arrays in `exposed`; `None` when
+    /// nothing in it is read.
+    fn tree(array: &SampleArray, derived: &[Derived], exposed: &[SampleArray]) -> Option<Signal> {
+        let signal = Signal {
+            to: exposed.iter().any(|e| e.same(array)).then(|| array.clone()),
+            derived: derived
+                .iter()
+                .filter(|d| d.from.same(array))
+                .filter_map(|d| Some((d.how, Signal::tree(&d.to, derived, exposed)?)))
+                .collect(),
+        };
+        (signal.to.is_some() || !signal.derived.is_empty()).then_some(signal)
+    }
+
+    /// Stores `values` (this signal from sample `start` on) where nodes read it, then
+    /// computes the signals derived from it.
+    fn emit(&self, start: usize, values: &[f32]) {
+        if let Some(to) = &self.to {
+            to.write(start, values);
+        }
+        for (how, signal) in &self.derived {
+            signal.emit(start, &how.apply(values));
+        }
+    }
+
+    fn storage_bytes(&self) -> usize {
+        self.to.as_ref().map_or(0, SampleArray::storage_bytes)
+            + self
+                .derived
+                .iter()
+                .map(|(_, s)| s.storage_bytes())
+                .sum::<usize>()
+    }
 }
 
 /// One frequency group's lazily evaluated CPPN outputs.
 struct LazyGroup {
     program: Program,
     periods: f64,
-    /// CPPN output indices and the arrays they fill (in `program`'s pruned numbering).
+    /// CPPN output indices and their signals (in `program`'s pruned numbering).
     indices: Vec<usize>,
-    targets: Vec<SampleArray>,
+    signals: Vec<Signal>,
 }
 
 /// Resolves `Samples` descriptions to arrays, each distinct one once.
@@ -347,11 +401,14 @@ pub struct Resolver<'a> {
     whole: Vec<Option<Arc<Vec<f32>>>>,
     /// Lazily filled raw CPPN outputs, created on first use.
     lazy: Vec<Option<SampleArray>>,
+    /// In creation order, so each one's source comes before it.
     derived: Vec<Derived>,
     /// Lazily generated noise outputs.
     noise: Vec<(NoiseGen, SampleArray)>,
     seed: u64,
     done: Vec<(Samples, Option<SampleArray>)>,
+    /// The arrays handed to nodes; lazy arrays that are not here are only sources of others.
+    exposed: Vec<SampleArray>,
     read_ahead: f64,
     eager: bool,
     /// Lazy arrays are windows of [`WINDOW`] samples.
@@ -432,6 +489,7 @@ impl<'a> Resolver<'a> {
             noise: Vec::new(),
             seed,
             done: Vec::new(),
+            exposed: Vec::new(),
             read_ahead: 1.0,
             eager: false,
             windowed,
@@ -456,6 +514,15 @@ impl<'a> Resolver<'a> {
     /// far ahead of the block clock the reader reads, as a factor on the frame (1 for value
     /// curves and buffers played at rate 1).
     pub fn resolve(&mut self, s: &Samples, read_ahead: f64) -> Option<SampleArray> {
+        let v = self.resolve_source(s, read_ahead);
+        if let Some(array) = &v {
+            self.exposed.push(array.clone());
+        }
+        v
+    }
+
+    /// [`Resolver::resolve`] for computing other arrays from: not itself read by a node.
+    fn resolve_source(&mut self, s: &Samples, read_ahead: f64) -> Option<SampleArray> {
         self.read_ahead = self.read_ahead.max(read_ahead);
         if let Some((_, v)) = self.done.iter().find(|(k, _)| k == s) {
             return v.clone();
@@ -470,11 +537,10 @@ impl<'a> Resolver<'a> {
                     (Some(Ok(whole)), None) => Some(SampleArray::from(&whole[..])),
                     (Some(Err(lazy)), Some([lo, hi])) => {
                         let to = self.new_lazy();
-                        self.derived.push(Derived::Remap {
+                        self.derived.push(Derived {
                             from: lazy,
                             to: to.clone(),
-                            lo: *lo,
-                            hi: *hi,
+                            how: Derivation::Remap { lo: *lo, hi: *hi },
                         });
                         Some(to)
                     }
@@ -485,16 +551,16 @@ impl<'a> Resolver<'a> {
             Samples::WavetableGain { mix, index, count } => {
                 let span = WaveSpan::new(*index, *count);
                 let complete = self.is_whole(mix);
-                self.resolve(mix, read_ahead).map(|mix| {
+                self.resolve_source(mix, read_ahead).map(|mix| {
                     if complete {
                         let mix = mix.to_vec();
                         SampleArray::from(mix.iter().map(|&m| span.gain(m)).collect::<Vec<_>>())
                     } else {
                         let to = self.new_lazy();
-                        self.derived.push(Derived::WavetableGain {
-                            mix,
+                        self.derived.push(Derived {
+                            from: mix,
                             to: to.clone(),
-                            span,
+                            how: Derivation::WavetableGain(span),
                         });
                         to
                     }
@@ -562,18 +628,21 @@ impl<'a> Resolver<'a> {
         Some(Err(array))
     }
 
-    /// What fills the lazy arrays as the render advances.
+    /// What fills the lazy arrays as the render advances. Arrays that no node reads (a raw
+    /// output that every reader takes remapped, a wavetable mix that only its gains read) are
+    /// dropped here: their values are computed on the way to the arrays derived from them.
     pub fn into_filler(self) -> Filler {
+        let tree = |array: &SampleArray| Signal::tree(array, &self.derived, &self.exposed);
         let mut lazy_groups = Vec::new();
         for group in groups(self.cppns, self.outputs) {
             let mut indices = Vec::new();
-            let mut targets: Vec<SampleArray> = Vec::new();
+            let mut signals = Vec::new();
             for &(out, idx) in &group.members {
                 // Noise outputs are lazy too, but filled by their generator.
                 let is_cppn = matches!(self.outputs[out].source, Source::Cppn(_));
-                if let Some(array) = self.lazy[out].as_ref().filter(|_| is_cppn) {
+                if let Some(signal) = self.lazy[out].as_ref().filter(|_| is_cppn).and_then(tree) {
                     indices.push(idx);
-                    targets.push(array.clone());
+                    signals.push(signal);
                 }
             }
             if indices.is_empty() {
@@ -587,19 +656,22 @@ impl<'a> Resolver<'a> {
                     crate::dsp::SAMPLE_RATE as f64,
                 ),
                 indices,
-                targets,
+                signals,
             });
         }
-        let nothing_lazy =
-            lazy_groups.is_empty() && self.derived.is_empty() && self.noise.is_empty();
+        let noise: Vec<(NoiseGen, Signal)> = self
+            .noise
+            .iter()
+            .filter_map(|(generator, array)| Some((generator.clone(), tree(array)?)))
+            .collect();
+        let nothing_lazy = lazy_groups.is_empty() && noise.is_empty();
         Filler {
             frames: self.frames,
             filled: if nothing_lazy { self.frames } else { 0 },
             read_ahead: self.read_ahead,
             velocity: self.velocity,
             groups: lazy_groups,
-            noise: self.noise,
-            derived: self.derived,
+            noise,
         }
     }
 }
@@ -612,8 +684,7 @@ pub struct Filler {
     read_ahead: f64,
     velocity: f64,
     groups: Vec<LazyGroup>,
-    noise: Vec<(NoiseGen, SampleArray)>,
-    derived: Vec<Derived>,
+    noise: Vec<(NoiseGen, Signal)>,
 }
 
 impl Filler {
@@ -622,18 +693,11 @@ impl Filler {
         let groups: usize = self
             .groups
             .iter()
-            .flat_map(|g| &g.targets)
-            .map(SampleArray::storage_bytes)
+            .flat_map(|g| &g.signals)
+            .map(Signal::storage_bytes)
             .sum();
-        let noise: usize = self.noise.iter().map(|(_, a)| a.storage_bytes()).sum();
-        let derived: usize = self
-            .derived
-            .iter()
-            .map(|d| match d {
-                Derived::Remap { to, .. } | Derived::WavetableGain { to, .. } => to.storage_bytes(),
-            })
-            .sum();
-        groups + noise + derived
+        let noise: usize = self.noise.iter().map(|(_, s)| s.storage_bytes()).sum();
+        groups + noise
     }
 
     /// Frames filled so far.
@@ -686,29 +750,13 @@ impl Filler {
                 &group.indices,
                 &mut views,
             );
-            for (target, buf) in group.targets.iter().zip(&bufs) {
-                target.write(sub.start, buf);
+            for (signal, buf) in group.signals.iter().zip(&bufs) {
+                signal.emit(sub.start, buf);
             }
         });
-        for (generator, array) in &mut self.noise {
-            for i in range.clone() {
-                array.set(i, generator.next_sample());
-            }
-        }
-        // In creation order: a wavetable gain's mix (if derived) was created before it.
-        for d in &self.derived {
-            match d {
-                Derived::Remap { from, to, lo, hi } => {
-                    for i in range.clone() {
-                        to.set(i, remap_one(from.get(i), *lo, *hi));
-                    }
-                }
-                Derived::WavetableGain { mix, to, span } => {
-                    for i in range.clone() {
-                        to.set(i, span.gain(mix.get(i)));
-                    }
-                }
-            }
+        for (generator, signal) in &mut self.noise {
+            let samples: Vec<f32> = range.clone().map(|_| generator.next_sample()).collect();
+            signal.emit(range.start, &samples);
         }
         self.filled = range.end;
     }
@@ -747,6 +795,50 @@ mod tests {
         let rms = (w.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
         // uniform on [-1, 1] has RMS 1/sqrt(3)
         assert!((rms - 1.0 / 3f64.sqrt()).abs() < 0.01, "{rms}");
+    }
+
+    #[test]
+    fn only_arrays_that_nodes_read_are_stored_and_derived_ones_match_the_whole_functions() {
+        // raw -> remapped (a wavetable mix) -> one wave's gain, as a wavetable genome has it.
+        let len = 300;
+        let (raw, mix, gain) = (
+            SampleArray::window(len, 256),
+            SampleArray::window(len, 256),
+            SampleArray::window(len, 256),
+        );
+        let derived = [
+            Derived {
+                from: raw.clone(),
+                to: mix.clone(),
+                how: Derivation::Remap { lo: -1.0, hi: 0.5 },
+            },
+            Derived {
+                from: mix.clone(),
+                to: gain.clone(),
+                how: Derivation::WavetableGain(WaveSpan::new(1, 3)),
+            },
+        ];
+        assert!(
+            Signal::tree(&raw, &derived, &[]).is_none(),
+            "nothing is read"
+        );
+        let only_gain = Signal::tree(&raw, &derived, std::slice::from_ref(&gain)).unwrap();
+        assert_eq!(only_gain.storage_bytes(), gain.storage_bytes());
+        let mix_too = Signal::tree(&raw, &derived, &[gain.clone(), mix.clone()]).unwrap();
+        assert_eq!(mix_too.storage_bytes(), 2 * gain.storage_bytes());
+
+        let values: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 1.2).collect();
+        // In pieces that wrap the 256-sample windows, as the filler writes them.
+        for range in [0..200, 200..300] {
+            mix_too.emit(range.start, &values[range]);
+        }
+        let want_mix = remap(&values, -1.0, 0.5);
+        let want_gain = wavetable_gain(&want_mix, 1, 3);
+        for i in 100..len {
+            assert_eq!(mix.get(i).to_bits(), want_mix[i].to_bits(), "mix {i}");
+            assert_eq!(gain.get(i).to_bits(), want_gain[i].to_bits(), "gain {i}");
+            assert_eq!(raw.get(i), 0.0, "the raw output is not stored");
+        }
     }
 
     #[test]
