@@ -4,9 +4,12 @@
 //! a time by [`AudioGraph::render_block`], which allocates nothing: every bus, param buffer and
 //! delay line exists before the first block.
 //!
-//! Per block, nodes run in web-audio-api's order ([`super::order`]); each node's output is
-//! added into its targets' inputs right after it runs (so inputs sum in processing order, as
-//! there), and its own input is reset to silence.
+//! Per block, nodes run in web-audio-api's order ([`super::order`]). There each node adds its
+//! output into its targets' inputs right after it runs; here a node sums its sources' outputs
+//! into one shared input bus right before it runs, in the same order (sources in processing
+//! order, each one's edges in insertion order), which is the same float additions in the same
+//! sequence: the order is topological, so every source has run, this block, by then. One input
+//! bus per render instead of one per node (3 KiB each; a genome has dozens of nodes).
 
 use crate::dsp::biquad::{Biquad, BiquadType};
 use crate::dsp::buffer_source::BufferSource;
@@ -62,8 +65,9 @@ enum Proc {
 struct Node {
     proc: Proc,
     config: ChannelConfig,
-    /// Audio edges (param-owner edges are implicit in `params`).
-    targets: Vec<usize>,
+    /// Sources of the audio edges into this node, one entry per edge, in the order
+    /// web-audio-api adds them (param-owner edges are implicit in `params`).
+    sources: Vec<usize>,
     /// Param node ids in the processor's PARAMS order.
     params: Vec<usize>,
 }
@@ -72,7 +76,8 @@ struct Node {
 pub struct AudioGraph {
     nodes: Vec<Node>,
     order: Vec<usize>,
-    inputs: Vec<Bus>,
+    /// The input of the node being processed.
+    input: Bus,
     outputs: Vec<Bus>,
     /// Param node values of the current block and how many are valid (1 or 128).
     param_values: Vec<[f32; RENDER_QUANTUM]>,
@@ -318,6 +323,32 @@ impl AudioGraph {
         };
         let ordering = order(&mut topology);
 
+        // Edges the ordering dropped (cycle-breaking writers) carry no audio; the param-owner
+        // edges are consumed through `params`.
+        let targets = |id: usize| {
+            topology.outgoing[id]
+                .iter()
+                .copied()
+                .filter(move |_| !matches!(graph.nodes[id].kind, Kind::Param { .. }))
+        };
+        let mut position = vec![usize::MAX; n];
+        for (k, &id) in ordering.ordered.iter().enumerate() {
+            position[id] = k;
+        }
+        let mut sources: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &id in &ordering.ordered {
+            for t in targets(id) {
+                if position[t] == usize::MAX {
+                    continue; // muted: never runs
+                }
+                if position[t] < position[id] {
+                    return Err(RenderError(format!(
+                        "internal: node {t} runs before its source {id}"
+                    )));
+                }
+                sources[t].push(id);
+            }
+        }
         let nodes = graph
             .nodes
             .iter()
@@ -339,14 +370,7 @@ impl AudioGraph {
                 Node {
                     proc: procs[id].take().expect("every node instantiated"),
                     config: configs[id],
-                    // Edges the ordering dropped (cycle-breaking writers) carry no audio; the
-                    // param-owner edges are consumed through `params`.
-                    targets: topology.outgoing[id]
-                        .iter()
-                        .copied()
-                        .filter(|&t| !matches!(graph.nodes[id].kind, Kind::Param { .. }) || t != id)
-                        .filter(|_| !matches!(graph.nodes[id].kind, Kind::Param { .. }))
-                        .collect(),
+                    sources: std::mem::take(&mut sources[id]),
                     params,
                 }
             })
@@ -355,7 +379,7 @@ impl AudioGraph {
         Ok(AudioGraph {
             nodes,
             order: ordering.ordered,
-            inputs: (0..n).map(|_| Bus::silent()).collect(),
+            input: Bus::silent(),
             outputs: (0..n).map(|_| Bus::silent()).collect(),
             param_values: vec![[0.0; RENDER_QUANTUM]; n],
             param_len: vec![1; n],
@@ -372,22 +396,25 @@ impl AudioGraph {
         for k in 0..self.order.len() {
             let id = self.order[k];
             let node = &mut self.nodes[id];
+            let input = &mut self.input;
+            input.make_silent();
+            for &source in &node.sources {
+                input.add(&self.outputs[source], &node.config);
+            }
             match &mut node.proc {
                 Proc::Destination => {
-                    self.outputs[id].copy_from(&self.inputs[id]);
+                    self.outputs[id].copy_from(input);
                 }
                 Proc::Merger => {
                     let out = &mut self.outputs[id];
                     out.make_silent();
                     out.set_number_of_channels(MERGER_CHANNELS);
-                    if !self.inputs[id].is_silent() {
-                        out.channel_mut(0)
-                            .copy_from_slice(self.inputs[id].channel(0));
+                    if !input.is_silent() {
+                        out.channel_mut(0).copy_from_slice(input.channel(0));
                     }
                 }
                 Proc::Param(p) => {
-                    self.param_len[id] =
-                        p.compute(&scope, &self.inputs[id], &mut self.param_values[id]);
+                    self.param_len[id] = p.compute(&scope, input, &mut self.param_values[id]);
                 }
                 Proc::Node(proc) => {
                     let mut slices: [&[f32]; MAX_PARAMS] = [&[]; MAX_PARAMS];
@@ -395,14 +422,14 @@ impl AudioGraph {
                         *slot = &self.param_values[p][..self.param_len[p]];
                     }
                     proc.process(
-                        &self.inputs[id],
+                        input,
                         &slices[..node.params.len()],
                         &mut self.outputs[id],
                         &scope,
                     );
                 }
                 Proc::DelayWriter(d) => {
-                    self.delays[*d].write(&self.inputs[id], &scope);
+                    self.delays[*d].write(input, &scope);
                 }
                 Proc::DelayReader(d) => {
                     let p = node.params[0];
@@ -411,12 +438,6 @@ impl AudioGraph {
                 }
                 Proc::Silent => {}
             }
-            for t in 0..self.nodes[id].targets.len() {
-                let target = self.nodes[id].targets[t];
-                let config = self.nodes[target].config;
-                self.inputs[target].add(&self.outputs[id], &config);
-            }
-            self.inputs[id].make_silent();
         }
         let dest = &self.outputs[crate::patch::graph::DESTINATION];
         out.copy_from_slice(dest.channel(0));
