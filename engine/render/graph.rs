@@ -8,8 +8,10 @@
 //! output into its targets' inputs right after it runs; here a node sums its sources' outputs
 //! into one shared input bus right before it runs, in the same order (sources in processing
 //! order, each one's edges in insertion order), which is the same float additions in the same
-//! sequence: the order is topological, so every source has run, this block, by then. One input
-//! bus per render instead of one per node (3 KiB each; a genome has dozens of nodes).
+//! sequence: the order is topological, so every source has run, this block, by then. So a
+//! render needs one input bus, not one per node, and output buses only for the outputs still
+//! to be read at any point of the order ([`assign_output_buses`]): a bus is 3 KiB and a genome
+//! has dozens of nodes (89P1: 36 nodes, 4 output buses, the silent one included).
 
 use crate::dsp::biquad::{Biquad, BiquadType};
 use crate::dsp::buffer_source::BufferSource;
@@ -65,11 +67,65 @@ enum Proc {
 struct Node {
     proc: Proc,
     config: ChannelConfig,
-    /// Sources of the audio edges into this node, one entry per edge, in the order
-    /// web-audio-api adds them (param-owner edges are implicit in `params`).
+    /// Output buses of the sources of the audio edges into this node, one entry per edge, in
+    /// the order web-audio-api adds them (param-owner edges are implicit in `params`).
     sources: Vec<usize>,
-    /// Param node ids in the processor's PARAMS order.
+    /// This node's output bus: [`SILENT_BUS`] for nodes that never write one.
+    output: usize,
+    /// Value slots of the param nodes, in the processor's PARAMS order; for a param node,
+    /// its own value slot.
     params: Vec<usize>,
+}
+
+/// The output bus of nodes that write none (params, delay writers, silent and muted nodes):
+/// never written, so it reads as the silence those outputs are.
+const SILENT_BUS: usize = 0;
+
+/// Output buses for the nodes of `order`: a node's bus is live from when it runs until its
+/// last consumer has summed it, and then goes to a later node. web-audio-api keeps one per
+/// node; sharing gives the same samples because every processor writes its whole output
+/// (channel count, flags and data) from its own state, input and params, never from what its
+/// output bus held before, and every consumer reads a source's output of the current block.
+/// Returns each node's bus and the number of buses (at most the number of nodes plus one).
+fn assign_output_buses(
+    order: &[usize],
+    sources: &[Vec<usize>],
+    writes_output: &[bool],
+    destination: usize,
+) -> (Vec<usize>, usize) {
+    let n = sources.len();
+    let mut last_use: Vec<Option<usize>> = vec![None; n];
+    for (k, &id) in order.iter().enumerate() {
+        for &s in &sources[id] {
+            last_use[s] = Some(k);
+        }
+    }
+    let mut bus = vec![SILENT_BUS; n];
+    let mut freed = vec![false; n];
+    let mut free: Vec<usize> = Vec::new();
+    let mut count = SILENT_BUS + 1;
+    for (k, &id) in order.iter().enumerate() {
+        // Sources whose last consumer this is: done once this node has summed them, which it
+        // does before it writes its own output, so their buses may hold that output.
+        for &s in &sources[id] {
+            if last_use[s] == Some(k) && bus[s] != SILENT_BUS && !freed[s] {
+                freed[s] = true;
+                free.push(bus[s]);
+            }
+        }
+        if writes_output[id] {
+            bus[id] = free.pop().unwrap_or_else(|| {
+                count += 1;
+                count - 1
+            });
+            // Read by nobody (the destination's is read after the block): free right away.
+            if last_use[id].is_none() && id != destination {
+                freed[id] = true;
+                free.push(bus[id]);
+            }
+        }
+    }
+    (bus, count)
 }
 
 /// A render's audio graph, ready to render blocks.
@@ -349,6 +405,29 @@ impl AudioGraph {
                 sources[t].push(id);
             }
         }
+        let writes_output: Vec<bool> = procs
+            .iter()
+            .map(|p| {
+                matches!(
+                    p,
+                    Some(Proc::Destination | Proc::Merger | Proc::Node(_) | Proc::DelayReader(_))
+                )
+            })
+            .collect();
+        let (output_bus, buses) = assign_output_buses(
+            &ordering.ordered,
+            &sources,
+            &writes_output,
+            crate::patch::graph::DESTINATION,
+        );
+        let mut value_slot = vec![usize::MAX; n];
+        let mut values = 0;
+        for (id, p) in procs.iter().enumerate() {
+            if matches!(p, Some(Proc::Param(_))) {
+                value_slot[id] = values;
+                values += 1;
+            }
+        }
         let nodes = graph
             .nodes
             .iter()
@@ -366,12 +445,19 @@ impl AudioGraph {
                             })
                             .expect("param node for every descriptor")
                     })
+                    .map(|p| value_slot[p])
                     .collect();
+                let proc = procs[id].take().expect("every node instantiated");
                 Node {
-                    proc: procs[id].take().expect("every node instantiated"),
+                    params: if matches!(proc, Proc::Param(_)) {
+                        vec![value_slot[id]]
+                    } else {
+                        params
+                    },
+                    proc,
                     config: configs[id],
-                    sources: std::mem::take(&mut sources[id]),
-                    params,
+                    sources: sources[id].iter().map(|&s| output_bus[s]).collect(),
+                    output: output_bus[id],
                 }
             })
             .collect();
@@ -380,9 +466,9 @@ impl AudioGraph {
             nodes,
             order: ordering.ordered,
             input: Bus::silent(),
-            outputs: (0..n).map(|_| Bus::silent()).collect(),
-            param_values: vec![[0.0; RENDER_QUANTUM]; n],
-            param_len: vec![1; n],
+            outputs: (0..buses).map(|_| Bus::silent()).collect(),
+            param_values: vec![[0.0; RENDER_QUANTUM]; values],
+            param_len: vec![1; values],
             delays,
         })
     }
@@ -401,32 +487,28 @@ impl AudioGraph {
             for &source in &node.sources {
                 input.add(&self.outputs[source], &node.config);
             }
+            let output = &mut self.outputs[node.output];
             match &mut node.proc {
                 Proc::Destination => {
-                    self.outputs[id].copy_from(input);
+                    output.copy_from(input);
                 }
                 Proc::Merger => {
-                    let out = &mut self.outputs[id];
-                    out.make_silent();
-                    out.set_number_of_channels(MERGER_CHANNELS);
+                    output.make_silent();
+                    output.set_number_of_channels(MERGER_CHANNELS);
                     if !input.is_silent() {
-                        out.channel_mut(0).copy_from_slice(input.channel(0));
+                        output.channel_mut(0).copy_from_slice(input.channel(0));
                     }
                 }
                 Proc::Param(p) => {
-                    self.param_len[id] = p.compute(&scope, input, &mut self.param_values[id]);
+                    let slot = node.params[0];
+                    self.param_len[slot] = p.compute(&scope, input, &mut self.param_values[slot]);
                 }
                 Proc::Node(proc) => {
                     let mut slices: [&[f32]; MAX_PARAMS] = [&[]; MAX_PARAMS];
-                    for (slot, &p) in slices.iter_mut().zip(&node.params) {
-                        *slot = &self.param_values[p][..self.param_len[p]];
+                    for (slice, &p) in slices.iter_mut().zip(&node.params) {
+                        *slice = &self.param_values[p][..self.param_len[p]];
                     }
-                    proc.process(
-                        input,
-                        &slices[..node.params.len()],
-                        &mut self.outputs[id],
-                        &scope,
-                    );
+                    proc.process(input, &slices[..node.params.len()], output, &scope);
                 }
                 Proc::DelayWriter(d) => {
                     self.delays[*d].write(input, &scope);
@@ -434,12 +516,86 @@ impl AudioGraph {
                 Proc::DelayReader(d) => {
                     let p = node.params[0];
                     let slices: [&[f32]; 1] = [&self.param_values[p][..self.param_len[p]]];
-                    self.delays[*d].read(&slices, &mut self.outputs[id], &scope);
+                    self.delays[*d].read(&slices, output, &scope);
                 }
                 Proc::Silent => {}
             }
         }
-        let dest = &self.outputs[crate::patch::graph::DESTINATION];
+        let dest = &self.outputs[self.nodes[crate::patch::graph::DESTINATION].output];
         out.copy_from_slice(dest.channel(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random DAGs (node ids in topological order, node 0 the destination) checked against
+    /// the liveness rule: a bus is written again only once every consumer of its previous
+    /// output has read it.
+    #[test]
+    fn shared_output_buses_are_never_overwritten_while_still_needed() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        for _ in 0..500 {
+            let n = 2 + next(30);
+            // Run order: n-1, n-2, ..., 0 (the destination last); edges go to lower ids.
+            let order: Vec<usize> = (0..n).rev().collect();
+            let mut sources = vec![Vec::new(); n];
+            for t in 0..n - 1 {
+                for _ in 0..next(4) {
+                    let s = t + 1 + next(n - 1 - t);
+                    sources[t].push(s); // repeated edges too
+                }
+            }
+            let writes: Vec<bool> = (0..n).map(|id| id == 0 || next(5) > 0).collect();
+            let (bus, count) = assign_output_buses(&order, &sources, &writes, 0);
+            assert!(count <= n + 1);
+            let position = |id: usize| n - 1 - id;
+            let last_read = |id: usize| {
+                if id == 0 {
+                    return usize::MAX; // read after the block
+                }
+                (0..n)
+                    .filter(|&t| sources[t].contains(&id))
+                    .map(position)
+                    .max()
+                    .unwrap_or(position(id))
+            };
+            for i in 0..n {
+                if !writes[i] {
+                    assert_eq!(bus[i], SILENT_BUS, "node {i} writes nothing");
+                    continue;
+                }
+                assert_ne!(bus[i], SILENT_BUS, "node {i} writes into the silent bus");
+                for j in 0..n {
+                    let later = position(j) > position(i);
+                    if j != i && writes[j] && bus[j] == bus[i] && later {
+                        assert!(
+                            position(j) >= last_read(i),
+                            "node {j} overwrites node {i}'s output before it is read"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_needs_two_buses_whatever_its_length() {
+        // 9 -> 8 -> ... -> 1 -> 0 (destination)
+        let n = 10;
+        let order: Vec<usize> = (0..n).rev().collect();
+        let sources: Vec<Vec<usize>> = (0..n)
+            .map(|t| if t + 1 < n { vec![t + 1] } else { vec![] })
+            .collect();
+        let (_, count) = assign_output_buses(&order, &sources, &vec![true; n], 0);
+        // The silent bus plus one: each node takes over its source's bus.
+        assert_eq!(count, 2);
     }
 }
