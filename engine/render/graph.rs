@@ -547,10 +547,9 @@ mod tests {
             // Run order: n-1, n-2, ..., 0 (the destination last); edges go to lower ids.
             let order: Vec<usize> = (0..n).rev().collect();
             let mut sources = vec![Vec::new(); n];
-            for t in 0..n - 1 {
+            for (t, into) in sources.iter_mut().enumerate().take(n - 1) {
                 for _ in 0..next(4) {
-                    let s = t + 1 + next(n - 1 - t);
-                    sources[t].push(s); // repeated edges too
+                    into.push(t + 1 + next(n - 1 - t)); // repeated edges too
                 }
             }
             let writes: Vec<bool> = (0..n).map(|id| id == 0 || next(5) > 0).collect();
