@@ -1,7 +1,9 @@
 //! Server memory per idle connection and per active render (issue targets: at most 64 KiB and
 //! 512 KiB): RSS of the server process before and after opening N idle WebSocket connections,
 //! then with N renders in flight whose readers have stopped reading (each render is held at its
-//! bounds: a full ring, a parked job, a bounded write buffer), per fixture genome.
+//! bounds: a full ring, a parked job, a bounded write buffer), per fixture genome and chunk
+//! format. A stalled reader's connection also holds the chunk message its socket refused: about
+//! 80 KB for a 4096-sample JSON chunk, 16 KiB for a binary one.
 //!
 //! `cargo bench --bench memory [-- --connections 1000 --renders 64 --duration 60]`
 
@@ -47,32 +49,37 @@ fn main() {
     );
     drop(idle);
 
-    println!("\n| genome | renders in flight | RSS before KiB | RSS after KiB | KiB per render (target <= 512) |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "\n| genome | format | renders in flight | RSS before KiB | RSS after KiB | KiB per render (target <= 512) |"
+    );
+    println!("|---|---|---:|---:|---:|---:|");
     for f in fixtures() {
-        // A fresh server per genome, so one genome's allocations do not hide another's.
-        let server = ServerProcess::start(&["--quiet"]);
-        let pid = server.pid();
-        // Warm: compile the genome and start the workers.
-        let mut warm = connect(server.addr);
-        warm.send(Message::Text(render_message(&f, false, 0.1, true)))
-            .unwrap();
-        while !matches!(warm.read().unwrap(), Message::Text(t) if t.contains("\"complete\"")) {}
-        let before = settled_rss(pid);
-        let stalled: Vec<Socket> = (0..renders)
-            .map(|_| {
-                let mut s = connect(server.addr);
-                s.send(Message::Text(render_message(&f, false, duration, false)))
-                    .unwrap();
-                s
-            })
-            .collect();
-        let after = settled_rss(pid);
-        println!(
-            "| {} | {renders} | {before} | {after} | {:.0} |",
-            f.id,
-            after.saturating_sub(before) as f64 / renders as f64
-        );
-        drop(stalled);
+        for binary in [true, false] {
+            // A fresh server per cell, so one cell's allocations do not hide another's.
+            let server = ServerProcess::start(&["--quiet"]);
+            let pid = server.pid();
+            // Warm: compile the genome and start the workers.
+            let mut warm = connect(server.addr);
+            warm.send(Message::Text(render_message(&f, false, 0.1, binary)))
+                .unwrap();
+            while !matches!(warm.read().unwrap(), Message::Text(t) if t.contains("\"complete\"")) {}
+            let before = settled_rss(pid);
+            let stalled: Vec<Socket> = (0..renders)
+                .map(|_| {
+                    let mut s = connect(server.addr);
+                    s.send(Message::Text(render_message(&f, false, duration, binary)))
+                        .unwrap();
+                    s
+                })
+                .collect();
+            let after = settled_rss(pid);
+            println!(
+                "| {} | {} | {renders} | {before} | {after} | {:.0} |",
+                f.id,
+                if binary { "binary" } else { "json" },
+                after.saturating_sub(before) as f64 / renders as f64
+            );
+            drop(stalled);
+        }
     }
 }
