@@ -55,7 +55,8 @@ const MERGER_CHANNELS: usize = 6;
 enum Proc {
     Destination,
     Merger,
-    Param(Param),
+    /// The param and its slot in `AudioGraph::param_values`.
+    Param(Param, usize),
     Node(Box<dyn Processor>),
     /// Index into `AudioGraph::delays`.
     DelayWriter(usize),
@@ -72,8 +73,7 @@ struct Node {
     sources: Vec<usize>,
     /// This node's output bus: [`SILENT_BUS`] for nodes that never write one.
     output: usize,
-    /// Value slots of the param nodes, in the processor's PARAMS order; for a param node,
-    /// its own value slot.
+    /// `param_values` slots of the param nodes, in the processor's PARAMS order.
     params: Vec<usize>,
 }
 
@@ -254,6 +254,9 @@ impl AudioGraph {
         let mut delays: Vec<Delay> = Vec::new();
         let mut delay_of_writer: Vec<Option<usize>> = vec![None; n];
         let mut procs: Vec<Option<Proc>> = (0..n).map(|_| None).collect();
+        // Param nodes' slots in `param_values`, in creation order.
+        let mut value_slot = vec![usize::MAX; n];
+        let mut values = 0;
         let mut configs = vec![ChannelConfig::DEFAULT; n];
         // PARAMS of each node's processor, to order and describe its param nodes.
         let mut node_params: Vec<&'static [ParamDescriptor]> = vec![&[]; n];
@@ -361,7 +364,9 @@ impl AudioGraph {
                         .map_err(err)?;
                 }
             }
-            procs[id] = Some(Proc::Param(p));
+            value_slot[id] = values;
+            procs[id] = Some(Proc::Param(p, values));
+            values += 1;
             configs[id] = param::INPUT_CHANNEL_CONFIG;
         }
 
@@ -420,14 +425,6 @@ impl AudioGraph {
             &writes_output,
             crate::patch::graph::DESTINATION,
         );
-        let mut value_slot = vec![usize::MAX; n];
-        let mut values = 0;
-        for (id, p) in procs.iter().enumerate() {
-            if matches!(p, Some(Proc::Param(_))) {
-                value_slot[id] = values;
-                values += 1;
-            }
-        }
         let nodes = graph
             .nodes
             .iter()
@@ -447,14 +444,9 @@ impl AudioGraph {
                     })
                     .map(|p| value_slot[p])
                     .collect();
-                let proc = procs[id].take().expect("every node instantiated");
                 Node {
-                    params: if matches!(proc, Proc::Param(_)) {
-                        vec![value_slot[id]]
-                    } else {
-                        params
-                    },
-                    proc,
+                    proc: procs[id].take().expect("every node instantiated"),
+                    params,
                     config: configs[id],
                     sources: sources[id].iter().map(|&s| output_bus[s]).collect(),
                     output: output_bus[id],
@@ -499,9 +491,8 @@ impl AudioGraph {
                         output.channel_mut(0).copy_from_slice(input.channel(0));
                     }
                 }
-                Proc::Param(p) => {
-                    let slot = node.params[0];
-                    self.param_len[slot] = p.compute(&scope, input, &mut self.param_values[slot]);
+                Proc::Param(p, slot) => {
+                    self.param_len[*slot] = p.compute(&scope, input, &mut self.param_values[*slot]);
                 }
                 Proc::Node(proc) => {
                     let mut slices: [&[f32]; MAX_PARAMS] = [&[]; MAX_PARAMS];
