@@ -747,17 +747,7 @@ impl Server {
             return;
         }
         loop {
-            let Server {
-                sessions,
-                scheduler,
-                ..
-            } = self;
-            let Some(session) = token
-                .0
-                .checked_sub(FIRST_SESSION)
-                .and_then(|i| sessions.get_mut(i))
-                .and_then(Option::as_mut)
-            else {
+            let Some(session) = self.session(token) else {
                 return;
             };
             if session.blocked || session.closing || session.draining_until.is_some() {
@@ -783,9 +773,6 @@ impl Server {
                     let n = RENDER_QUANTUM.min(s.total_frames - s.taken);
                     s.frame.push(&block[..n]);
                     s.taken += n;
-                }
-                if s.parked.is_some() && s.handle.consumer.slots() <= RING_BLOCKS / 2 {
-                    scheduler.submit(s.parked.take().expect("checked"));
                 }
                 let full = s.frame.samples() == s.spec.chunk_samples;
                 let last = s.taken == s.total_frames && s.frame.samples() > 0;
@@ -824,6 +811,31 @@ impl Server {
             }
         }
         self.flush(token);
+        self.resume_parked(token);
+    }
+
+    /// Resubmits the session's parked jobs whose rings have drained below half. This runs
+    /// after the flush, so that what was drained (a render's first chunk above all) is on its
+    /// way to the client before the job competes with the loop for a core again.
+    fn resume_parked(&mut self, token: Token) {
+        let Server {
+            sessions,
+            scheduler,
+            ..
+        } = self;
+        let Some(session) = token
+            .0
+            .checked_sub(FIRST_SESSION)
+            .and_then(|i| sessions.get_mut(i))
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        for s in &mut session.streams {
+            if s.parked.is_some() && s.handle.consumer.slots() <= RING_BLOCKS / 2 {
+                scheduler.submit(s.parked.take().expect("checked"));
+            }
+        }
     }
 
     /// Writes one message; false when the connection is unusable.

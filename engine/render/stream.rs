@@ -6,6 +6,10 @@
 //!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half;
 //! - a job that keeps finding room renders at most [`SLICE_BLOCKS`] blocks per turn and then
 //!   queues itself behind the other jobs, so one fast reader cannot monopolise a worker;
+//! - a job's first turn renders [`FIRST_SLICE_BLOCKS`] blocks and then returns the job to the
+//!   consumer as if parked, so the consumer sends the first chunk before it resubmits the job:
+//!   the rest of the render (and its parallel CPPN fills, which take every core) then cannot
+//!   slow the first chunk's encoding and write on a small machine;
 //! - the consumer is told that data is ready only when a ring goes from empty to non-empty
 //!   (at most one [`JobEvent::Ready`] outstanding per stream), so wake-ups cost per burst;
 //! - the cancel flag is read before every block, so cancel and disconnect take effect within
@@ -40,7 +44,8 @@ pub const RING_BLOCKS: usize = 64;
 /// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
 pub const SLICE_BLOCKS: usize = 128;
 
-/// Blocks of a job's first turn: one default chunk (4096 frames). A burst of new requests then
+/// Blocks of a job's first turn: one default chunk (4096 frames). The job then goes back to
+/// its consumer ([`JobEvent::Parked`]) until that chunk is written, so a burst of new requests
 /// gets every first chunk out before any of them renders further, and the rest of each render
 /// queues behind the streams already playing.
 pub const FIRST_SLICE_BLOCKS: usize = 32;
@@ -78,7 +83,8 @@ impl StreamShared {
 pub enum JobEvent {
     /// The ring went from empty to non-empty.
     Ready(u64),
-    /// The ring is full; resubmit the job when the ring has room again.
+    /// The ring is full, or the job's first turn is over; resubmit the job when the ring has
+    /// room again (at most half full), after sending what was drained.
     Parked(u64, RenderJob),
     /// Every block is in the ring.
     Finished(u64, Finished),
@@ -316,6 +322,108 @@ impl Scheduler {
                 self.send(JobEvent::Ready(job.id));
             }
         }
+        if first_turn {
+            // The first chunk goes on the wire before this render takes a core again.
+            self.send(JobEvent::Parked(job.id, job));
+            return Turn::Done;
+        }
         Turn::Yield(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{bounded, Receiver};
+
+    fn scheduler() -> (Scheduler, Receiver<JobEvent>) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (tx, rx) = bounded(EVENTS_PER_STREAM);
+        (Scheduler::new(Arc::new(pool), tx, Arc::new(|| {})), rx)
+    }
+
+    fn job(seconds: f64) -> (RenderJob, StreamHandle) {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/reference/01M88X7T6Y68CC64GC56PAT2JM.genome.json");
+        let json = std::fs::read(path).unwrap();
+        let request = RenderRequest {
+            duration: seconds,
+            note_delta: 0.0,
+            velocity: 1.0,
+            seed: 1,
+        };
+        let prepare: Prepare = Box::new(move || CompiledGenome::from_json(&json).map(Arc::new));
+        stream(7, request, CppnBackend::Cpu, prepare)
+    }
+
+    /// The next event other than `Ready`.
+    fn next_event(rx: &Receiver<JobEvent>) -> JobEvent {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)).expect("an event") {
+                JobEvent::Ready(id) => assert_eq!(id, 7),
+                event => return event,
+            }
+        }
+    }
+
+    fn drain(handle: &mut StreamHandle) -> usize {
+        let n = handle.consumer.slots();
+        for _ in 0..n {
+            handle.consumer.pop().unwrap();
+        }
+        n
+    }
+
+    #[test]
+    fn first_turn_hands_the_job_back_after_one_chunk_and_parks_on_a_full_ring() {
+        let (scheduler, rx) = scheduler();
+        let (job, mut handle) = job(1.0);
+        scheduler.submit(job);
+        let JobEvent::Parked(7, job) = next_event(&rx) else {
+            panic!("the first turn ends with the job handed back");
+        };
+        // Exactly one default chunk, and nothing more while the consumer holds the job.
+        assert_eq!(handle.consumer.slots(), FIRST_SLICE_BLOCKS);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(handle.consumer.slots(), FIRST_SLICE_BLOCKS);
+
+        // Resubmitted without draining, the job fills the ring and parks again.
+        scheduler.submit(job);
+        let JobEvent::Parked(7, mut job) = next_event(&rx) else {
+            panic!("a full ring parks the job");
+        };
+        assert_eq!(handle.consumer.slots(), RING_BLOCKS);
+
+        let mut blocks = 0;
+        loop {
+            blocks += drain(&mut handle);
+            handle.rearm();
+            scheduler.submit(job);
+            match next_event(&rx) {
+                JobEvent::Parked(7, parked) => job = parked,
+                JobEvent::Finished(7, finished) => {
+                    blocks += drain(&mut handle);
+                    assert_eq!(finished.total_frames, 48_000);
+                    assert_eq!(blocks, 48_000usize.div_ceil(RENDER_QUANTUM));
+                    return;
+                }
+                _ => panic!("only Parked or Finished"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_render_shorter_than_the_first_turn_finishes_in_it() {
+        let (scheduler, rx) = scheduler();
+        let (job, mut handle) = job(0.05);
+        scheduler.submit(job);
+        let JobEvent::Finished(7, finished) = next_event(&rx) else {
+            panic!("a 2400-frame render finishes in its first turn");
+        };
+        assert_eq!(finished.total_frames, 2400);
+        assert_eq!(drain(&mut handle), 2400usize.div_ceil(RENDER_QUANTUM));
     }
 }
