@@ -126,6 +126,38 @@ fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f
     (b - a).mul_add(phase, a)
 }
 
+/// [`curve_sample`] at each of `times`, or `before` where a time precedes the curve's start.
+/// The same operations per frame, arranged so that the curve positions (a division each) are
+/// computed several frames at a time.
+#[inline(always)]
+fn curve_samples(
+    start: f64,
+    duration: f64,
+    values: &SampleArray,
+    times: &[f64],
+    before: f32,
+    out: &mut [f32],
+) {
+    let scale = (values.len() - 1) as f64;
+    let mut positions = [0.; RENDER_QUANTUM];
+    for (p, &t) in positions.iter_mut().zip(times) {
+        *p = scale * (t - start) / duration;
+    }
+    let last = values.get(values.len() - 1);
+    for ((o, &t), &position) in out.iter_mut().zip(times).zip(&positions) {
+        *o = if t < start {
+            before
+        } else if t - start >= duration {
+            last
+        } else {
+            let k = position as usize;
+            let phase = (position - position.floor()) as f32;
+            let (a, b) = (values.get(k), values.get(k + 1));
+            (b - a).mul_add(phase, a)
+        };
+    }
+}
+
 impl Param {
     pub fn new(descriptor: ParamDescriptor) -> Self {
         Param {
@@ -270,19 +302,23 @@ impl Param {
                     if is_a_rate {
                         let end = end_index(end_time, block_time, dt);
                         if end > len {
+                            // The frame times are web-audio-api's running sum, in order.
+                            let mut times = [0.; RENDER_QUANTUM];
                             let mut time = (len as f64).mul_add(dt, block_time);
-                            let mut value = 0.;
-                            for v in &mut buf[len..end] {
-                                value = if time < start {
-                                    self.intrinsic_value
-                                } else {
-                                    curve_sample(start, duration, values, time)
-                                };
-                                *v = value;
+                            for t in &mut times[len..end] {
+                                *t = time;
                                 time += dt;
                             }
+                            curve_samples(
+                                start,
+                                duration,
+                                values,
+                                &times[len..end],
+                                self.intrinsic_value,
+                                &mut buf[len..end],
+                            );
+                            self.intrinsic_value = buf[end - 1];
                             len = end;
-                            self.intrinsic_value = value;
                         }
                     }
                     if end_time >= next_block_time {
