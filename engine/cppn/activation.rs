@@ -155,7 +155,8 @@ impl Activation {
             }
             Activation::Triangle => {
                 simd::sin_in_place(v);
-                v.iter_mut().for_each(|x| *x = (2.0 / PI) * libm::asin(*x));
+                simd::asin_in_place(v);
+                v.iter_mut().for_each(|x| *x *= 2.0 / PI);
             }
             Activation::BipolarSigmoid => {
                 v.iter_mut().for_each(|x| *x *= -4.9);

@@ -1,5 +1,6 @@
-//! AVX2 versions of the fdlibm `exp` and `sin` that the `libm` crate implements, four lanes at
-//! a time, giving the same bits as `libm::exp` / `libm::sin` for every input.
+//! AVX2 versions of the fdlibm `exp`, `sin` and `asin` that the `libm` crate implements, four
+//! lanes at a time, giving the same bits as `libm::exp` / `libm::sin` / `libm::asin` for every
+//! input.
 //!
 //! Bit-exactness with the original rules out the usual fast approximations, so these run the
 //! very same sequence of IEEE operations as the scalar code (same constants, same association,
@@ -59,6 +60,19 @@ mod avx2 {
     const C4: f64 = f64::from_bits(0xbe92_7e4f_809c_52ad);
     const C5: f64 = f64::from_bits(0x3e21_ee9e_bdb4_b1c4);
     const C6: f64 = f64::from_bits(0xbda8_fae9_be88_38d4);
+
+    const PIO2_HI: f64 = f64::from_bits(0x3ff9_21fb_5444_2d18);
+    const PIO2_LO: f64 = f64::from_bits(0x3c91_a626_3314_5c07);
+    const P_S0: f64 = f64::from_bits(0x3fc5_5555_5555_5555);
+    const P_S1: f64 = f64::from_bits(0xbfd4_d612_03eb_6f7d);
+    const P_S2: f64 = f64::from_bits(0x3fc9_c155_0e88_4455);
+    const P_S3: f64 = f64::from_bits(0xbfa4_8228_b568_8f3b);
+    const P_S4: f64 = f64::from_bits(0x3f49_efe0_7501_b288);
+    const P_S5: f64 = f64::from_bits(0x3f02_3de1_0dfd_f709);
+    const Q_S1: f64 = f64::from_bits(0xc003_3a27_1c8a_2d4b);
+    const Q_S2: f64 = f64::from_bits(0x4000_2ae5_9c59_8ac8);
+    const Q_S3: f64 = f64::from_bits(0xbfe6_066c_1b8d_0159);
+    const Q_S4: f64 = f64::from_bits(0x3fb3_b8c5_b12e_9282);
 
     /// The smallest non-negative double whose high 32 bits are `high_word`: for a non-negative
     /// `a`, `high word of a >= w` is `a >= at_least(w)`, the form the scalar code's range
@@ -329,6 +343,80 @@ mod avx2 {
         (result, fallback & 0xf)
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn mul(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_mul_pd(a, b)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn add(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_add_pd(a, b)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn sub(a: __m256d, b: __m256d) -> __m256d {
+        _mm256_sub_pd(a, b)
+    }
+
+    /// asin's rational approximation R(z), evaluated as the scalar `comp_r`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn asin_r(z: __m256d) -> __m256d {
+        let s = splat;
+        let p = add(s(P_S4), mul(z, s(P_S5)));
+        let p = add(s(P_S3), mul(z, p));
+        let p = add(s(P_S2), mul(z, p));
+        let p = add(s(P_S1), mul(z, p));
+        let p = mul(z, add(s(P_S0), mul(z, p)));
+        let q = add(s(Q_S3), mul(z, s(Q_S4)));
+        let q = add(s(Q_S2), mul(z, q));
+        let q = add(s(Q_S1), mul(z, q));
+        let q = add(s(1.0), mul(z, q));
+        _mm256_div_pd(p, q)
+    }
+
+    /// `libm::asin` of four lanes; the lanes set in the returned mask must be recomputed with
+    /// `libm::asin` (|x| >= 1, NaN, and |x| < 2^-26, which the scalar code returns as is).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn asin4(x: __m256d) -> (__m256d, u32) {
+        let a = abs(x);
+        let fallback = !lanes(lt(a, 1.0)) & 0xf | lanes(lt(a, at_least(0x3e50_0000)));
+        // |x| < 0.5: x + x R(x^2).
+        let near_zero = add(x, mul(x, asin_r(mul(x, x))));
+        // 0.5 <= |x| < 1: from z = (1 - |x|) / 2 and s = sqrt(z).
+        let z = mul(sub(splat(1.0), a), splat(0.5));
+        let s = _mm256_sqrt_pd(z);
+        let r = asin_r(z);
+        let two = splat(2.0);
+        // |x| > 0.975
+        let near_one = sub(
+            splat(PIO2_HI),
+            sub(mul(two, add(s, mul(s, r))), splat(PIO2_LO)),
+        );
+        // f + c = sqrt(z), f being s with its low word cleared.
+        let f = _mm256_and_pd(s, _mm256_castsi256_pd(_mm256_set1_epi64x(!0xffff_ffff)));
+        let c = _mm256_div_pd(sub(z, mul(f, f)), add(s, f));
+        let pio4_hi = splat(0.5 * PIO2_HI);
+        let middle = sub(
+            pio4_hi,
+            sub(
+                sub(mul(mul(two, s), r), sub(splat(PIO2_LO), mul(two, c))),
+                sub(pio4_hi, mul(two, f)),
+            ),
+        );
+        let far = select(ge(a, at_least(0x3fef_3333)), near_one, middle);
+        let sign = _mm256_and_pd(x, splat(-0.0));
+        let far = _mm256_xor_pd(far, sign);
+        (select(lt(a, 0.5), near_zero, far), fallback)
+    }
+
     /// Applies `f4` to `v` in place four lanes at a time, recomputing the lanes it hands back
     /// (and the tail) with `scalar`.
     #[inline]
@@ -362,6 +450,15 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub fn sin_in_place(v: &mut [f64]) {
         map(v, |x| sin4(x), libm::sin);
+    }
+
+    /// `v[i] = libm::asin(v[i])`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[target_feature(enable = "avx2")]
+    pub fn asin_in_place(v: &mut [f64]) {
+        map(v, |x| asin4(x), libm::asin);
     }
 
     /// `v[i] = libm::exp(v[i])`.
@@ -508,6 +605,24 @@ mod tests {
         let args = arguments(0x1234_5678_9abc_def1, [2.0, 50.0, 750.0], -60..10);
         // SAFETY: assert_bit_exact calls the kernel only where AVX2 is available.
         assert_bit_exact(&args, |v| unsafe { exp_in_place(v) }, libm::exp);
+    }
+
+    #[test]
+    fn asin_matches_libm_bit_for_bit() {
+        let mut args = arguments(0x7a5e_1f00_d15e_a5e5, [1.0, 0.6, 1.5], -60..2);
+        let mut rng = Rng(0xa51);
+        // The thresholds at 0.5 and 0.975 and the approach to 1, bit patterns on either side.
+        for edge in [0.5f64, f64::from_bits(0x3fef_3333 << 32), 1.0] {
+            for ulps in -3000i64..=3000 {
+                let x = f64::from_bits((edge.to_bits() as i64 + ulps) as u64);
+                args.extend([x, -x]);
+            }
+        }
+        for _ in 0..1_000_000 {
+            args.push(rng.uniform(0.97, 1.0));
+        }
+        // SAFETY: assert_bit_exact calls the kernel only where AVX2 is available.
+        assert_bit_exact(&args, |v| unsafe { asin_in_place(v) }, libm::asin);
     }
 
     #[test]
