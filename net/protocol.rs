@@ -313,8 +313,12 @@ pub fn error(request_id: Option<&Value>, message: &str) -> String {
 /// little-endian: `u32` stream id (from `start`), `u32` chunk index (from 1), `u64` offset of
 /// the first sample in the render, then the samples as `f32`.
 ///
+/// The chunk is built as a whole WebSocket frame (room for the frame header is kept at the
+/// front), so the server can write it to the socket as it is, without a second copy of the
+/// message in tungstenite's write buffer.
+///
 /// Holds one chunk at most: `chunk_samples` samples of about 20 bytes each as JSON (4 as binary)
-/// plus a header, from [`ChunkFrame::begin`] until [`ChunkFrame::finish`] hands the bytes on.
+/// plus headers, from [`ChunkFrame::begin`] until [`ChunkFrame::finish`] hands the bytes on.
 #[derive(Debug)]
 pub struct ChunkFrame {
     format: Format,
@@ -322,11 +326,39 @@ pub struct ChunkFrame {
     samples: usize,
 }
 
-/// A finished chunk message.
+/// Longest WebSocket frame header a server sends: 2 bytes, then a 64-bit payload length
+/// (server frames are not masked).
+const MAX_WS_HEADER: usize = 10;
+
+/// A finished chunk message: one complete, final, unmasked WebSocket data frame (text for JSON,
+/// binary for binary chunks), header and payload, ready for the socket.
 #[derive(Debug)]
-pub enum Frame {
-    Text(String),
-    Binary(Vec<u8>),
+pub struct Frame {
+    bytes: Vec<u8>,
+    /// Where the frame starts in `bytes` (the header is right-aligned in the room kept for it).
+    start: usize,
+}
+
+impl Frame {
+    /// The frame's bytes as they go on the wire.
+    pub fn wire(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    /// The frame's buffer and where in it the frame starts (for writing it without a copy).
+    pub fn into_parts(self) -> (Vec<u8>, usize) {
+        (self.bytes, self.start)
+    }
+
+    /// Whether this is a text frame (JSON chunk) rather than a binary one.
+    pub fn is_text(&self) -> bool {
+        self.bytes[self.start] & 0x0f == 0x1
+    }
+
+    /// The message: the frame's payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[MAX_WS_HEADER..]
+    }
 }
 
 impl ChunkFrame {
@@ -355,17 +387,20 @@ impl ChunkFrame {
     ) {
         self.bytes.clear();
         self.samples = 0;
+        self.bytes.extend_from_slice(&[0; MAX_WS_HEADER]);
         match self.format {
             Format::Json => {
                 let mut head = String::new();
                 open(&mut head, "chunk", request_id);
                 let _ = write!(head, ",\"index\":{index},\"data\":[");
                 // Up to 24 bytes for a number and its comma ("-1.1754943508222875e-38,").
-                self.bytes.reserve(head.len() + capacity * 24 + 64);
+                self.bytes
+                    .reserve(head.len() + capacity * 24 + 64 + MAX_WS_HEADER);
                 self.bytes.extend_from_slice(head.as_bytes());
             }
             Format::Binary => {
-                self.bytes.reserve(BINARY_HEADER_BYTES + capacity * 4);
+                self.bytes
+                    .reserve(BINARY_HEADER_BYTES + capacity * 4 + MAX_WS_HEADER);
                 self.bytes.extend_from_slice(&stream_id.to_le_bytes());
                 self.bytes.extend_from_slice(&(index as u32).to_le_bytes());
                 self.bytes.extend_from_slice(&offset.to_le_bytes());
@@ -398,7 +433,7 @@ impl ChunkFrame {
     pub fn finish(&mut self, end_sample: u64) -> Frame {
         let mut bytes = std::mem::take(&mut self.bytes);
         self.samples = 0;
-        match self.format {
+        let opcode = match self.format {
             Format::Json => {
                 bytes.extend_from_slice(b"],\"timestamp\":");
                 push_number_bytes(&mut bytes, end_sample as f64 / SAMPLE_RATE as f64);
@@ -406,12 +441,39 @@ impl ChunkFrame {
                     &mut bytes,
                     format_args!(",\"sampleRate\":{SAMPLE_RATE}}}"),
                 );
-                // Checked as UTF-8 once for the whole chunk rather than once per number.
-                Frame::Text(String::from_utf8(bytes).expect("JSON numbers are ASCII"))
+                // A text frame must be UTF-8: the numbers and names are ASCII, and a string
+                // requestId is written by serde_json from a valid `str`.
+                debug_assert!(std::str::from_utf8(&bytes[MAX_WS_HEADER..]).is_ok());
+                0x1
             }
-            Format::Binary => Frame::Binary(bytes),
-        }
+            Format::Binary => 0x2,
+        };
+        let start = frame_header(&mut bytes, opcode);
+        Frame { bytes, start }
     }
+}
+
+/// Writes the header of a final frame with `opcode` whose payload is `bytes[MAX_WS_HEADER..]`
+/// (RFC 6455 section 5.2) right-aligned into the room before it; returns where it starts.
+fn frame_header(bytes: &mut [u8], opcode: u8) -> usize {
+    let len = bytes.len() - MAX_WS_HEADER;
+    let mut header = [0u8; MAX_WS_HEADER];
+    header[0] = 0x80 | opcode;
+    let n = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    let start = MAX_WS_HEADER - n;
+    bytes[start..MAX_WS_HEADER].copy_from_slice(&header[..n]);
+    start
 }
 
 /// A JSON number: the shortest decimal that round-trips (`0.1`, `1.0`, `-0.0`, `1e-40`),
@@ -642,10 +704,10 @@ mod tests {
             123456.79,
             -f32::MIN_POSITIVE,
         ];
-        let Frame::Text(out) = chunk(Format::Json, &[&samples], None) else {
-            panic!("a JSON chunk is text");
-        };
-        let v: Value = serde_json::from_str(&out).unwrap();
+        let frame = chunk(Format::Json, &[&samples], None);
+        assert!(frame.is_text(), "a JSON chunk is text");
+        let out = std::str::from_utf8(frame.payload()).unwrap();
+        let v: Value = serde_json::from_str(out).unwrap();
         assert_eq!(v["type"], "chunk");
         assert_eq!(v["index"], 2);
         assert_eq!(v["sampleRate"], 48000);
@@ -676,13 +738,12 @@ mod tests {
                 &[&samples[..1], &[], &samples[1..5], &samples[5..]],
                 Some(&id),
             );
-            match (whole, pieces) {
-                (Frame::Text(a), Frame::Text(b)) => {
-                    assert_eq!(a, b);
-                    assert!(a.starts_with(r#"{"type":"chunk","requestId":"r1","index":2,"#));
-                }
-                (Frame::Binary(a), Frame::Binary(b)) => assert_eq!(a, b),
-                (a, b) => panic!("{format:?}: {a:?} vs {b:?}"),
+            assert_eq!(whole.wire(), pieces.wire(), "{format:?}");
+            assert_eq!(whole.is_text(), format == Format::Json);
+            if format == Format::Json {
+                assert!(whole
+                    .payload()
+                    .starts_with(br#"{"type":"chunk","requestId":"r1","index":2,"#));
             }
         }
     }
@@ -692,17 +753,13 @@ mod tests {
         let mut frame = ChunkFrame::new(Format::Json);
         frame.begin(None, 0, 1, 0, 4);
         frame.push(&[1.0, 2.0]);
-        let Frame::Text(first) = frame.finish(2) else {
-            panic!("text");
-        };
+        let first = frame.finish(2);
         assert_eq!(frame.samples(), 0);
         frame.begin(None, 0, 2, 2, 4);
         frame.push(&[3.0]);
-        let Frame::Text(second) = frame.finish(3) else {
-            panic!("text");
-        };
-        let first: Value = serde_json::from_str(&first).unwrap();
-        let second: Value = serde_json::from_str(&second).unwrap();
+        let second = frame.finish(3);
+        let first: Value = serde_json::from_slice(first.payload()).unwrap();
+        let second: Value = serde_json::from_slice(second.payload()).unwrap();
         assert_eq!(first["data"], serde_json::json!([1.0, 2.0]));
         assert_eq!(second["data"], serde_json::json!([3.0]));
         assert_eq!(second["index"], 2);
@@ -729,11 +786,65 @@ mod tests {
         }
     }
 
+    /// In-memory socket: reads `input`, discards writes.
+    struct Wire(std::io::Cursor<Vec<u8>>);
+
+    impl std::io::Read for Wire {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl std::io::Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn chunk_frames_are_websocket_frames_of_every_length_class() {
+        use tungstenite::protocol::{Role, WebSocket};
+        use tungstenite::Message;
+        // Payloads under 126 bytes, up to 65535 (16-bit length), and longer (64-bit length).
+        for (format, n) in [
+            (Format::Json, 1),
+            (Format::Json, 1000),
+            (Format::Json, 4096),
+            (Format::Binary, 1),
+            (Format::Binary, 4096),
+            (Format::Binary, 20_000),
+        ] {
+            let samples: Vec<f32> = (0..n).map(|i| (i as f32 * 0.731).sin()).collect();
+            let frame = chunk(format, &[&samples], None);
+            let mut wire = frame.wire().to_vec();
+            wire.extend_from_slice(frame.wire());
+            let mut ws =
+                WebSocket::from_raw_socket(Wire(std::io::Cursor::new(wire)), Role::Client, None);
+            for _ in 0..2 {
+                match (format, ws.read().expect("a whole frame")) {
+                    (Format::Json, Message::Text(text)) => {
+                        assert_eq!(text.as_bytes(), frame.payload());
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        assert_eq!(v["data"].as_array().unwrap().len(), n);
+                    }
+                    (Format::Binary, Message::Binary(bytes)) => {
+                        assert_eq!(bytes, frame.payload());
+                        assert_eq!(bytes.len(), BINARY_HEADER_BYTES + 4 * n);
+                    }
+                    (f, m) => panic!("{f:?} chunk read as {m:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn binary_chunk_layout() {
-        let Frame::Binary(out) = chunk(Format::Binary, &[&[1.5], &[-2.0]], None) else {
-            panic!("a binary chunk is binary");
-        };
+        let frame = chunk(Format::Binary, &[&[1.5], &[-2.0]], None);
+        assert!(!frame.is_text(), "a binary chunk is binary");
+        let out = frame.payload();
         assert_eq!(out.len(), BINARY_HEADER_BYTES + 8);
         assert_eq!(&out[0..4], &3u32.to_le_bytes());
         assert_eq!(&out[4..8], &2u32.to_le_bytes());

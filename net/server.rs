@@ -107,10 +107,52 @@ impl Default for Config {
 }
 
 /// The socket adapter tungstenite reads and writes: a mio stream that, during the handshake,
-/// refuses to read more than [`MAX_HANDSHAKE_BYTES`].
+/// refuses to read more than [`MAX_HANDSHAKE_BYTES`], and that writes chunk frames itself.
+///
+/// A chunk is encoded as a complete WebSocket frame ([`Frame`]) and written from its own
+/// buffer, so a chunk the client has not taken yet is held once, not again as a copy in
+/// tungstenite's write buffer (80 KB per JSON chunk). Frames must not interleave on the wire,
+/// so a chunk frame is handed over only when tungstenite has nothing buffered (its flush
+/// succeeded), and every write or flush tungstenite makes first finishes the chunk frame.
 struct Conn {
     stream: TcpStream,
     handshake_budget: Option<usize>,
+    /// The chunk frame being written, from `chunk_at` on (one at most).
+    chunk: Vec<u8>,
+    chunk_at: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            handshake_budget: Some(MAX_HANDSHAKE_BYTES),
+            chunk: Vec::new(),
+            chunk_at: 0,
+        }
+    }
+
+    /// Queues a chunk frame; call only when tungstenite's flush has just succeeded.
+    fn start_chunk(&mut self, frame: Frame) {
+        debug_assert!(self.chunk.is_empty(), "one chunk frame at a time");
+        (self.chunk, self.chunk_at) = frame.into_parts();
+    }
+
+    /// Writes what is left of the chunk frame; Ok once it is all out.
+    fn write_chunk(&mut self) -> io::Result<()> {
+        while self.chunk_at < self.chunk.len() {
+            match self.stream.write(&self.chunk[self.chunk_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.chunk_at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Freed as soon as it is sent: an idle connection keeps no chunk-sized buffer.
+        self.chunk = Vec::new();
+        self.chunk_at = 0;
+        Ok(())
+    }
 }
 
 impl Read for Conn {
@@ -133,9 +175,11 @@ impl Read for Conn {
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_chunk()?;
         self.stream.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
+        self.write_chunk()?;
         self.stream.flush()
     }
 }
@@ -356,10 +400,7 @@ impl Server {
                         self.free.push(index);
                         continue;
                     }
-                    let conn = Conn {
-                        stream,
-                        handshake_budget: Some(MAX_HANDSHAKE_BYTES),
-                    };
+                    let conn = Conn::new(stream);
                     let ws = match tungstenite::accept_with_config(conn, Some(self.ws_config)) {
                         Ok(ws) => Ws::Open(Box::new(ws)),
                         Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
@@ -777,20 +818,33 @@ impl Server {
                 let full = s.frame.samples() == s.spec.chunk_samples;
                 let last = s.taken == s.total_frames && s.frame.samples() > 0;
                 if full || last {
+                    let Ws::Open(ws) = &mut session.ws else {
+                        return self.drop_session(token, Outcome::Disconnected);
+                    };
+                    // What tungstenite has buffered goes first (see `Conn`); until it is out,
+                    // the finished chunk waits in its ChunkFrame.
+                    match flush_status(ws.flush()) {
+                        Flush::Done => {}
+                        Flush::Blocked => {
+                            session.blocked = true;
+                            break;
+                        }
+                        Flush::Failed => return self.drop_session(token, Outcome::Disconnected),
+                    }
                     progressed = true;
                     s.chunks_sent += 1;
-                    let message = match s.frame.finish(s.taken as u64) {
-                        Frame::Text(text) => Message::Text(text),
-                        Frame::Binary(bytes) => Message::Binary(bytes),
-                    };
+                    let frame = s.frame.finish(s.taken as u64);
                     if s.first_chunk.is_none() {
                         s.first_chunk = Some(s.received.elapsed());
                     }
-                    if !Self::write(session, message) {
-                        return self.drop_session(token, Outcome::Disconnected);
-                    }
-                    if session.blocked {
-                        break;
+                    ws.get_mut().start_chunk(frame);
+                    match flush_status(ws.flush()) {
+                        Flush::Done => {}
+                        Flush::Blocked => {
+                            session.blocked = true;
+                            break;
+                        }
+                        Flush::Failed => return self.drop_session(token, Outcome::Disconnected),
                     }
                     continue;
                 }
@@ -861,11 +915,11 @@ impl Server {
         let Ws::Open(ws) = &mut session.ws else {
             return;
         };
-        match ws.flush() {
-            Ok(()) if session.closing => self.drop_session(token, Outcome::Disconnected),
-            Ok(()) => {}
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => session.blocked = true,
-            Err(_) => self.drop_session(token, Outcome::Disconnected),
+        match flush_status(ws.flush()) {
+            Flush::Done if session.closing => self.drop_session(token, Outcome::Disconnected),
+            Flush::Done => {}
+            Flush::Blocked => session.blocked = true,
+            Flush::Failed => self.drop_session(token, Outcome::Disconnected),
         }
     }
 
@@ -963,6 +1017,22 @@ impl Server {
                 self.drop_session(Token(index + FIRST_SESSION), Outcome::Disconnected);
             }
         }
+    }
+}
+
+/// What a flush of a connection came to.
+enum Flush {
+    Done,
+    /// The socket would block; the rest goes out on the next writable event.
+    Blocked,
+    Failed,
+}
+
+fn flush_status(result: Result<(), WsError>) -> Flush {
+    match result {
+        Ok(()) => Flush::Done,
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Flush::Blocked,
+        Err(_) => Flush::Failed,
     }
 }
 

@@ -300,3 +300,65 @@ fn a_hundred_concurrent_renders_complete_bit_exact() {
     let log: Value = json!(server.log_text().matches("outcome=error").count());
     assert_eq!(log, 0);
 }
+
+#[test]
+fn a_reader_that_stalls_mid_frame_then_reads_gets_whole_frames_in_order() {
+    let server = ServerProcess::start(&[]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    // About 19 MB of JSON and 4 MB of binary chunks: the server's socket blocks in the middle
+    // of a chunk frame long before the renders end.
+    let seconds = 20.0;
+    for (rid, format) in [("j", "json"), ("b", "binary")] {
+        send_text(
+            &mut socket,
+            &json!({"type": "render", "requestId": rid, "genomeId": GENOME,
+                    "duration": seconds, "format": format})
+            .to_string(),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.stats()["parkedRenders"] != 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", server.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A control frame and a text message that the server must send while a chunk frame is
+    // half written: neither may land inside it.
+    socket.send(Message::Ping(b"p".to_vec())).unwrap();
+    send_text(&mut socket, r#"{"type": "stats", "requestId": "s"}"#);
+    let (mut json_samples, mut binary_samples) = (Vec::new(), Vec::new());
+    let (mut completes, mut pong, mut stats) = (0, false, false);
+    while completes < 2 {
+        match socket.read().expect("well-formed frames") {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(&text).expect("whole JSON messages");
+                match v["type"].as_str().unwrap() {
+                    "chunk" => json_samples.extend(
+                        v["data"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|x| x.as_f64().unwrap() as f32),
+                    ),
+                    "complete" => completes += 1,
+                    "stats" => stats = true,
+                    "start" => {}
+                    other => panic!("{other}: {v}"),
+                }
+            }
+            Message::Binary(bytes) => binary_samples.extend(
+                bytes[16..]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
+            ),
+            Message::Pong(payload) => {
+                assert_eq!(payload, b"p");
+                pong = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pong && stats, "pong {pong}, stats reply {stats}");
+    let want = reference(GENOME, &request(seconds, 0.0, 0.5));
+    assert_bits_eq(&json_samples, &want, "json stream");
+    assert_bits_eq(&binary_samples, &want, "binary stream");
+}
