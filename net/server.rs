@@ -822,31 +822,27 @@ impl Server {
                         return self.drop_session(token, Outcome::Disconnected);
                     };
                     // What tungstenite has buffered goes first (see `Conn`); until it is out,
-                    // the finished chunk waits in its ChunkFrame.
-                    match flush_status(ws.flush()) {
-                        Flush::Done => {}
+                    // the finished chunk waits in its ChunkFrame. Once the chunk is handed
+                    // over, a blocked socket stops the pump before another chunk is encoded.
+                    let mut status = flush_status(ws.flush());
+                    if let Flush::Done = status {
+                        progressed = true;
+                        s.chunks_sent += 1;
+                        let frame = s.frame.finish(s.taken as u64);
+                        if s.first_chunk.is_none() {
+                            s.first_chunk = Some(s.received.elapsed());
+                        }
+                        ws.get_mut().start_chunk(frame);
+                        status = flush_status(ws.flush());
+                    }
+                    match status {
+                        Flush::Done => continue,
                         Flush::Blocked => {
                             session.blocked = true;
                             break;
                         }
                         Flush::Failed => return self.drop_session(token, Outcome::Disconnected),
                     }
-                    progressed = true;
-                    s.chunks_sent += 1;
-                    let frame = s.frame.finish(s.taken as u64);
-                    if s.first_chunk.is_none() {
-                        s.first_chunk = Some(s.received.elapsed());
-                    }
-                    ws.get_mut().start_chunk(frame);
-                    match flush_status(ws.flush()) {
-                        Flush::Done => {}
-                        Flush::Blocked => {
-                            session.blocked = true;
-                            break;
-                        }
-                        Flush::Failed => return self.drop_session(token, Outcome::Disconnected),
-                    }
-                    continue;
                 }
                 if s.taken < s.total_frames && s.handle.consumer.is_empty() && s.handle.rearm() {
                     progressed = true;
