@@ -119,7 +119,18 @@ fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f
     if time - start >= duration {
         return values.get(values.len() - 1);
     }
-    let position = (values.len() - 1) as f64 * (time - start) / duration;
+    interpolate(values, curve_position(values, start, duration, time))
+}
+
+/// Where `time` falls in the curve's points, in f64.
+#[inline(always)]
+fn curve_position(values: &SampleArray, start: f64, duration: f64, time: f64) -> f64 {
+    (values.len() - 1) as f64 * (time - start) / duration
+}
+
+/// The curve's value at `position` (inside the curve).
+#[inline(always)]
+fn interpolate(values: &SampleArray, position: f64) -> f32 {
     let k = position as usize;
     let phase = (position - position.floor()) as f32;
     let (a, b) = (values.get(k), values.get(k + 1));
@@ -138,10 +149,9 @@ fn curve_samples(
     before: f32,
     out: &mut [f32],
 ) {
-    let scale = (values.len() - 1) as f64;
     let mut positions = [0.; RENDER_QUANTUM];
     for (p, &t) in positions.iter_mut().zip(times) {
-        *p = scale * (t - start) / duration;
+        *p = curve_position(values, start, duration, t);
     }
     let last = values.get(values.len() - 1);
     for ((o, &t), &position) in out.iter_mut().zip(times).zip(&positions) {
@@ -150,10 +160,7 @@ fn curve_samples(
         } else if t - start >= duration {
             last
         } else {
-            let k = position as usize;
-            let phase = (position - position.floor()) as f32;
-            let (a, b) = (values.get(k), values.get(k + 1));
-            (b - a).mul_add(phase, a)
+            interpolate(values, position)
         };
     }
 }
