@@ -50,10 +50,11 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// loop does after every pass over a connection).
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Hard bound of one connection's write buffer. Chunk production stops at the first write that
-/// would block, so in practice it holds one 64 KiB buffer plus one chunk message (at most
-/// ~1.5 MB of JSON for the largest `chunkSamples`) plus small control messages; only a client
-/// that floods requests and never reads reaches it, and is disconnected.
+/// Hard bound of one connection's tungstenite write buffer. Chunks do not pass through it (they
+/// are written from their own frame buffer, one pending chunk frame per connection, see
+/// `Conn`), so it holds only small messages (welcome, start, complete, errors, pongs) queued
+/// while a chunk frame waits for the socket; only a client that floods requests and never
+/// reads reaches the bound, and is disconnected.
 const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 /// Largest HTTP upgrade request; a real one is well under 1 KiB.
