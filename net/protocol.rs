@@ -341,7 +341,8 @@ pub struct Frame {
 
 impl Frame {
     /// The frame's bytes as they go on the wire.
-    pub fn wire(&self) -> &[u8] {
+    #[cfg(test)]
+    fn wire(&self) -> &[u8] {
         &self.bytes[self.start..]
     }
 
@@ -351,12 +352,14 @@ impl Frame {
     }
 
     /// Whether this is a text frame (JSON chunk) rather than a binary one.
-    pub fn is_text(&self) -> bool {
+    #[cfg(test)]
+    fn is_text(&self) -> bool {
         self.bytes[self.start] & 0x0f == 0x1
     }
 
     /// The message: the frame's payload.
-    pub fn payload(&self) -> &[u8] {
+    #[cfg(test)]
+    fn payload(&self) -> &[u8] {
         &self.bytes[MAX_WS_HEADER..]
     }
 }

@@ -161,13 +161,10 @@ fn concurrent_renders_with_request_ids_on_one_connection() {
             .to_string();
         order.push(rid.clone());
         match v["type"].as_str().unwrap() {
-            "chunk" => streams.entry(rid).or_default().extend(
-                v["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap() as f32),
-            ),
+            "chunk" => streams
+                .entry(rid)
+                .or_default()
+                .extend(json_chunk_samples(&v)),
             "complete" => done += 1,
             other => panic!("{other}: {v}"),
         }
@@ -201,13 +198,7 @@ fn renders_without_request_id_run_one_after_the_other() {
         loop {
             let v = read_json(&mut socket).unwrap();
             match v["type"].as_str().unwrap() {
-                "chunk" => got.extend(
-                    v["data"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32),
-                ),
+                "chunk" => got.extend(json_chunk_samples(&v)),
                 "complete" => break,
                 other => panic!("{other}: {v}"),
             }

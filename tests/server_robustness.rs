@@ -332,13 +332,7 @@ fn a_reader_that_stalls_mid_frame_then_reads_gets_whole_frames_in_order() {
             Message::Text(text) => {
                 let v: Value = serde_json::from_str(&text).expect("whole JSON messages");
                 match v["type"].as_str().unwrap() {
-                    "chunk" => json_samples.extend(
-                        v["data"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .map(|x| x.as_f64().unwrap() as f32),
-                    ),
+                    "chunk" => json_samples.extend(json_chunk_samples(&v)),
                     "complete" => completes += 1,
                     "stats" => stats = true,
                     "start" => {}

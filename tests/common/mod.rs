@@ -55,6 +55,16 @@ pub fn request(duration: f64, note_delta: f64, velocity: f64) -> RenderRequest {
     }
 }
 
+/// The samples of a JSON `chunk` message (f32 values widened to f64, so narrowing is exact).
+pub fn json_chunk_samples(chunk: &serde_json::Value) -> Vec<f32> {
+    chunk["data"]
+        .as_array()
+        .expect("a chunk has data")
+        .iter()
+        .map(|x| x.as_f64().expect("a number") as f32)
+        .collect()
+}
+
 pub fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: sample count");
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
