@@ -3,6 +3,7 @@
 //! (`remapNumberToRange`) and wavetable gain curves (`gainValuesPerAudioWave`). Every array is
 //! f32, as the original's Float32Arrays, with the arithmetic done in f64 like JavaScript.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
@@ -686,62 +687,192 @@ impl<'a> Resolver<'a> {
             frames: self.frames,
             filled: if nothing_lazy { self.frames } else { 0 },
             read_ahead: self.read_ahead,
-            velocity: self.velocity,
-            groups: lazy_groups,
-            noise,
+            windowed: self.windowed,
+            work: Arc::new(FillWork {
+                frames: self.frames,
+                velocity: self.velocity,
+                groups: lazy_groups,
+                noise: parking_lot::Mutex::new(noise),
+            }),
+            prefetch: None,
         }
     }
 }
 
-/// Fills a render's lazy arrays ahead of the block clock, [`FILL_CHUNK`] frames or more at a
-/// time, the CPPN part in parallel with rayon.
+/// Frames of one prefetch: the fill that runs on another core while the render goes on with the
+/// frames already filled. Small enough that a window has room for one beyond what the readers
+/// still need (see [`Filler::start_prefetch`]), large enough that its spawn costs little.
+const PREFETCH_CHUNK: usize = 2048;
+
+/// How far behind the block clock a reader of a lazily filled array may still read: a value
+/// curve with one point per frame reads point `frame * (N - 1) / N` (at most one behind) and
+/// the next; a buffer played at rate 1 reads at the clock. A block is generous.
+const READ_BEHIND: usize = crate::dsp::RENDER_QUANTUM;
+
+const _: () = assert!(WINDOW >= FILL_CHUNK + FILL_MARGIN + PREFETCH_CHUNK + 2 * READ_BEHIND);
+
+/// Fills a render's lazy arrays ahead of the block clock. The first chunk is filled before the
+/// first block, on every core; after that, the next [`PREFETCH_CHUNK`] frames are filled by a
+/// rayon task while the render renders the frames it has (on a machine with an idle core, the
+/// CPPN then costs the render nothing), and a render that catches up with its prefetch runs
+/// it itself if no other worker has started it yet, or waits for it to finish.
 pub struct Filler {
     frames: usize,
+    /// Frames filled and visible to the render.
     filled: usize,
     read_ahead: f64,
+    /// Whether the arrays are windows, so a fill may not run more than a window ahead.
+    windowed: bool,
+    work: Arc<FillWork>,
+    prefetch: Option<Arc<Prefetch>>,
+}
+
+/// What a fill computes: shared with the prefetch task.
+struct FillWork {
+    frames: usize,
     velocity: f64,
     groups: Vec<LazyGroup>,
-    noise: Vec<(NoiseGen, Signal)>,
+    /// The noise generators. One fill runs at a time (the render starts one only after the
+    /// previous is done), so this lock is never contended; it is taken once per fill.
+    noise: parking_lot::Mutex<Vec<(NoiseGen, Signal)>>,
+}
+
+/// A fill of `range` handed to the rayon pool.
+struct Prefetch {
+    range: std::ops::Range<usize>,
+    /// Taken by whoever runs the fill, the spawned task or the render, whichever comes first.
+    claimed: AtomicBool,
+    /// Set (release) after the fill's last write; read (acquire) before the render reads it.
+    done: AtomicBool,
 }
 
 impl Filler {
     /// Bytes of storage of the lazily filled arrays.
     pub fn storage_bytes(&self) -> usize {
         let groups: usize = self
+            .work
             .groups
             .iter()
             .flat_map(|g| &g.signals)
             .map(Signal::storage_bytes)
             .sum();
-        let noise: usize = self.noise.iter().map(|(_, s)| s.storage_bytes()).sum();
+        let noise: usize = self
+            .work
+            .noise
+            .lock()
+            .iter()
+            .map(|(_, s)| s.storage_bytes())
+            .sum();
         groups + noise
     }
 
-    /// Frames filled so far.
+    /// Frames filled so far (a finished prefetch included).
     pub fn filled(&self) -> usize {
-        self.filled
+        match &self.prefetch {
+            Some(p) if p.done.load(Ordering::Acquire) => p.range.end,
+            _ => self.filled,
+        }
     }
 
-    /// Makes sure every lazy array holds what readers need to render up to `frame_end`.
-    /// Called before every block; fills only every [`FILL_CHUNK`] frames or so.
+    /// Makes sure every lazy array holds what readers need to render the block ending at
+    /// `frame_end`. Called before every block: an atomic load, a comparison, and every
+    /// [`PREFETCH_CHUNK`] frames or so a spawned task.
     #[inline]
     pub fn ensure(&mut self, frame_end: usize) {
         if self.filled >= self.frames {
             return;
         }
+        if let Some(p) = &self.prefetch {
+            if p.done.load(Ordering::Acquire) {
+                self.filled = p.range.end;
+                self.prefetch = None;
+            }
+        }
         let need = ((frame_end as f64 * self.read_ahead).ceil() as usize)
             .saturating_add(FILL_MARGIN)
             .min(self.frames);
         if need > self.filled {
-            let to = need.max(self.filled + FILL_CHUNK).min(self.frames);
-            self.fill(self.filled..to);
+            self.catch_up(need);
+        }
+        // Not during the first chunk: a render's first turn should have the cores to itself
+        // and the event loop (see stream.rs).
+        if self.prefetch.is_none() && frame_end > FILL_CHUNK && self.filled < self.frames {
+            self.start_prefetch(frame_end);
         }
     }
 
+    /// The render needs frames beyond `filled`: the prefetch's first, then a fill of its own.
     #[cold]
-    fn fill(&mut self, range: std::ops::Range<usize>) {
+    fn catch_up(&mut self, need: usize) {
+        if let Some(p) = self.prefetch.take() {
+            if !p.claimed.swap(true, Ordering::Acquire) {
+                self.work.fill(p.range.clone(), true);
+            } else {
+                let mut spins = 0u32;
+                while !p.done.load(Ordering::Acquire) {
+                    // A fill that another worker runs finishes within its own length of work,
+                    // with nothing for it to wait on.
+                    spins += 1;
+                    if spins < 1000 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            self.filled = p.range.end;
+        }
+        if need > self.filled {
+            let to = need.max(self.filled + FILL_CHUNK).min(self.frames);
+            self.work.fill(self.filled..to, true);
+            self.filled = to;
+        }
+    }
+
+    /// Spawns the fill of the next frames, as far as the arrays have room: a window's slot is
+    /// reused one window later, so a fill may write up to a window beyond the oldest frame a
+    /// reader may still read, [`READ_BEHIND`] before the block starting now.
+    #[cold]
+    fn start_prefetch(&mut self, frame_end: usize) {
+        let block_start = frame_end.saturating_sub(crate::dsp::RENDER_QUANTUM);
+        let room = if self.windowed {
+            block_start.saturating_sub(READ_BEHIND) + WINDOW
+        } else {
+            self.frames
+        };
+        let to = (self.filled + PREFETCH_CHUNK).min(self.frames).min(room);
+        if to < (self.filled + PREFETCH_CHUNK).min(self.frames) {
+            return;
+        }
+        let p = Arc::new(Prefetch {
+            range: self.filled..to,
+            claimed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+        });
+        let (task, work) = (p.clone(), self.work.clone());
+        rayon::spawn(move || {
+            if !task.claimed.swap(true, Ordering::Acquire) {
+                work.fill(task.range.clone(), false);
+                task.done.store(true, Ordering::Release);
+            }
+        });
+        self.prefetch = Some(p);
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        // A prefetch nobody has started yet is not needed any more.
+        if let Some(p) = &self.prefetch {
+            p.claimed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl FillWork {
+    /// Evaluates `range` of every lazy array, on every core if `parallel`.
+    fn fill(&self, range: std::ops::Range<usize>, parallel: bool) {
         use rayon::prelude::*;
-        let (frames, velocity) = (self.frames, self.velocity);
         // (group, sub-range) tasks, so one group's chunk spreads over the cores too.
         let step = cppn::PARALLEL_CHUNK.min(range.len().div_ceil(2)).max(256);
         let tasks: Vec<(usize, std::ops::Range<usize>)> = (0..self.groups.len())
@@ -752,17 +883,16 @@ impl Filler {
                     .map(move |s| (g, s..(s + step).min(range.end)))
             })
             .collect();
-        let groups = &self.groups;
-        tasks.into_par_iter().for_each(|(g, sub)| {
-            let group = &groups[g];
+        let task = |(g, sub): (usize, std::ops::Range<usize>)| {
+            let group = &self.groups[g];
             let mut bufs: Vec<Vec<f32>> =
                 group.indices.iter().map(|_| vec![0.0; sub.len()]).collect();
             let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
             cppn::evaluate_range(
                 &group.program,
                 group.periods,
-                velocity,
-                frames,
+                self.velocity,
+                self.frames,
                 sub.clone(),
                 &group.indices,
                 &mut views,
@@ -770,12 +900,16 @@ impl Filler {
             for (signal, buf) in group.signals.iter().zip(&bufs) {
                 signal.emit(sub.start, buf);
             }
-        });
-        for (generator, signal) in &mut self.noise {
+        };
+        if parallel {
+            tasks.into_par_iter().for_each(task);
+        } else {
+            tasks.into_iter().for_each(task);
+        }
+        for (generator, signal) in self.noise.lock().iter_mut() {
             let samples: Vec<f32> = range.clone().map(|_| generator.next_sample()).collect();
             signal.emit(range.start, &samples);
         }
-        self.filled = range.end;
     }
 }
 

@@ -192,7 +192,7 @@ fn cppn_outputs_are_evaluated_ahead_of_the_block_clock_not_all_up_front() {
     while !r.is_finished() {
         let n = r.next_block(&mut block);
         out.extend_from_slice(&block[..n]);
-        // Never behind the clock, and at most about two fill chunks ahead of it.
+        // Never behind the clock, and less than a window ahead of it.
         let (ready, rendered) = (r.cppn_frames_ready(), r.frames_rendered());
         assert!(ready >= rendered, "{ready} < {rendered}");
         assert!(
@@ -206,6 +206,66 @@ fn cppn_outputs_are_evaluated_ahead_of_the_block_clock_not_all_up_front() {
         .iter()
         .zip(&batch)
         .all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
+#[test]
+fn prefetched_cppn_fills_give_the_original_samples_whoever_runs_them() {
+    // Many lazily filled outputs, stored as windows (4 s is longer than one).
+    let c = cases()
+        .into_iter()
+        .find(|c| c.id == "01M88X99QVYYHHB5Y83SETHWK1" && c.duration == 4.0)
+        .unwrap();
+    let reference = read_f32(&fixtures().join(&c.file));
+    let g = genome(&c.id);
+    let request = RenderRequest {
+        duration: c.duration,
+        note_delta: c.note_delta,
+        velocity: c.velocity,
+        seed: 1,
+    };
+    // The most a fill of the render's own (not a prefetch) leaves filled beyond the frames
+    // rendered: a chunk past the margin that the next block needs.
+    let own_fill_reach = 4096 + 2 * 128 + 4;
+    // One worker: it is busy rendering, so the render runs each prefetch itself. Two and
+    // four: idle workers run them while the render goes on.
+    for threads in [1, 2, 4] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let (mut ours, ran_ahead) = pool.install(|| {
+            let mut r = Render::new(&g, &request).unwrap();
+            let (mut out, mut block, mut ran_ahead) = (Vec::new(), [0.0f32; 128], false);
+            while !r.is_finished() {
+                let n = r.next_block(&mut block);
+                out.extend_from_slice(&block[..n]);
+                if threads > 1 && out.len() == 40 * 128 {
+                    // Give an idle worker the time to take the prefetch spawned by now.
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while r.cppn_frames_ready() <= r.frames_rendered() + own_fill_reach
+                        && std::time::Instant::now() < deadline
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+                ran_ahead |= r.cppn_frames_ready() > r.frames_rendered() + own_fill_reach;
+            }
+            (out, ran_ahead)
+        });
+        krs_engine::render::normalize_like_original(&mut ours);
+        assert_eq!(ours.len(), reference.len());
+        let differing = ours
+            .iter()
+            .zip(&reference)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differing, 0, "{threads} workers: samples differ");
+        assert_eq!(
+            ran_ahead,
+            threads > 1,
+            "{threads} workers: prefetch ran ahead"
+        );
+    }
 }
 
 #[test]
