@@ -122,6 +122,44 @@ fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f
     interpolate(values, curve_position(values, start, duration, time))
 }
 
+/// `out[i]` = `first` plus `step` added `i` times, one rounding per addition (web-audio-api's
+/// frame times), computed without the chain of dependent additions where it can be exact.
+///
+/// Between powers of two, f64 values are the multiples of one spacing `u`, so adding `step` to
+/// such a value rounds to it plus `step` rounded to a multiple of `u`, the same amount every
+/// time, unless `step` lies exactly halfway between two multiples (then the tie goes to the
+/// even one, which alternates). So while the sums stay below the next power of two, the i-th
+/// is exactly `first + i * d` (every term a multiple of `u` below 2^53 `u`, so exact); in the
+/// other cases (a power of two crossed, a tie, zero or a non-finite value) the additions are
+/// done one by one.
+#[inline(always)]
+fn running_sum(first: f64, step: f64, out: &mut [f64]) {
+    let n = out.len();
+    let exact = first > 0.0 && first.is_finite() && step > 0.0 && step.is_finite() && {
+        // `first`'s spacing: 2^(exponent - 52); `first` is normal (well above f64's
+        // subnormals wherever a frame time is), so this is exact.
+        let u = f64::from_bits(first.to_bits() & 0x7ff0_0000_0000_0000) * f64::EPSILON;
+        let units = step / u;
+        let d = units.round_ties_even() * u;
+        let next_power = f64::from_bits(first.to_bits() & 0x7ff0_0000_0000_0000) * 2.0;
+        if u > 0.0 && (units - units.floor()) != 0.5 && first + n as f64 * d < next_power {
+            for (i, t) in out.iter_mut().enumerate() {
+                *t = (i as f64).mul_add(d, first);
+            }
+            true
+        } else {
+            false
+        }
+    };
+    if !exact {
+        let mut time = first;
+        for t in out.iter_mut() {
+            *t = time;
+            time += step;
+        }
+    }
+}
+
 /// Where `time` falls in the curve's points, in f64.
 #[inline(always)]
 fn curve_position(values: &SampleArray, start: f64, duration: f64, time: f64) -> f64 {
@@ -153,8 +191,28 @@ fn curve_samples(
     for (p, &t) in positions.iter_mut().zip(times) {
         *p = curve_position(values, start, duration, t);
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::fma_available() {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { curve_samples_avx2(start, duration, values, times, &positions, before, out) };
+        return;
+    }
+    curve_samples_at(start, duration, values, times, &positions, before, out);
+}
+
+/// The frames of [`curve_samples`] at their `positions`, one by one.
+#[inline(always)]
+fn curve_samples_at(
+    start: f64,
+    duration: f64,
+    values: &SampleArray,
+    times: &[f64],
+    positions: &[f64],
+    before: f32,
+    out: &mut [f32],
+) {
     let last = values.get(values.len() - 1);
-    for ((o, &t), &position) in out.iter_mut().zip(times).zip(&positions) {
+    for ((o, &t), &position) in out.iter_mut().zip(times).zip(positions) {
         *o = if t < start {
             before
         } else if t - start >= duration {
@@ -163,6 +221,78 @@ fn curve_samples(
             interpolate(values, position)
         };
     }
+}
+
+/// [`curve_samples`]' choice and interpolation four frames at a time, with the same operations
+/// per frame: truncation of the f64 position for the point index, `position - floor(position)`
+/// rounded to f32 for the weight, and one fused multiply-add. The two points are gathered.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn curve_samples_avx2(
+    start: f64,
+    duration: f64,
+    values: &SampleArray,
+    times: &[f64],
+    positions: &[f64; RENDER_QUANTUM],
+    before: f32,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let last = values.get(values.len() - 1);
+    let (slots, slot_count, mask) = values.slots();
+    // Lanes outside the curve gather from a clamped index and are replaced afterwards; inside
+    // it the index and its successor are points of the curve (web-audio-api indexes them
+    // unchecked, so a position rounding up to the last point would panic there).
+    let max_index = (values.len() - 1).min(i32::MAX as usize) as i32;
+    let n = out.len().min(times.len());
+    let whole = n / 4 * 4;
+    for i in (0..whole).step_by(4) {
+        let t = _mm256_loadu_pd(times.as_ptr().add(i));
+        let position = _mm256_loadu_pd(positions.as_ptr().add(i));
+        let since = _mm256_sub_pd(t, _mm256_set1_pd(start));
+        let is_before = _mm256_cmp_pd::<_CMP_LT_OQ>(t, _mm256_set1_pd(start));
+        let is_after = _mm256_cmp_pd::<_CMP_GE_OQ>(since, _mm256_set1_pd(duration));
+        let k = _mm256_cvttpd_epi32(position);
+        let k = _mm_min_epi32(
+            _mm_max_epi32(k, _mm_setzero_si128()),
+            _mm_set1_epi32(max_index),
+        );
+        let k1 = _mm_min_epi32(
+            _mm_add_epi32(k, _mm_set1_epi32(1)),
+            _mm_set1_epi32(max_index),
+        );
+        // A window's slot is the index under its mask (a power of two below 2^31); a whole
+        // array's mask keeps every bit of the clamped index.
+        let slot_mask = _mm_set1_epi32(mask.min(i32::MAX as usize) as i32);
+        let (k, k1) = (_mm_and_si128(k, slot_mask), _mm_and_si128(k1, slot_mask));
+        debug_assert!(slot_count > 0);
+        let a = _mm_i32gather_ps::<4>(slots as *const f32, k);
+        let b = _mm_i32gather_ps::<4>(slots as *const f32, k1);
+        let weight = _mm256_cvtpd_ps(_mm256_sub_pd(position, _mm256_floor_pd(position)));
+        let inside = _mm_fmadd_ps(_mm_sub_ps(b, a), weight, a);
+        let outside = _mm_blendv_ps(
+            _mm_set1_ps(last),
+            _mm_set1_ps(before),
+            _mm256_cvtpd_ps(is_before),
+        );
+        let is_out = _mm256_cvtpd_ps(_mm256_or_pd(is_before, is_after));
+        _mm_storeu_ps(
+            out.as_mut_ptr().add(i),
+            _mm_blendv_ps(inside, outside, is_out),
+        );
+    }
+    curve_samples_at(
+        start,
+        duration,
+        values,
+        &times[whole..n],
+        &positions[whole..n],
+        before,
+        &mut out[whole..n],
+    );
 }
 
 impl Param {
@@ -311,11 +441,11 @@ impl Param {
                         if end > len {
                             // The frame times are web-audio-api's running sum, in order.
                             let mut times = [0.; RENDER_QUANTUM];
-                            let mut time = (len as f64).mul_add(dt, block_time);
-                            for t in &mut times[len..end] {
-                                *t = time;
-                                time += dt;
-                            }
+                            running_sum(
+                                (len as f64).mul_add(dt, block_time),
+                                dt,
+                                &mut times[len..end],
+                            );
                             curve_samples(
                                 start,
                                 duration,
@@ -379,6 +509,124 @@ impl Param {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn four_frames_at_a_time_is_frame_by_frame() {
+        if !crate::dsp::fma_available() {
+            println!("skipping: no AVX2 and FMA on this CPU");
+            return;
+        }
+        let dt = 1.0 / 48_000.0;
+        let points: Vec<f32> = noise(5, 20_000);
+        // A whole curve, and the same points in a window (filled up to the frames read).
+        let whole = SampleArray::from(&points[..]);
+        for (start, duration) in [(0.0, 20_000.0 * dt), (0.1, 0.2), (0.3, 0.05)] {
+            for block in [0usize, 1, 7, 40, 77, 100, 155] {
+                let window = SampleArray::window(points.len(), 1024);
+                let upto = ((block + 3) * RENDER_QUANTUM).min(points.len());
+                window.write(
+                    upto.saturating_sub(1024),
+                    &points[upto.saturating_sub(1024)..upto],
+                );
+                for values in [&whole, &window] {
+                    let mut times = [0.0; RENDER_QUANTUM];
+                    running_sum(block as f64 * RENDER_QUANTUM as f64 * dt, dt, &mut times);
+                    let mut positions = [0.0; RENDER_QUANTUM];
+                    for (p, &t) in positions.iter_mut().zip(&times) {
+                        *p = curve_position(values, start, duration, t);
+                    }
+                    for n in [RENDER_QUANTUM, 77, 3] {
+                        let (mut wide, mut one) =
+                            ([0.0f32; RENDER_QUANTUM], [1.0f32; RENDER_QUANTUM]);
+                        // SAFETY: the CPU has AVX2 and FMA (checked above).
+                        unsafe {
+                            curve_samples_avx2(
+                                start,
+                                duration,
+                                values,
+                                &times[..n],
+                                &positions,
+                                -7.0,
+                                &mut wide[..n],
+                            )
+                        };
+                        curve_samples_at(
+                            start,
+                            duration,
+                            values,
+                            &times[..n],
+                            &positions[..n],
+                            -7.0,
+                            &mut one[..n],
+                        );
+                        assert!(
+                            wide[..n]
+                                .iter()
+                                .zip(&one[..n])
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "start {start} duration {duration} block {block} n {n}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn running_sum_is_the_additions_one_by_one() {
+        let sequential = |first: f64, step: f64, n: usize| {
+            let mut v = Vec::with_capacity(n);
+            let mut time = first;
+            for _ in 0..n {
+                v.push(time);
+                time += step;
+            }
+            v
+        };
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let dt = 1.0 / 48_000.0;
+        let mut firsts: Vec<f64> = vec![0.0, dt, 0.5, 1.0, 2.0 - 64.0 * dt, 512.0, 599.99];
+        // Block times of long renders, around every power of two they pass, and random frames.
+        for p in 0..10 {
+            let around = (1u64 << p) as f64 * 48_000.0;
+            for k in -300i64..300 {
+                firsts.push((around + k as f64) / 48_000.0);
+            }
+        }
+        for _ in 0..20_000 {
+            firsts.push((next() % (600 * 48_000)) as f64 / 48_000.0);
+        }
+        let mut out = [0.0; RENDER_QUANTUM];
+        for &first in &firsts {
+            for step in [dt, 1.0 / 44_100.0, 1.0 / 96_000.0] {
+                for n in [1, 5, 128] {
+                    running_sum(first, step, &mut out[..n]);
+                    let want = sequential(first, step, n);
+                    assert!(
+                        out[..n]
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "first {first:e} step {step:e} n {n}"
+                    );
+                }
+            }
+        }
+        // A step exactly halfway between two multiples of the spacing, from an odd multiple:
+        // the ties go up and down alternately.
+        for first in [1.0, 1.0 + f64::EPSILON] {
+            let step = 1.5 * f64::EPSILON;
+            running_sum(first, step, &mut out);
+            assert_eq!(&out[..], &sequential(first, step, RENDER_QUANTUM)[..]);
+        }
+    }
     use crate::dsp::gain::Gain;
     use crate::dsp::testing::{assert_bit_exact, noise, oracle, Graph, Signal};
     use crate::dsp::SAMPLE_RATE;

@@ -98,6 +98,13 @@ impl SampleArray {
         self.data[i & self.mask].store(v.to_bits(), Ordering::Relaxed);
     }
 
+    /// The slots as raw `f32` bits and the mask that maps a sample index to its slot (`!0` for
+    /// a whole array), for readers that gather several samples at once. The caller reads only
+    /// slots of samples already filled and not being written (see the module doc).
+    pub fn slots(&self) -> (*const u32, usize, usize) {
+        (self.data.as_ptr() as *const u32, self.data.len(), self.mask)
+    }
+
     /// Writes `values` starting at `start`.
     pub fn write(&self, start: usize, values: &[f32]) {
         assert!(start + values.len() <= self.len);
