@@ -324,6 +324,27 @@ impl Bus {
         }
     }
 
+    /// Whether summing this bus alone into a silent input with `config` gives this very bus
+    /// (channel count, samples and every flag that is read): a mono bus whose count `config`
+    /// keeps at one. Such an input can be read in place instead of copied.
+    pub fn is_input_unchanged(&self, config: &ChannelConfig) -> bool {
+        self.channels == 1
+            && self.identical
+            && (config.mode != ChannelCountMode::Explicit || config.count == 1)
+    }
+
+    /// Makes this bus `input`'s channels mapped by `f` (input channel, this bus's channel to
+    /// write whole): every channel is written and so not silent, as after copying `input`
+    /// and writing each channel through [`Bus::channel_mut`], without the copy.
+    pub fn map_from(&mut self, input: &Bus, mut f: impl FnMut(&Channel, &mut Channel)) {
+        self.channels = input.channels;
+        self.silent = [false; MAX_CHANNELS];
+        self.identical = self.channels == 1;
+        for c in 0..self.channels {
+            f(input.channel(c), &mut self.data[c]);
+        }
+    }
+
     /// Sums `other` into this bus, both mixed first to the channel count that `config` computes
     /// (web-audio-api `AudioRenderQuantum::add`, including its mono fast path).
     pub fn add(&mut self, other: &Bus, config: &ChannelConfig) {
@@ -392,6 +413,55 @@ mod tests {
         let mut b = Bus::silent();
         b.channel_mut(0).fill(v);
         b
+    }
+
+    #[test]
+    fn an_input_read_in_place_is_what_summing_it_would_give() {
+        let mut stereo = mono(0.5);
+        stereo.set_number_of_channels(2);
+        stereo.channel_mut(1).fill(-0.25);
+        // Mono again, but from a stereo bus whose channels differed: not one shared signal.
+        let mut narrowed = stereo.clone();
+        narrowed.set_number_of_channels(1);
+        let mut up_mixed = mono(0.75);
+        up_mixed.mix(2, ChannelInterpretation::Speakers);
+        let buses = [Bus::silent(), mono(0.5), stereo, narrowed, up_mixed];
+        let mut in_place = 0;
+        for bus in &buses {
+            for mode in [
+                ChannelCountMode::Max,
+                ChannelCountMode::ClampedMax,
+                ChannelCountMode::Explicit,
+            ] {
+                for count in [1, 2] {
+                    for interpretation in [
+                        ChannelInterpretation::Speakers,
+                        ChannelInterpretation::Discrete,
+                    ] {
+                        let config = ChannelConfig {
+                            count,
+                            mode,
+                            interpretation,
+                        };
+                        if !bus.is_input_unchanged(&config) {
+                            continue;
+                        }
+                        in_place += 1;
+                        let mut summed = Bus::silent();
+                        summed.add(bus, &config);
+                        let n = summed.channels;
+                        assert_eq!(n, bus.channels, "{bus:?} {config:?}");
+                        assert_eq!(summed.silent[..n], bus.silent[..n]);
+                        assert_eq!(summed.identical, bus.identical);
+                        for c in 0..n {
+                            assert_eq!(summed.channel(c), bus.channel(c));
+                        }
+                    }
+                }
+            }
+        }
+        // Silent and plain mono under every config but an explicit two.
+        assert_eq!(in_place, 2 * 10);
     }
 
     #[test]

@@ -60,16 +60,19 @@ impl Gain {
 
         // Every channel is written, silent ones included: web-audio-api copies the silence
         // buffer before multiplying, so they become non-silent zeros (-0.0 for a negative gain).
-        output.copy_from(input);
-        for c in 0..output.number_of_channels() {
-            let channel = output.channel_mut(c);
-            if gain.len() == 1 {
-                let g = gain[0];
-                channel.iter_mut().for_each(|o| *o *= g);
-            } else {
-                debug_assert_eq!(gain.len(), RENDER_QUANTUM);
-                channel.iter_mut().zip(gain).for_each(|(o, g)| *o *= g);
-            }
+        if gain.len() == 1 {
+            let g = gain[0];
+            output.map_from(input, |i, o| {
+                o.iter_mut().zip(i).for_each(|(o, i)| *o = i * g);
+            });
+        } else {
+            debug_assert_eq!(gain.len(), RENDER_QUANTUM);
+            output.map_from(input, |i, o| {
+                o.iter_mut()
+                    .zip(i)
+                    .zip(gain)
+                    .for_each(|((o, i), g)| *o = i * g);
+            });
         }
         false
     }

@@ -105,24 +105,25 @@ fn assign_output_buses(
     let mut free: Vec<usize> = Vec::new();
     let mut count = SILENT_BUS + 1;
     for (k, &id) in order.iter().enumerate() {
-        // Sources whose last consumer this is: done once this node has summed them, which it
-        // does before it writes its own output, so their buses may hold that output.
+        if writes_output[id] {
+            bus[id] = free.pop().unwrap_or_else(|| {
+                count += 1;
+                count - 1
+            });
+        }
+        // Sources whose last consumer this is are done once it has run, so their buses go
+        // to later nodes, never to this one: a node may read its source's bus in place while
+        // it writes its own (see `AudioGraph::render_block`).
         for &s in &sources[id] {
             if last_use[s] == Some(k) && bus[s] != SILENT_BUS && !freed[s] {
                 freed[s] = true;
                 free.push(bus[s]);
             }
         }
-        if writes_output[id] {
-            bus[id] = free.pop().unwrap_or_else(|| {
-                count += 1;
-                count - 1
-            });
-            // Read by nobody (the destination's is read after the block): free right away.
-            if last_use[id].is_none() && id != destination {
-                freed[id] = true;
-                free.push(bus[id]);
-            }
+        // Read by nobody (the destination's is read after the block): free right away.
+        if writes_output[id] && last_use[id].is_none() && id != destination {
+            freed[id] = true;
+            free.push(bus[id]);
         }
     }
     (bus, count)
@@ -474,12 +475,27 @@ impl AudioGraph {
         for k in 0..self.order.len() {
             let id = self.order[k];
             let node = &mut self.nodes[id];
-            let input = &mut self.input;
-            input.make_silent();
-            for &source in &node.sources {
-                input.add(&self.outputs[source], &node.config);
-            }
-            let output = &mut self.outputs[node.output];
+            // A node with one source that its input would copy unchanged reads it in place.
+            let (input, output) = match node.sources[..] {
+                [source]
+                    if source != node.output
+                        && self.outputs[source].is_input_unchanged(&node.config) =>
+                {
+                    let [source, output] = self
+                        .outputs
+                        .get_disjoint_mut([source, node.output])
+                        .expect("a node's bus differs from its source's");
+                    (&*source, output)
+                }
+                _ => {
+                    let input = &mut self.input;
+                    input.make_silent();
+                    for &source in &node.sources {
+                        input.add(&self.outputs[source], &node.config);
+                    }
+                    (&*input, &mut self.outputs[node.output])
+                }
+            };
             match &mut node.proc {
                 Proc::Destination => {
                     output.copy_from(input);
@@ -567,8 +583,8 @@ mod tests {
                     let later = position(j) > position(i);
                     if j != i && writes[j] && bus[j] == bus[i] && later {
                         assert!(
-                            position(j) >= last_read(i),
-                            "node {j} overwrites node {i}'s output before it is read"
+                            position(j) > last_read(i),
+                            "node {j} overwrites node {i}'s output before it is read, or while"
                         );
                     }
                 }
@@ -584,8 +600,9 @@ mod tests {
         let sources: Vec<Vec<usize>> = (0..n)
             .map(|t| if t + 1 < n { vec![t + 1] } else { vec![] })
             .collect();
-        let (_, count) = assign_output_buses(&order, &sources, &vec![true; n], 0);
-        // The silent bus plus one: each node takes over its source's bus.
-        assert_eq!(count, 2);
+        let (bus, count) = assign_output_buses(&order, &sources, &vec![true; n], 0);
+        // The silent bus plus two: each node takes over its source's source's bus.
+        assert_eq!(count, 3);
+        assert!((0..n - 1).all(|t| bus[t] != bus[t + 1]));
     }
 }
