@@ -208,8 +208,10 @@ fn render(args: RenderArgs) -> Result<(), String> {
     } else {
         CppnBackend::auto()
     };
-    let samples =
-        render_batch_with(&genome, &request, !args.raw, &backend).map_err(|e| e.to_string())?;
+    // On a worker of the pool, as the server renders: the CPPN fills then run in place or on
+    // the other workers instead of being handed over from this thread one by one.
+    let samples = rayon::scope(|_| render_batch_with(&genome, &request, !args.raw, &backend))
+        .map_err(|e| e.to_string())?;
     audio_file::write(&args.out, &samples)
 }
 

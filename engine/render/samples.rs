@@ -737,7 +737,8 @@ struct FillWork {
     noise: parking_lot::Mutex<Vec<(NoiseGen, Signal)>>,
 }
 
-/// A fill of `range` handed to the rayon pool.
+/// A fill of `range` handed to the rayon pool. A render has at most one in flight (it starts
+/// the next only once this one is done), so the pool holds at most one per render.
 struct Prefetch {
     range: std::ops::Range<usize>,
     /// Taken by whoever runs the fill, the spawned task or the render, whichever comes first.
