@@ -3,7 +3,7 @@
 //! (`remapNumberToRange`) and wavetable gain curves (`gainValuesPerAudioWave`). Every array is
 //! f32, as the original's Float32Arrays, with the arithmetic done in f64 like JavaScript.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
@@ -714,8 +714,8 @@ const _: () = assert!(WINDOW >= FILL_CHUNK + FILL_MARGIN + PREFETCH_CHUNK + 2 * 
 /// Fills a render's lazy arrays ahead of the block clock. The first chunk is filled before the
 /// first block, on every core; after that, the next [`PREFETCH_CHUNK`] frames are filled by a
 /// rayon task while the render renders the frames it has (on a machine with an idle core, the
-/// CPPN then costs the render nothing), and a render that catches up with its prefetch runs
-/// it itself if no other worker has started it yet, or waits for it to finish.
+/// CPPN then costs the render nothing), and a render that catches up with its prefetch fills
+/// the pieces of it that no worker has taken yet, then waits for those being filled.
 pub struct Filler {
     frames: usize,
     /// Frames filled and visible to the render.
@@ -737,14 +737,47 @@ struct FillWork {
     noise: parking_lot::Mutex<Vec<(NoiseGen, Signal)>>,
 }
 
-/// A fill of `range` handed to the rayon pool. A render has at most one in flight (it starts
-/// the next only once this one is done), so the pool holds at most one per render.
+/// A fill of `range` handed to the rayon pool, in pieces that the spawned task and the render
+/// (when it catches up) take one at a time. A render has at most one in flight (it starts the
+/// next only once this one is done), so the pool holds at most one task per render.
 struct Prefetch {
     range: std::ops::Range<usize>,
-    /// Taken by whoever runs the fill, the spawned task or the render, whichever comes first.
-    claimed: AtomicBool,
-    /// Set (release) after the fill's last write; read (acquire) before the render reads it.
-    done: AtomicBool,
+    pieces: Vec<Piece>,
+    /// The next piece to take.
+    next: AtomicUsize,
+    /// Pieces done: counted (release) after each piece's last write, read (acquire) before
+    /// the render reads what they wrote.
+    finished: AtomicUsize,
+    /// Set when the render is gone: the pieces not yet taken are not needed.
+    cancelled: AtomicBool,
+}
+
+/// Frames of one prefetch piece: a quarter of a prefetch, so that a render that catches up
+/// with its prefetch shares what is left of it with the worker.
+const PREFETCH_PIECE: usize = PREFETCH_CHUNK / 4;
+
+impl Prefetch {
+    /// Takes and fills pieces until none is left.
+    fn work_on(&self, work: &FillWork) {
+        while !self.cancelled.load(Ordering::Relaxed) {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(piece) = self.pieces.get(i) else {
+                return;
+            };
+            work.fill_piece(piece, &self.range);
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.finished.load(Ordering::Acquire) == self.pieces.len()
+    }
+}
+
+/// Part of a fill: a frame range of one frequency group's CPPN outputs, or all the noise.
+enum Piece {
+    Cppn(usize, std::ops::Range<usize>),
+    Noise,
 }
 
 impl Filler {
@@ -770,7 +803,7 @@ impl Filler {
     /// Frames filled so far (a finished prefetch included).
     pub fn filled(&self) -> usize {
         match &self.prefetch {
-            Some(p) if p.done.load(Ordering::Acquire) => p.range.end,
+            Some(p) if p.is_done() => p.range.end,
             _ => self.filled,
         }
     }
@@ -784,7 +817,7 @@ impl Filler {
             return;
         }
         if let Some(p) = &self.prefetch {
-            if p.done.load(Ordering::Acquire) {
+            if p.is_done() {
                 self.filled = p.range.end;
                 self.prefetch = None;
             }
@@ -806,26 +839,23 @@ impl Filler {
     #[cold]
     fn catch_up(&mut self, need: usize) {
         if let Some(p) = self.prefetch.take() {
-            if !p.claimed.swap(true, Ordering::Acquire) {
-                self.work.fill(p.range.clone(), true);
-            } else {
-                let mut spins = 0u32;
-                while !p.done.load(Ordering::Acquire) {
-                    // A fill that another worker runs finishes within its own length of work,
-                    // with nothing for it to wait on.
-                    spins += 1;
-                    if spins < 1000 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
+            p.work_on(&self.work);
+            let mut spins = 0u32;
+            while !p.is_done() {
+                // The pieces still running on other workers finish within their own
+                // length of work, with nothing for them to wait on.
+                spins += 1;
+                if spins < 1000 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
                 }
             }
             self.filled = p.range.end;
         }
         if need > self.filled {
             let to = need.max(self.filled + FILL_CHUNK).min(self.frames);
-            self.work.fill(self.filled..to, true);
+            self.work.fill(self.filled..to);
             self.filled = to;
         }
     }
@@ -845,71 +875,85 @@ impl Filler {
         if to < (self.filled + PREFETCH_CHUNK).min(self.frames) {
             return;
         }
+        let range = self.filled..to;
         let p = Arc::new(Prefetch {
-            range: self.filled..to,
-            claimed: AtomicBool::new(false),
-            done: AtomicBool::new(false),
+            pieces: self.work.pieces(&range, PREFETCH_PIECE),
+            range,
+            next: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
         });
         let (task, work) = (p.clone(), self.work.clone());
-        rayon::spawn(move || {
-            if !task.claimed.swap(true, Ordering::Acquire) {
-                work.fill(task.range.clone(), false);
-                task.done.store(true, Ordering::Release);
-            }
-        });
+        rayon::spawn(move || task.work_on(&work));
         self.prefetch = Some(p);
     }
 }
 
 impl Drop for Filler {
     fn drop(&mut self) {
-        // A prefetch nobody has started yet is not needed any more.
+        // What nobody has started of a prefetch is not needed any more.
         if let Some(p) = &self.prefetch {
-            p.claimed.store(true, Ordering::Relaxed);
+            p.cancelled.store(true, Ordering::Relaxed);
         }
     }
 }
 
 impl FillWork {
-    /// Evaluates `range` of every lazy array, on every core if `parallel`.
-    fn fill(&self, range: std::ops::Range<usize>, parallel: bool) {
+    /// Evaluates `range` of every lazy array, on every core.
+    fn fill(&self, range: std::ops::Range<usize>) {
         use rayon::prelude::*;
-        // (group, sub-range) tasks, so one group's chunk spreads over the cores too.
         let step = cppn::PARALLEL_CHUNK.min(range.len().div_ceil(2)).max(256);
-        let tasks: Vec<(usize, std::ops::Range<usize>)> = (0..self.groups.len())
+        self.pieces(&range, step)
+            .par_iter()
+            .for_each(|piece| self.fill_piece(piece, &range));
+    }
+
+    /// The pieces of a fill of `range`: each group's frames in sub-ranges of `step`, so that
+    /// one group's frames spread over the cores too, and the noise.
+    fn pieces(&self, range: &std::ops::Range<usize>, step: usize) -> Vec<Piece> {
+        let mut pieces: Vec<Piece> = (0..self.groups.len())
             .flat_map(|g| {
                 let range = range.clone();
                 (range.start..range.end)
                     .step_by(step)
-                    .map(move |s| (g, s..(s + step).min(range.end)))
+                    .map(move |s| Piece::Cppn(g, s..(s + step).min(range.end)))
             })
             .collect();
-        let task = |(g, sub): (usize, std::ops::Range<usize>)| {
-            let group = &self.groups[g];
-            let mut bufs: Vec<Vec<f32>> =
-                group.indices.iter().map(|_| vec![0.0; sub.len()]).collect();
-            let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
-            cppn::evaluate_range(
-                &group.program,
-                group.periods,
-                self.velocity,
-                self.frames,
-                sub.clone(),
-                &group.indices,
-                &mut views,
-            );
-            for (signal, buf) in group.signals.iter().zip(&bufs) {
-                signal.emit(sub.start, buf);
-            }
-        };
-        if parallel {
-            tasks.into_par_iter().for_each(task);
-        } else {
-            tasks.into_iter().for_each(task);
+        if !self.noise.lock().is_empty() {
+            pieces.push(Piece::Noise);
         }
-        for (generator, signal) in self.noise.lock().iter_mut() {
-            let samples: Vec<f32> = range.clone().map(|_| generator.next_sample()).collect();
-            signal.emit(range.start, &samples);
+        pieces
+    }
+
+    /// Fills one piece of the fill of `range`.
+    fn fill_piece(&self, piece: &Piece, range: &std::ops::Range<usize>) {
+        match piece {
+            Piece::Cppn(g, sub) => {
+                let group = &self.groups[*g];
+                let mut bufs: Vec<Vec<f32>> =
+                    group.indices.iter().map(|_| vec![0.0; sub.len()]).collect();
+                let mut views: Vec<&mut [f32]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                cppn::evaluate_range(
+                    &group.program,
+                    group.periods,
+                    self.velocity,
+                    self.frames,
+                    sub.clone(),
+                    &group.indices,
+                    &mut views,
+                );
+                for (signal, buf) in group.signals.iter().zip(&bufs) {
+                    signal.emit(sub.start, buf);
+                }
+            }
+            // The generators run in order: this fill's frames come right after the last's.
+            Piece::Noise => {
+                for (generator, signal) in self.noise.lock().iter_mut() {
+                    let samples: Vec<f32> =
+                        range.clone().map(|_| generator.next_sample()).collect();
+                    signal.emit(range.start, &samples);
+                }
+            }
         }
     }
 }
