@@ -871,8 +871,8 @@ impl Filler {
         } else {
             self.frames
         };
-        let to = (self.filled + PREFETCH_CHUNK).min(self.frames).min(room);
-        if to < (self.filled + PREFETCH_CHUNK).min(self.frames) {
+        let to = (self.filled + PREFETCH_CHUNK).min(self.frames);
+        if to > room {
             return;
         }
         let range = self.filled..to;
