@@ -136,12 +136,13 @@ fn curve_sample(start: f64, duration: f64, values: &SampleArray, time: f64) -> f
 fn running_sum(first: f64, step: f64, out: &mut [f64]) {
     let n = out.len();
     let exact = first > 0.0 && first.is_finite() && step > 0.0 && step.is_finite() && {
-        // `first`'s spacing: 2^(exponent - 52); `first` is normal (well above f64's
-        // subnormals wherever a frame time is), so this is exact.
-        let u = f64::from_bits(first.to_bits() & 0x7ff0_0000_0000_0000) * f64::EPSILON;
+        // The power of two at or below `first`, and its spacing 2^(exponent - 52): exact,
+        // `first` being normal (well above f64's subnormals wherever a frame time is).
+        let power = f64::from_bits(first.to_bits() & 0x7ff0_0000_0000_0000);
+        let u = power * f64::EPSILON;
         let units = step / u;
         let d = units.round_ties_even() * u;
-        let next_power = f64::from_bits(first.to_bits() & 0x7ff0_0000_0000_0000) * 2.0;
+        let next_power = power * 2.0;
         if u > 0.0 && (units - units.floor()) != 0.5 && first + n as f64 * d < next_power {
             for (i, t) in out.iter_mut().enumerate() {
                 *t = (i as f64).mul_add(d, first);
@@ -247,6 +248,10 @@ unsafe fn curve_samples_avx2(
     // it the index and its successor are points of the curve (web-audio-api indexes them
     // unchecked, so a position rounding up to the last point would panic there).
     let max_index = (values.len() - 1).min(i32::MAX as usize) as i32;
+    // A window's slot is the index under its mask (a power of two below 2^31); a whole
+    // array's mask keeps every bit of the clamped index.
+    let slot_mask = _mm_set1_epi32(mask.min(i32::MAX as usize) as i32);
+    debug_assert!(slot_count > 0);
     let n = out.len().min(times.len());
     let whole = n / 4 * 4;
     for i in (0..whole).step_by(4) {
@@ -264,11 +269,7 @@ unsafe fn curve_samples_avx2(
             _mm_add_epi32(k, _mm_set1_epi32(1)),
             _mm_set1_epi32(max_index),
         );
-        // A window's slot is the index under its mask (a power of two below 2^31); a whole
-        // array's mask keeps every bit of the clamped index.
-        let slot_mask = _mm_set1_epi32(mask.min(i32::MAX as usize) as i32);
         let (k, k1) = (_mm_and_si128(k, slot_mask), _mm_and_si128(k1, slot_mask));
-        debug_assert!(slot_count > 0);
         let a = _mm_i32gather_ps::<4>(slots as *const f32, k);
         let b = _mm_i32gather_ps::<4>(slots as *const f32, k1);
         let weight = _mm256_cvtpd_ps(_mm256_sub_pd(position, _mm256_floor_pd(position)));
