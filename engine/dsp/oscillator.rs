@@ -13,7 +13,9 @@
 
 use std::sync::OnceLock;
 
-use super::{AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, SAMPLE_RATE};
+use super::{
+    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, RENDER_QUANTUM, SAMPLE_RATE,
+};
 
 const TABLE_LENGTH: usize = 8192;
 
@@ -121,39 +123,204 @@ impl Oscillator {
 
     #[inline(always)]
     fn sample(&self, incr: f64) -> f32 {
-        match self.kind {
-            OscillatorType::Sine => {
-                let position = self.phase * TABLE_LENGTH as f64;
-                let floored = position.floor();
-                let prev = floored as usize;
-                let next = if prev + 1 == TABLE_LENGTH {
-                    0
-                } else {
-                    prev + 1
-                };
-                let k = (position - floored) as f32;
-                self.sine[prev].mul_add(1. - k, self.sine[next] * k)
+        wave_sample(self.kind, self.sine, self.phase, incr)
+    }
+}
+
+/// The wave's value at `phase` for a phase increment `incr` (web-audio-api's per-frame code).
+#[inline(always)]
+fn wave_sample(kind: OscillatorType, sine: &[f32; TABLE_LENGTH], phase: f64, incr: f64) -> f32 {
+    match kind {
+        OscillatorType::Sine => {
+            let position = phase * TABLE_LENGTH as f64;
+            let floored = position.floor();
+            let prev = floored as usize;
+            let next = if prev + 1 == TABLE_LENGTH {
+                0
+            } else {
+                prev + 1
+            };
+            let k = (position - floored) as f32;
+            sine[prev].mul_add(1. - k, sine[next] * k)
+        }
+        OscillatorType::Sawtooth => {
+            // Shifted by half a period so that the wave starts at 0, not -1.
+            let phase = unroll(phase + 0.5);
+            let sample = 2.0 * phase - 1.0;
+            (sample - poly_blep(phase, incr)) as f32
+        }
+        OscillatorType::Square => {
+            let mut sample = if phase < 0.5 { 1.0 } else { -1.0 };
+            sample += poly_blep(phase, incr);
+            sample -= poly_blep(unroll(phase + 0.5), incr);
+            sample as f32
+        }
+        OscillatorType::Triangle => {
+            let mut sample = -4. * phase + 2.;
+            if sample > 1. {
+                sample = 2. - sample;
+            } else if sample < -1. {
+                sample = -2. - sample;
             }
-            OscillatorType::Sawtooth => {
-                // Shifted by half a period so that the wave starts at 0, not -1.
-                let phase = unroll(self.phase + 0.5);
-                let sample = 2.0 * phase - 1.0;
-                (sample - poly_blep(phase, incr)) as f32
+            sample as f32
+        }
+    }
+}
+
+/// Whether `poly_blep(t, dt)` is not simply 0.0 (its two branches).
+#[inline(always)]
+fn near_discontinuity(t: f64, dt: f64) -> bool {
+    (t < dt) | (t > 1.0 - dt)
+}
+
+/// `phases[i]` = the phase at frame i, starting from `phase` and advanced by `incr` with one
+/// rounding per frame (`unroll(phase + incr)`, web-audio-api's update); returns the phase after
+/// the last frame.
+///
+/// The per-frame update is a chain of dependent additions; most of it has a closed form. Between
+/// powers of two the f64 values are the multiples of one spacing `u`, and a phase is one of them,
+/// so adding `incr` rounds to the phase plus `incr` rounded to a multiple of `u` (`d`), the same
+/// amount every frame, unless `incr` is exactly halfway between two multiples (then the ties go
+/// to the even one, alternately). So while every exact sum stays below the next power of two, the
+/// k-th phase is exactly `phase + k * d` (a multiple of `u` below 2^53 `u`, so representable).
+/// Each crossing of a power of two (a few per period), each wrap, a tie, a `d` of zero and any
+/// increment that is not positive are done one addition at a time.
+#[inline(always)]
+fn advance_phases(mut phase: f64, incr: f64, phases: &mut [f64]) -> f64 {
+    let n = phases.len();
+    let mut i = 0;
+    let closed_form = incr > 0.0 && incr.is_finite();
+    let inverse = 1.0 / incr;
+    while i < n {
+        if let Some((d, last_k)) = closed_form
+            .then(|| binade_steps(phase, incr, inverse))
+            .flatten()
+        {
+            let m = (last_k + 1).min(n - i);
+            for (p, &k) in phases[i..i + m].iter_mut().zip(&FRAME_INDICES) {
+                *p = k.mul_add(d, phase);
             }
-            OscillatorType::Square => {
-                let mut sample = if self.phase < 0.5 { 1.0 } else { -1.0 };
-                sample += poly_blep(self.phase, incr);
-                sample -= poly_blep(unroll(self.phase + 0.5), incr);
-                sample as f32
+            phase = if m <= last_k {
+                (m as f64).mul_add(d, phase)
+            } else {
+                unroll(phases[i + m - 1] + incr)
+            };
+            i += m;
+        } else {
+            phases[i] = phase;
+            phase = unroll(phase + incr);
+            i += 1;
+        }
+    }
+    phase
+}
+
+/// 0, 1, 2, ... as f64: loaded, they vectorize where a converted loop counter does not.
+const FRAME_INDICES: [f64; RENDER_QUANTUM] = {
+    let mut t = [0.0; RENDER_QUANTUM];
+    let mut i = 0;
+    while i < RENDER_QUANTUM {
+        t[i] = i as f64;
+        i += 1;
+    }
+    t
+};
+
+/// For a positive phase and a positive increment (`inverse` approximately 1 / `incr`): the
+/// rounded step `d` that every addition of `incr` adds while the sums stay in the phase's binade,
+/// and the largest k (up to `RENDER_QUANTUM`, all a block can use) such that the k-th addition is
+/// one of those: `phase + k * d` at most two spacings below the next power of two (then the exact
+/// sum, within half a spacing of it, is below that power). None where the additions must be done
+/// one by one.
+#[inline(always)]
+fn binade_steps(phase: f64, incr: f64, inverse: f64) -> Option<(f64, usize)> {
+    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+    let biased = (phase.to_bits() & EXPONENT) >> 52;
+    // Below 2^-971 the spacing's reciprocal is not a normal f64 (and no phase goes there but
+    // the first few after a wrap); at 2^0 and above, and for non-finite or negative phases, the
+    // additions are done one by one.
+    if !(52..1023).contains(&biased) || phase.is_sign_negative() {
+        return None;
+    }
+    let power = f64::from_bits(biased << 52);
+    let u = power * f64::EPSILON;
+    // Exact: scaling by a power of two (1 / u).
+    let units = incr * f64::from_bits((2098 - biased) << 52);
+    let whole = units.round_ties_even();
+    if whole == 0.0 || units - units.floor() == 0.5 {
+        return None;
+    }
+    let d = whole * u;
+    // Exact: multiples of u below 2 * power.
+    let limit = power * 2.0 - 2.0 * u;
+    if phase > limit {
+        return None;
+    }
+    // An estimate (d is incr within half a spacing), then the exact largest k by checking.
+    let cap = RENDER_QUANTUM as f64;
+    let mut k = ((limit - phase) * inverse).floor().min(cap);
+    while k > 0.0 && k.mul_add(d, phase) > limit {
+        k -= 1.0;
+    }
+    while k < cap && (k + 1.0).mul_add(d, phase) <= limit {
+        k += 1.0;
+    }
+    Some((d, k as usize))
+}
+
+/// One block of a wave at a constant increment from precomputed `phases`. The frames away from
+/// a discontinuity (no polyBLEP correction: both of its branches false) have a plain formula
+/// computed for all frames at once; the few others are then recomputed with the full per-frame
+/// code. Bit for bit `wave_sample` at every frame.
+#[inline(always)]
+fn wave_block(
+    kind: OscillatorType,
+    sine: &[f32; TABLE_LENGTH],
+    phases: &[f64],
+    incr: f64,
+    out: &mut [f32],
+) {
+    // Frames whose flags are tested as one u128.
+    const GROUP: usize = 16;
+    let mut near = [0u8; RENDER_QUANTUM];
+    let near = &mut near[..out.len()];
+    match kind {
+        OscillatorType::Square => {
+            for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
+                // x + 0.0 - 0.0 is x: the corrections are zero here.
+                *o = if p < 0.5 { 1.0 } else { -1.0 };
+                *n =
+                    (near_discontinuity(p, incr) | near_discontinuity(unroll(p + 0.5), incr)) as u8;
             }
-            OscillatorType::Triangle => {
-                let mut sample = -4. * self.phase + 2.;
-                if sample > 1. {
-                    sample = 2. - sample;
-                } else if sample < -1. {
-                    sample = -2. - sample;
+        }
+        OscillatorType::Sawtooth => {
+            for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
+                let shifted = unroll(p + 0.5);
+                *o = (2.0 * shifted - 1.0) as f32;
+                *n = near_discontinuity(shifted, incr) as u8;
+            }
+        }
+        OscillatorType::Sine | OscillatorType::Triangle => {
+            for (o, &p) in out.iter_mut().zip(phases) {
+                *o = wave_sample(kind, sine, p, incr);
+            }
+            return;
+        }
+    }
+    for ((o, n), p) in out
+        .chunks_mut(GROUP)
+        .zip(near.chunks(GROUP))
+        .zip(phases.chunks(GROUP))
+    {
+        let any = match <[u8; GROUP]>::try_from(n) {
+            Ok(flags) => u128::from_ne_bytes(flags) != 0,
+            Err(_) => n.iter().any(|&n| n != 0),
+        };
+        if any {
+            for ((o, &n), &p) in o.iter_mut().zip(n).zip(p) {
+                if n != 0 {
+                    *o = wave_sample(kind, sine, p, incr);
                 }
-                sample as f32
             }
         }
     }
@@ -177,10 +344,10 @@ impl Oscillator {
         let out = output.channel_mut(0);
         if frequency.len() == 1 && detune.len() == 1 {
             let incr = phase_increment(frequency[0], detune[0], sample_rate);
-            for o in out.iter_mut() {
-                *o = self.sample(incr);
-                self.phase = unroll(self.phase + incr);
-            }
+            let mut phases = [0.0; RENDER_QUANTUM];
+            let phases = &mut phases[..out.len()];
+            self.phase = advance_phases(self.phase, incr, phases);
+            wave_block(self.kind, self.sine, phases, incr, out);
         } else if detune.len() == 1 {
             // A constant detune's factor is the same f64 every frame, so computing it once
             // gives the same increments without an exp2 per frame.
@@ -323,6 +490,114 @@ mod tests {
             ];
             for case in &cases {
                 compare(kind, wa, case);
+            }
+        }
+    }
+
+    /// The per-frame update, one addition at a time.
+    fn sequential_phases(mut phase: f64, incr: f64, n: usize) -> (Vec<f64>, f64) {
+        let mut phases = Vec::with_capacity(n);
+        for _ in 0..n {
+            phases.push(phase);
+            phase = unroll(phase + incr);
+        }
+        (phases, phase)
+    }
+
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn closed_form_phases_are_the_additions_one_by_one() {
+        let rate = SAMPLE_RATE as f64;
+        let mut increments: Vec<f64> = [
+            440., 184.997, 27.5, 3000., 23_999., 24_000., 1e-3, 1e-9, 0.0, -440., 1.0, 55.0,
+        ]
+        .iter()
+        .map(|&f| increment_from(f, rate))
+        .collect();
+        // Halfway between two multiples of the spacing of the top binades (ties, alternating
+        // with the parity of the phase), and the smallest steps that still move the phase.
+        increments.extend([
+            1.5 * f64::EPSILON / 2.0,
+            2.5 * f64::EPSILON / 4.0,
+            f64::EPSILON / 4.0,
+            0.75 * f64::EPSILON,
+            0.25,
+            0.5,
+        ]);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..300 {
+            let f = (xorshift(&mut seed) % 2_400_000) as f64 / 100.0;
+            increments.push(phase_increment(f as f32, 0.0, rate));
+        }
+        let mut phases = [0.0; RENDER_QUANTUM];
+        for &incr in &increments {
+            let mut starts = vec![
+                0.0,
+                0.5,
+                1.0 - f64::EPSILON / 2.0,
+                f64::MIN_POSITIVE,
+                1e-300,
+            ];
+            for _ in 0..20 {
+                starts.push((xorshift(&mut seed) >> 11) as f64 / (1u64 << 53) as f64);
+            }
+            for &start in &starts {
+                // Block after block, as the oscillator calls it, over many periods; some
+                // blocks shorter, so that segments start anywhere.
+                let (want, want_end) = sequential_phases(start, incr, 40 * RENDER_QUANTUM);
+                let (mut phase, mut at) = (start, 0);
+                for n in [RENDER_QUANTUM, 77, 1, RENDER_QUANTUM, 5].iter().cycle() {
+                    let n = (*n).min(want.len() - at);
+                    if n == 0 {
+                        break;
+                    }
+                    phase = advance_phases(phase, incr, &mut phases[..n]);
+                    at += n;
+                    let next = want.get(at).copied().unwrap_or(want_end);
+                    let same = phases[..n]
+                        .iter()
+                        .zip(&want[at - n..at])
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same && phase.to_bits() == next.to_bits(),
+                        "incr {incr:e} start {start:e} frames {at}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_waves_are_the_per_frame_samples() {
+        let sine = sine_table();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut phases = [0.0; RENDER_QUANTUM];
+        let mut out = [0.0f32; RENDER_QUANTUM];
+        for (kind, _) in TYPES {
+            for f in [440., 184.997, 27.5, 3000., 23_999., 24_000., 0.0, -440.] {
+                let incr = increment_from(f, SAMPLE_RATE as f64);
+                let mut phase = (xorshift(&mut seed) >> 11) as f64 / (1u64 << 53) as f64;
+                for n in [RENDER_QUANTUM, 1, 17, 100] {
+                    for _ in 0..200 {
+                        let start = phase;
+                        phase = advance_phases(phase, incr, &mut phases[..n]);
+                        wave_block(kind, sine, &phases[..n], incr, &mut out[..n]);
+                        for (i, (&o, &p)) in out[..n].iter().zip(&phases[..n]).enumerate() {
+                            let want = wave_sample(kind, sine, p, incr);
+                            assert_eq!(
+                                o.to_bits(),
+                                want.to_bits(),
+                                "{kind:?} {f} Hz from {start} frame {i}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }
