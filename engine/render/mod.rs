@@ -130,7 +130,7 @@ pub struct Render {
     filler: Filler,
     total_frames: usize,
     position: usize,
-    stats: Stats,
+    range: RunningRange,
 }
 
 impl Render {
@@ -191,7 +191,7 @@ impl Render {
             filler,
             total_frames,
             position: 0,
-            stats: Stats::default(),
+            range: RunningRange::default(),
         })
     }
 
@@ -234,46 +234,74 @@ impl Render {
             let _ftz = FlushDenormals::new();
             self.graph.render_block(self.position as u64, out);
         }
-        (self.stats.min, self.stats.max) = min_max(&out[..n], self.stats.min, self.stats.max);
-        self.stats.peak = self.stats.max.max(-self.stats.min);
+        self.range.add(&out[..n]);
         self.position += n;
         n
     }
 
     /// min, max and peak of the frames rendered so far (min and max start at 0).
     pub fn stats(&self) -> Stats {
-        self.stats
+        let (min, max) = self.range.min_max();
+        Stats {
+            min,
+            max,
+            peak: max.max(-min),
+        }
     }
 }
 
-/// The running min and max after `samples`, as `if s < min { min = s }` (and `>` for max)
-/// sample by sample computes them (normalizeAudioBuffer), but in eight independent lanes so it
-/// compiles to vector min/max. Same result: NaN never wins a strict comparison, equal values
-/// with different bits can only be +0.0 and -0.0, and min and max start at +0.0 and only move
-/// away from it, so no zero ever replaces the other; every other tie is the same bits.
-fn min_max(samples: &[f32], min: f32, max: f32) -> (f32, f32) {
-    const LANES: usize = 8;
-    let (mut lo, mut hi) = ([min; LANES], [max; LANES]);
-    let chunks = samples.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for j in 0..LANES {
-            lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
-            hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
+/// The running min and max of normalizeAudioBuffer (`if s < min { min = s }`, and `>` for max,
+/// from 0, sample by sample), kept in sixteen independent lanes so that adding samples compiles
+/// to vector min/max without a chain of dependent compares, and folded only when asked. Lanes
+/// and order do not change the result: NaN never wins a strict comparison, equal values with
+/// different bits can only be +0.0 and -0.0, and every lane starts at +0.0 and only moves away
+/// from it, so no zero ever replaces the other; every other tie is the same bits.
+#[derive(Clone, Copy)]
+struct RunningRange {
+    low: [f32; LANES],
+    high: [f32; LANES],
+}
+
+/// Four SSE vectors each for min and max: enough independent chains to hide the latency.
+const LANES: usize = 16;
+
+impl Default for RunningRange {
+    fn default() -> Self {
+        RunningRange {
+            low: [0.0; LANES],
+            high: [0.0; LANES],
         }
     }
-    let (mut min, mut max) = (min, max);
-    for &s in lo.iter().chain(rest) {
-        if s < min {
-            min = s;
+}
+
+impl RunningRange {
+    fn add(&mut self, samples: &[f32]) {
+        let (lo, hi) = (&mut self.low, &mut self.high);
+        let chunks = samples.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for j in 0..LANES {
+                lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
+                hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
+            }
+        }
+        for (j, &s) in rest.iter().enumerate() {
+            lo[j] = if s < lo[j] { s } else { lo[j] };
+            hi[j] = if s > hi[j] { s } else { hi[j] };
         }
     }
-    for &s in hi.iter().chain(rest) {
-        if s > max {
-            max = s;
-        }
+
+    fn min_max(&self) -> (f32, f32) {
+        let fold = |lanes: &[f32; LANES], wins: fn(f32, f32) -> bool| {
+            lanes[1..]
+                .iter()
+                .fold(lanes[0], |m, &s| if wins(s, m) { s } else { m })
+        };
+        (
+            fold(&self.low, |s, m| s < m),
+            fold(&self.high, |s, m| s > m),
+        )
     }
-    (min, max)
 }
 
 /// Renders the whole request. With `normalize`, applies the original's batch normalization
@@ -304,7 +332,9 @@ pub fn render_batch_with(
         out.extend_from_slice(&block[..n]);
     }
     if normalize {
-        normalize_like_original(&mut out);
+        // The render's running min and max are the ones the scan would find.
+        let Stats { min, max, .. } = render.stats();
+        normalize_in_range(&mut out, min, max);
     }
     Ok(out)
 }
@@ -312,15 +342,16 @@ pub fn render_batch_with(
 /// kromosynth `normalizeAudioBuffer`: only if a sample leaves [-1, 1], every sample is mapped
 /// affinely from [min, max] to [-1, 1].
 pub fn normalize_like_original(samples: &mut [f32]) {
-    let (mut min, mut max) = (0.0f32, 0.0f32);
-    for &s in samples.iter() {
-        if s < min {
-            min = s;
-        }
-        if s > max {
-            max = s;
-        }
-    }
+    // The loop's running min and max, in lanes: a sequential min is a chain of dependent
+    // compares, a quarter of a simple genome's whole render time.
+    let mut range = RunningRange::default();
+    range.add(samples);
+    let (min, max) = range.min_max();
+    normalize_in_range(samples, min, max);
+}
+
+/// [`normalize_like_original`] for samples whose running min and max (from 0) are known.
+fn normalize_in_range(samples: &mut [f32], min: f32, max: f32) {
     if min < -1.0 || max > 1.0 {
         let (min, max) = (min as f64, max as f64);
         for s in samples.iter_mut() {
@@ -332,10 +363,11 @@ pub fn normalize_like_original(samples: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
-    use super::min_max;
+    use super::RunningRange;
 
     /// normalizeAudioBuffer's loop, sample by sample.
-    fn sequential(samples: &[f32], mut min: f32, mut max: f32) -> (f32, f32) {
+    fn sequential(samples: &[f32]) -> (f32, f32) {
+        let (mut min, mut max) = (0.0f32, 0.0f32);
         for &s in samples {
             if s < min {
                 min = s;
@@ -348,7 +380,7 @@ mod tests {
     }
 
     #[test]
-    fn lane_min_max_equals_the_sequential_loop_bit_for_bit() {
+    fn running_range_equals_the_sequential_loop_bit_for_bit() {
         let mut x = 0x9e37_79b9_u32;
         let mut next = || {
             x ^= x << 13;
@@ -365,24 +397,32 @@ mod tests {
             1e-40,
             -1e-40,
         ];
-        for len in 0..=130 {
-            for start in [(0.0f32, 0.0f32), (-0.5, 0.75), (-3.0, 3.0)] {
-                let samples: Vec<f32> = (0..len)
-                    .map(|_| match next() % 8 {
-                        0 => specials[(next() % 7) as usize],
-                        _ => (next() as f32 / u32::MAX as f32 - 0.5) * 4.0,
-                    })
-                    .collect();
-                let (a, b) = (
-                    min_max(&samples, start.0, start.1),
-                    sequential(&samples, start.0, start.1),
-                );
-                assert_eq!(
-                    (a.0.to_bits(), a.1.to_bits()),
-                    (b.0.to_bits(), b.1.to_bits()),
-                    "{samples:?}"
-                );
+        for len in 0..=400 {
+            // Every third one only zeros, NaN and positive values, so that the min is a zero
+            // and which zero it is decides the test; the others half specials or a few.
+            let (special_share, only_zeros) = [(2, false), (8, false), (2, true)][len % 3];
+            let samples: Vec<f32> = (0..len)
+                .map(|_| match next() % special_share {
+                    0 if only_zeros => specials[(next() % 3) as usize],
+                    0 => specials[(next() % 7) as usize],
+                    _ if only_zeros => next() as f32 / u32::MAX as f32,
+                    _ => (next() as f32 / u32::MAX as f32 - 0.5) * 4.0,
+                })
+                .collect();
+            // Added in uneven pieces, as blocks of any length arrive.
+            let mut range = RunningRange::default();
+            let mut rest = &samples[..];
+            while !rest.is_empty() {
+                let take = (1 + next() as usize % 130).min(rest.len());
+                range.add(&rest[..take]);
+                rest = &rest[take..];
             }
+            let (a, b) = (range.min_max(), sequential(&samples));
+            assert_eq!(
+                (a.0.to_bits(), a.1.to_bits()),
+                (b.0.to_bits(), b.1.to_bits()),
+                "{samples:?}"
+            );
         }
     }
 }
