@@ -91,7 +91,6 @@ fn assign_output_buses(
     order: &[usize],
     sources: &[Vec<usize>],
     writes_output: &[bool],
-    destination: usize,
 ) -> (Vec<usize>, usize) {
     let n = sources.len();
     let mut last_use: Vec<Option<usize>> = vec![None; n];
@@ -120,8 +119,8 @@ fn assign_output_buses(
                 free.push(bus[s]);
             }
         }
-        // Read by nobody (the destination's is read after the block): free right away.
-        if writes_output[id] && last_use[id].is_none() && id != destination {
+        // Read by nobody: free right away.
+        if writes_output[id] && last_use[id].is_none() {
             freed[id] = true;
             free.push(bus[id]);
         }
@@ -413,19 +412,9 @@ impl AudioGraph {
         }
         let writes_output: Vec<bool> = procs
             .iter()
-            .map(|p| {
-                matches!(
-                    p,
-                    Some(Proc::Destination | Proc::Merger | Proc::Node(_) | Proc::DelayReader(_))
-                )
-            })
+            .map(|p| matches!(p, Some(Proc::Merger | Proc::Node(_) | Proc::DelayReader(_))))
             .collect();
-        let (output_bus, buses) = assign_output_buses(
-            &ordering.ordered,
-            &sources,
-            &writes_output,
-            crate::patch::graph::DESTINATION,
-        );
+        let (output_bus, buses) = assign_output_buses(&ordering.ordered, &sources, &writes_output);
         let nodes = graph
             .nodes
             .iter()
@@ -498,7 +487,8 @@ impl AudioGraph {
             };
             match &mut node.proc {
                 Proc::Destination => {
-                    output.copy_from(input);
+                    // The render is channel 0 of what the destination sums; no bus of its own.
+                    out.copy_from_slice(input.channel(0));
                 }
                 Proc::Merger => {
                     output.make_silent();
@@ -528,8 +518,6 @@ impl AudioGraph {
                 Proc::Silent => {}
             }
         }
-        let dest = &self.outputs[self.nodes[crate::patch::graph::DESTINATION].output];
-        out.copy_from_slice(dest.channel(0));
     }
 }
 
@@ -537,7 +525,7 @@ impl AudioGraph {
 mod tests {
     use super::*;
 
-    /// Random DAGs (node ids in topological order, node 0 the destination) checked against
+    /// Random DAGs (node ids in topological order) checked against
     /// the liveness rule: a bus is written again only once every consumer of its previous
     /// output has read it.
     #[test]
@@ -551,7 +539,7 @@ mod tests {
         };
         for _ in 0..500 {
             let n = 2 + next(30);
-            // Run order: n-1, n-2, ..., 0 (the destination last); edges go to lower ids.
+            // Run order: n-1, n-2, ..., 0; edges go to lower ids.
             let order: Vec<usize> = (0..n).rev().collect();
             let mut sources = vec![Vec::new(); n];
             for (t, into) in sources.iter_mut().enumerate().take(n - 1) {
@@ -559,14 +547,11 @@ mod tests {
                     into.push(t + 1 + next(n - 1 - t)); // repeated edges too
                 }
             }
-            let writes: Vec<bool> = (0..n).map(|id| id == 0 || next(5) > 0).collect();
-            let (bus, count) = assign_output_buses(&order, &sources, &writes, 0);
+            let writes: Vec<bool> = (0..n).map(|_| next(5) > 0).collect();
+            let (bus, count) = assign_output_buses(&order, &sources, &writes);
             assert!(count <= n + 1);
             let position = |id: usize| n - 1 - id;
             let last_read = |id: usize| {
-                if id == 0 {
-                    return usize::MAX; // read after the block
-                }
                 (0..n)
                     .filter(|&t| sources[t].contains(&id))
                     .map(position)
@@ -594,13 +579,13 @@ mod tests {
 
     #[test]
     fn a_chain_needs_two_buses_whatever_its_length() {
-        // 9 -> 8 -> ... -> 1 -> 0 (destination)
+        // 9 -> 8 -> ... -> 1 -> 0
         let n = 10;
         let order: Vec<usize> = (0..n).rev().collect();
         let sources: Vec<Vec<usize>> = (0..n)
             .map(|t| if t + 1 < n { vec![t + 1] } else { vec![] })
             .collect();
-        let (bus, count) = assign_output_buses(&order, &sources, &vec![true; n], 0);
+        let (bus, count) = assign_output_buses(&order, &sources, &vec![true; n]);
         // The silent bus plus two: each node takes over its source's source's bus.
         assert_eq!(count, 3);
         assert!((0..n - 1).all(|t| bus[t] != bus[t + 1]));
