@@ -86,6 +86,7 @@ pub struct Oscillator {
     kind: OscillatorType,
     phase: f64,
     sine: &'static [f32; TABLE_LENGTH],
+    binades: Binades,
 }
 
 impl Oscillator {
@@ -112,6 +113,7 @@ impl Oscillator {
             kind,
             phase: 0.,
             sine: sine_table(),
+            binades: Binades::default(),
         }
     }
 
@@ -186,16 +188,15 @@ fn near_discontinuity(t: f64, dt: f64) -> bool {
 /// Each crossing of a power of two (a few per period), each wrap, a tie, a `d` of zero and any
 /// increment that is not positive are done one addition at a time.
 #[inline(always)]
-fn advance_phases(mut phase: f64, incr: f64, phases: &mut [f64]) -> f64 {
+fn advance_phases(mut phase: f64, incr: f64, phases: &mut [f64], binades: &mut Binades) -> f64 {
     let n = phases.len();
     let mut i = 0;
     let closed_form = incr > 0.0 && incr.is_finite();
-    let inverse = 1.0 / incr;
+    if closed_form {
+        binades.set_increment(incr);
+    }
     while i < n {
-        if let Some((d, last_k)) = closed_form
-            .then(|| binade_steps(phase, incr, inverse))
-            .flatten()
-        {
+        if let Some((d, last_k)) = closed_form.then(|| binades.steps(phase)).flatten() {
             let m = (last_k + 1).min(n - i);
             for (p, &k) in phases[i..i + m].iter_mut().zip(&FRAME_INDICES) {
                 *p = k.mul_add(d, phase);
@@ -226,22 +227,95 @@ const FRAME_INDICES: [f64; RENDER_QUANTUM] = {
     t
 };
 
-/// For a positive phase and a positive increment (`inverse` approximately 1 / `incr`): the
-/// rounded step `d` that every addition of `incr` adds while the sums stay in the phase's binade,
-/// and the largest k (up to `RENDER_QUANTUM`, all a block can use) such that the k-th addition is
-/// one of those: `phase + k * d` at most two spacings below the next power of two (then the exact
-/// sum, within half a spacing of it, is below that power). None where the additions must be done
-/// one by one.
-#[inline(always)]
-fn binade_steps(phase: f64, incr: f64, inverse: f64) -> Option<(f64, usize)> {
-    const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
-    let biased = (phase.to_bits() & EXPONENT) >> 52;
-    // Below 2^-971 the spacing's reciprocal is not a normal f64 (and no phase goes there but
-    // the first few after a wrap); at 2^0 and above, and for non-finite or negative phases, the
-    // additions are done one by one.
-    if !(52..1023).contains(&biased) || phase.is_sign_negative() {
-        return None;
+/// The rounded step of one increment per binade, remembered: an oscillator at a constant
+/// frequency crosses the same few binades every period, and working out a binade's step is a
+/// chain of dependent operations that a block would otherwise repeat about twenty times.
+#[derive(Clone, Copy)]
+struct Binades {
+    incr: f64,
+    /// About 1 / `incr`, for estimates only.
+    inverse: f64,
+    /// Per binade [2^(-1-i), 2^-i): [`binade_step`] for `incr`, valid where bit i of `known`
+    /// is set.
+    cached: [Option<(f64, f64)>; CACHED_BINADES],
+    known: u32,
+}
+
+/// The binades from [1/2, 1) down that are remembered: those below the increment (under 2^-24
+/// only below 3 Hz) hold one phase a period, right after the wrap, and are worked out each time.
+const CACHED_BINADES: usize = 24;
+
+impl Default for Binades {
+    fn default() -> Self {
+        Binades {
+            incr: f64::NAN,
+            inverse: f64::NAN,
+            cached: [None; CACHED_BINADES],
+            known: 0,
+        }
     }
+}
+
+impl Binades {
+    /// Forgets the steps when the increment is another one.
+    #[inline(always)]
+    fn set_increment(&mut self, incr: f64) {
+        if incr.to_bits() != self.incr.to_bits() {
+            self.incr = incr;
+            self.inverse = 1.0 / incr;
+            self.known = 0;
+        }
+    }
+
+    /// For a positive phase and the (positive) increment: the rounded step `d` that every
+    /// addition of the increment adds while the sums stay in the phase's binade, and the largest
+    /// k (up to `RENDER_QUANTUM`, all a block can use) such that the k-th addition is one of
+    /// those: `phase + k * d` at most two spacings below the next power of two (then the exact
+    /// sum, within half a spacing of it, is below that power). None where the additions must
+    /// be done one by one.
+    #[inline(always)]
+    fn steps(&mut self, phase: f64) -> Option<(f64, usize)> {
+        const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
+        let biased = (phase.to_bits() & EXPONENT) >> 52;
+        // Below 2^-971 the spacing's reciprocal is not a normal f64 (and no phase goes there
+        // but the first few after a wrap); at 2^0 and above, and for non-finite or negative
+        // phases, the additions are done one by one.
+        if !(52..1023).contains(&biased) || phase.is_sign_negative() {
+            return None;
+        }
+        let index = (1022 - biased) as usize;
+        let (d, limit) = if index < CACHED_BINADES {
+            if self.known & (1 << index) == 0 {
+                self.cached[index] = binade_step(biased, self.incr);
+                self.known |= 1 << index;
+            }
+            self.cached[index]?
+        } else {
+            binade_step(biased, self.incr)?
+        };
+        if phase > limit {
+            return None;
+        }
+        // An estimate (d is incr within half a spacing), then the exact largest k by checking.
+        let cap = RENDER_QUANTUM as f64;
+        let mut k = ((limit - phase) * self.inverse).floor().min(cap);
+        while k > 0.0 && k.mul_add(d, phase) > limit {
+            k -= 1.0;
+        }
+        while k < cap && (k + 1.0).mul_add(d, phase) <= limit {
+            k += 1.0;
+        }
+        Some((d, k as usize))
+    }
+}
+
+/// For the binade [2^(biased - 1023), 2^(biased - 1022)) (`biased` in 52..1023) and a positive
+/// increment: the step `d` (the increment rounded to a multiple of the binade's spacing `u`) and
+/// the largest phase `limit` from which one more step certainly stays in the binade, two
+/// spacings below its top. None where the increment is halfway between two multiples of `u`
+/// (then ties go to the even one, alternately) or rounds to zero.
+#[inline(always)]
+fn binade_step(biased: u64, incr: f64) -> Option<(f64, f64)> {
     let power = f64::from_bits(biased << 52);
     let u = power * f64::EPSILON;
     // Exact: scaling by a power of two (1 / u).
@@ -250,22 +324,8 @@ fn binade_steps(phase: f64, incr: f64, inverse: f64) -> Option<(f64, usize)> {
     if whole == 0.0 || units - units.floor() == 0.5 {
         return None;
     }
-    let d = whole * u;
     // Exact: multiples of u below 2 * power.
-    let limit = power * 2.0 - 2.0 * u;
-    if phase > limit {
-        return None;
-    }
-    // An estimate (d is incr within half a spacing), then the exact largest k by checking.
-    let cap = RENDER_QUANTUM as f64;
-    let mut k = ((limit - phase) * inverse).floor().min(cap);
-    while k > 0.0 && k.mul_add(d, phase) > limit {
-        k -= 1.0;
-    }
-    while k < cap && (k + 1.0).mul_add(d, phase) <= limit {
-        k += 1.0;
-    }
-    Some((d, k as usize))
+    Some((whole * u, power * 2.0 - 2.0 * u))
 }
 
 /// One block of a wave at a constant increment from precomputed `phases`. The frames away from
@@ -346,7 +406,7 @@ impl Oscillator {
             let incr = phase_increment(frequency[0], detune[0], sample_rate);
             let mut phases = [0.0; RENDER_QUANTUM];
             let phases = &mut phases[..out.len()];
-            self.phase = advance_phases(self.phase, incr, phases);
+            self.phase = advance_phases(self.phase, incr, phases, &mut self.binades);
             wave_block(self.kind, self.sine, phases, incr, out);
         } else if detune.len() == 1 {
             // A constant detune's factor is the same f64 every frame, so computing it once
@@ -536,6 +596,8 @@ mod tests {
             increments.push(phase_increment(f as f32, 0.0, rate));
         }
         let mut phases = [0.0; RENDER_QUANTUM];
+        // One for all increments, as an oscillator whose frequency changes keeps its own.
+        let mut binades = Binades::default();
         for &incr in &increments {
             let mut starts = vec![
                 0.0,
@@ -557,7 +619,7 @@ mod tests {
                     if n == 0 {
                         break;
                     }
-                    phase = advance_phases(phase, incr, &mut phases[..n]);
+                    phase = advance_phases(phase, incr, &mut phases[..n], &mut binades);
                     at += n;
                     let next = want.get(at).copied().unwrap_or(want_end);
                     let same = phases[..n]
@@ -579,6 +641,7 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut phases = [0.0; RENDER_QUANTUM];
         let mut out = [0.0f32; RENDER_QUANTUM];
+        let mut binades = Binades::default();
         for (kind, _) in TYPES {
             for f in [440., 184.997, 27.5, 3000., 23_999., 24_000., 0.0, -440.] {
                 let incr = increment_from(f, SAMPLE_RATE as f64);
@@ -586,7 +649,7 @@ mod tests {
                 for n in [RENDER_QUANTUM, 1, 17, 100] {
                     for _ in 0..200 {
                         let start = phase;
-                        phase = advance_phases(phase, incr, &mut phases[..n]);
+                        phase = advance_phases(phase, incr, &mut phases[..n], &mut binades);
                         wave_block(kind, sine, &phases[..n], incr, &mut out[..n]);
                         for (i, (&o, &p)) in out[..n].iter().zip(&phases[..n]).enumerate() {
                             let want = wave_sample(kind, sine, p, incr);
