@@ -357,24 +357,25 @@ fn wave_block(
     incr: f64,
     out: &mut [f32],
 ) {
-    // Frames whose flags are tested as one u128.
+    // Frames whose flags are tested together. The flags are as wide as a phase, so that the
+    // comparisons store them as they are, without packing lanes down to bytes.
     const GROUP: usize = 16;
-    let mut near = [0u8; RENDER_QUANTUM];
+    let mut near = [0u64; RENDER_QUANTUM];
     let near = &mut near[..out.len()];
     match kind {
         OscillatorType::Square => {
             for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
                 // x + 0.0 - 0.0 is x: the corrections are zero here.
                 *o = if p < 0.5 { 1.0 } else { -1.0 };
-                *n =
-                    (near_discontinuity(p, incr) | near_discontinuity(unroll(p + 0.5), incr)) as u8;
+                *n = (near_discontinuity(p, incr) | near_discontinuity(unroll(p + 0.5), incr))
+                    as u64;
             }
         }
         OscillatorType::Sawtooth => {
             for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
                 let shifted = unroll(p + 0.5);
                 *o = (2.0 * shifted - 1.0) as f32;
-                *n = near_discontinuity(shifted, incr) as u8;
+                *n = near_discontinuity(shifted, incr) as u64;
             }
         }
         OscillatorType::Sine | OscillatorType::Triangle => {
@@ -389,10 +390,7 @@ fn wave_block(
         .zip(near.chunks(GROUP))
         .zip(phases.chunks(GROUP))
     {
-        let any = match <[u8; GROUP]>::try_from(n) {
-            Ok(flags) => u128::from_ne_bytes(flags) != 0,
-            Err(_) => n.iter().any(|&n| n != 0),
-        };
+        let any = n.iter().fold(0, |any, &n| any | n) != 0;
         if any {
             for ((o, &n), &p) in o.iter_mut().zip(n).zip(p) {
                 if n != 0 {
