@@ -175,22 +175,35 @@ fn near_discontinuity(t: f64, dt: f64) -> bool {
     (t < dt) | (t > 1.0 - dt)
 }
 
-/// `phases[i]` = the phase at frame i, starting from `phase` and advanced by `incr` with one
-/// rounding per frame (`unroll(phase + incr)`, web-audio-api's update); returns the phase after
-/// the last frame.
+/// What a walk of the phase over a block produces from it.
+trait PhaseSink {
+    /// Frames `i..i + m`, whose phases are `phase + k * d` for k < m.
+    fn run(&mut self, i: usize, phase: f64, d: f64, m: usize);
+    /// Frame `i`, at `phase`.
+    fn one(&mut self, i: usize, phase: f64);
+}
+
+/// Walks `n` frames of the phase, starting from `phase` and advanced by `incr` with one rounding
+/// per frame (`unroll(phase + incr)`, web-audio-api's update), handing the frames to `sink`;
+/// returns the phase after the last frame.
 ///
 /// The per-frame update is a chain of dependent additions; most of it has a closed form. Between
 /// powers of two the f64 values are the multiples of one spacing `u`, and a phase is one of them,
 /// so adding `incr` rounds to the phase plus `incr` rounded to a multiple of `u` (`d`), the same
 /// amount every frame, unless `incr` is exactly halfway between two multiples (then the ties go
 /// to the even one, alternately). So while every exact sum stays below the next power of two, the
-/// k-th phase is exactly `phase + k * d` (a multiple of `u` below 2^53 `u`, so representable).
-/// Each crossing of a power of two (a few per period), each wrap, a tie, a `d` of zero and any
-/// increment that is not positive are done one addition at a time, and so are the phases below
-/// [`Binades::closed_form_from`], whose binades hold only a few frames each.
+/// k-th phase is exactly `phase + k * d` (a multiple of `u` below 2^53 `u`, so representable):
+/// such frames are one run. Each crossing of a power of two (a few per period), each wrap, a tie,
+/// a `d` of zero and any increment that is not positive are done one addition at a time, and so
+/// are the phases below [`Binades::closed_form_from`], whose binades hold only a few frames each.
 #[inline(always)]
-fn advance_phases(mut phase: f64, incr: f64, phases: &mut [f64], binades: &mut Binades) -> f64 {
-    let n = phases.len();
+fn walk_phases(
+    mut phase: f64,
+    incr: f64,
+    n: usize,
+    binades: &mut Binades,
+    sink: &mut impl PhaseSink,
+) -> f64 {
     let mut i = 0;
     binades.set_increment(incr);
     while i < n {
@@ -201,22 +214,92 @@ fn advance_phases(mut phase: f64, incr: f64, phases: &mut [f64], binades: &mut B
         };
         if let Some((d, last_k)) = segment {
             let m = (last_k + 1).min(n - i);
-            for (p, &k) in phases[i..i + m].iter_mut().zip(&FRAME_INDICES) {
-                *p = k.mul_add(d, phase);
-            }
+            sink.run(i, phase, d, m);
             phase = if m <= last_k {
                 (m as f64).mul_add(d, phase)
             } else {
-                unroll(phases[i + m - 1] + incr)
+                unroll((m as f64 - 1.0).mul_add(d, phase) + incr)
             };
             i += m;
         } else {
-            phases[i] = phase;
+            sink.one(i, phase);
             phase = unroll(phase + incr);
             i += 1;
         }
     }
     phase
+}
+
+/// The phase of every frame.
+struct Phases<'a>(&'a mut [f64]);
+
+impl PhaseSink for Phases<'_> {
+    #[inline(always)]
+    fn run(&mut self, i: usize, phase: f64, d: f64, m: usize) {
+        for (p, &k) in self.0[i..i + m].iter_mut().zip(&FRAME_INDICES) {
+            *p = k.mul_add(d, phase);
+        }
+    }
+
+    #[inline(always)]
+    fn one(&mut self, i: usize, phase: f64) {
+        self.0[i] = phase;
+    }
+}
+
+/// `phases[i]` = the phase at frame i (see [`walk_phases`]); returns the phase after the last.
+#[inline(always)]
+fn advance_phases(phase: f64, incr: f64, phases: &mut [f64], binades: &mut Binades) -> f64 {
+    walk_phases(phase, incr, phases.len(), binades, &mut Phases(phases))
+}
+
+/// The square wave, written straight from the walk. A run lies in one binade, so on one side of
+/// 0.5: the wave is 1 or -1 all along it but where a polyBLEP correction applies, and those
+/// frames are at its ends. Along a run the phase grows, and so does the phase plus 0.5 until it
+/// wraps (at most once, at the top of a run below 0.5), so each condition of the correction
+/// holds on a prefix of the run, a suffix, or nowhere: the phase below `incr` nowhere (a run's
+/// phases are at least 4 `incr`, see [`Binades::closed_form_from`]), above `1 - incr` on a
+/// suffix, the phase plus 0.5 just past a wrap on a prefix above 0.5 and a suffix below it, and
+/// just before one on a suffix. So the ends are computed frame by frame up to the first frame
+/// without a correction, and everything between is the constant.
+struct SquareWave<'a> {
+    out: &'a mut [f32],
+    sine: &'a [f32; TABLE_LENGTH],
+    incr: f64,
+}
+
+impl SquareWave<'_> {
+    /// Writes frame `i` at phase `p` if it needs the correction; says whether it did.
+    #[inline(always)]
+    fn corrected(&mut self, i: usize, p: f64) -> bool {
+        let near =
+            near_discontinuity(p, self.incr) | near_discontinuity(unroll(p + 0.5), self.incr);
+        if near {
+            self.out[i] = wave_sample(OscillatorType::Square, self.sine, p, self.incr);
+        }
+        near
+    }
+}
+
+impl PhaseSink for SquareWave<'_> {
+    #[inline(always)]
+    fn run(&mut self, i: usize, phase: f64, d: f64, m: usize) {
+        // x + 0.0 - 0.0 is x: the corrections are zero away from the ends.
+        self.out[i..i + m].fill(if phase < 0.5 { 1.0 } else { -1.0 });
+        let mut head = 0;
+        while head < m && self.corrected(i + head, (head as f64).mul_add(d, phase)) {
+            head += 1;
+        }
+        let mut tail = m;
+        while tail > head && self.corrected(i + tail - 1, ((tail - 1) as f64).mul_add(d, phase)) {
+            tail -= 1;
+        }
+    }
+
+    #[inline(always)]
+    fn one(&mut self, i: usize, phase: f64) {
+        self.out[i] = wave_sample(OscillatorType::Square, self.sine, phase, self.incr);
+    }
 }
 
 /// 0, 1, 2, ... as f64: loaded, they vectorize where a converted loop counter does not.
@@ -345,10 +428,11 @@ fn binade_step(biased: u64, incr: f64) -> Option<(f64, f64)> {
     Some((whole * u, power * 2.0 - 2.0 * u))
 }
 
-/// One block of a wave at a constant increment from precomputed `phases`. The frames away from
-/// a discontinuity (no polyBLEP correction: both of its branches false) have a plain formula
-/// computed for all frames at once; the few others are then recomputed with the full per-frame
-/// code. Bit for bit `wave_sample` at every frame.
+/// One block of a wave at a constant increment from precomputed `phases` (the square wave has
+/// its own, [`SquareWave`]). For the sawtooth, the frames away from its discontinuity (no
+/// polyBLEP correction: both of its branches false) have a plain formula computed for all frames
+/// at once; the few others are then recomputed with the full per-frame code. Bit for bit
+/// `wave_sample` at every frame.
 #[inline(always)]
 fn wave_block(
     kind: OscillatorType,
@@ -363,14 +447,6 @@ fn wave_block(
     let mut near = [0u64; RENDER_QUANTUM];
     let near = &mut near[..out.len()];
     match kind {
-        OscillatorType::Square => {
-            for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
-                // x + 0.0 - 0.0 is x: the corrections are zero here.
-                *o = if p < 0.5 { 1.0 } else { -1.0 };
-                *n = (near_discontinuity(p, incr) | near_discontinuity(unroll(p + 0.5), incr))
-                    as u64;
-            }
-        }
         OscillatorType::Sawtooth => {
             for ((o, n), &p) in out.iter_mut().zip(near.iter_mut()).zip(phases) {
                 let shifted = unroll(p + 0.5);
@@ -378,7 +454,7 @@ fn wave_block(
                 *n = near_discontinuity(shifted, incr) as u64;
             }
         }
-        OscillatorType::Sine | OscillatorType::Triangle => {
+        OscillatorType::Square | OscillatorType::Sine | OscillatorType::Triangle => {
             for (o, &p) in out.iter_mut().zip(phases) {
                 *o = wave_sample(kind, sine, p, incr);
             }
@@ -401,6 +477,27 @@ fn wave_block(
     }
 }
 
+/// One block of a wave at a constant increment from `phase`; returns the phase after it.
+#[inline(always)]
+fn constant_block(
+    kind: OscillatorType,
+    sine: &[f32; TABLE_LENGTH],
+    phase: f64,
+    incr: f64,
+    out: &mut [f32],
+    binades: &mut Binades,
+) -> f64 {
+    if kind == OscillatorType::Square {
+        let mut wave = SquareWave { out, sine, incr };
+        return walk_phases(phase, incr, wave.out.len(), binades, &mut wave);
+    }
+    let mut phases = [0.0; RENDER_QUANTUM];
+    let phases = &mut phases[..out.len()];
+    let phase = advance_phases(phase, incr, phases, binades);
+    wave_block(kind, sine, phases, incr, out);
+    phase
+}
+
 super::processor_via_fma!(Oscillator);
 
 impl Oscillator {
@@ -419,10 +516,14 @@ impl Oscillator {
         let out = output.channel_mut(0);
         if frequency.len() == 1 && detune.len() == 1 {
             let incr = phase_increment(frequency[0], detune[0], sample_rate);
-            let mut phases = [0.0; RENDER_QUANTUM];
-            let phases = &mut phases[..out.len()];
-            self.phase = advance_phases(self.phase, incr, phases, &mut self.binades);
-            wave_block(self.kind, self.sine, phases, incr, out);
+            self.phase = constant_block(
+                self.kind,
+                self.sine,
+                self.phase,
+                incr,
+                out,
+                &mut self.binades,
+            );
         } else if detune.len() == 1 {
             // A constant detune's factor is the same f64 every frame, so computing it once
             // gives the same increments without an exp2 per frame.
@@ -666,19 +767,28 @@ mod tests {
     fn block_waves_are_the_per_frame_samples() {
         let sine = sine_table();
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut phases = [0.0; RENDER_QUANTUM];
         let mut out = [0.0f32; RENDER_QUANTUM];
         let mut binades = Binades::default();
+        let mut frequencies = vec![440., 184.997, 27.5, 3000., 23_999., 24_000., 0.0, -440.];
+        for _ in 0..40 {
+            frequencies.push((xorshift(&mut seed) % 1_200_000) as f64 / 100.0);
+        }
         for (kind, _) in TYPES {
-            for f in [440., 184.997, 27.5, 3000., 23_999., 24_000., 0.0, -440.] {
+            for &f in &frequencies {
                 let incr = increment_from(f, SAMPLE_RATE as f64);
                 let mut phase = (xorshift(&mut seed) >> 11) as f64 / (1u64 << 53) as f64;
                 for n in [RENDER_QUANTUM, 1, 17, 100] {
                     for _ in 0..200 {
                         let start = phase;
-                        phase = advance_phases(phase, incr, &mut phases[..n], &mut binades);
-                        wave_block(kind, sine, &phases[..n], incr, &mut out[..n]);
-                        for (i, (&o, &p)) in out[..n].iter().zip(&phases[..n]).enumerate() {
+                        let (phases, end) = sequential_phases(start, incr, n);
+                        phase =
+                            constant_block(kind, sine, phase, incr, &mut out[..n], &mut binades);
+                        assert_eq!(
+                            phase.to_bits(),
+                            end.to_bits(),
+                            "{kind:?} {f} Hz from {start}"
+                        );
+                        for (i, (&o, &p)) in out[..n].iter().zip(&phases).enumerate() {
                             let want = wave_sample(kind, sine, p, incr);
                             assert_eq!(
                                 o.to_bits(),
