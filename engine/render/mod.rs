@@ -277,17 +277,19 @@ impl Default for RunningRange {
 impl RunningRange {
     fn add(&mut self, samples: &[f32]) {
         let (lo, hi) = (&mut self.low, &mut self.high);
+        let mut keep = |j: usize, s: f32| {
+            lo[j] = if s < lo[j] { s } else { lo[j] };
+            hi[j] = if s > hi[j] { s } else { hi[j] };
+        };
         let chunks = samples.chunks_exact(LANES);
         let rest = chunks.remainder();
         for chunk in chunks {
-            for j in 0..LANES {
-                lo[j] = if chunk[j] < lo[j] { chunk[j] } else { lo[j] };
-                hi[j] = if chunk[j] > hi[j] { chunk[j] } else { hi[j] };
+            for (j, &s) in chunk.iter().enumerate() {
+                keep(j, s);
             }
         }
         for (j, &s) in rest.iter().enumerate() {
-            lo[j] = if s < lo[j] { s } else { lo[j] };
-            hi[j] = if s > hi[j] { s } else { hi[j] };
+            keep(j, s);
         }
     }
 
