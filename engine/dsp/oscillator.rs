@@ -213,14 +213,19 @@ fn walk_phases(
             None
         };
         if let Some((d, last_k)) = segment {
-            let m = (last_k + 1).min(n - i);
-            sink.run(i, phase, d, m);
-            phase = if m <= last_k {
-                (m as f64).mul_add(d, phase)
+            // In f64 and behind a branch: the next phase waits on k's estimate and one
+            // multiply-add, not on integer conversions or a min.
+            let rest = n - i;
+            if last_k >= rest as f64 {
+                sink.run(i, phase, d, rest);
+                phase = (rest as f64).mul_add(d, phase);
+                i = n;
             } else {
-                unroll_branching((m as f64 - 1.0).mul_add(d, phase) + incr)
-            };
-            i += m;
+                let m = last_k as usize + 1;
+                sink.run(i, phase, d, m);
+                phase = unroll_branching(last_k.mul_add(d, phase) + incr);
+                i += m;
+            }
         } else {
             sink.one(i, phase);
             phase = unroll_branching(phase + incr);
@@ -388,12 +393,12 @@ impl Binades {
 
     /// For a positive phase and a positive increment: the rounded step `d` that every
     /// addition of the increment adds while the sums stay in the phase's binade, and the largest
-    /// k (up to `RENDER_QUANTUM`, all a block can use) such that the k-th addition is one of
-    /// those: `phase + k * d` at most two spacings below the next power of two (then the exact
-    /// sum, within half a spacing of it, is below that power). None where the additions must
-    /// be done one by one.
+    /// k (a whole number, at most `RENDER_QUANTUM`: all a block can use) such that the k-th
+    /// addition is one of those: `phase + k * d` at most two spacings below the
+    /// next power of two (then the exact sum, within half a spacing of it, is below that
+    /// power). None where the additions must be done one by one.
     #[inline(always)]
-    fn steps(&mut self, phase: f64) -> Option<(f64, usize)> {
+    fn steps(&mut self, phase: f64) -> Option<(f64, f64)> {
         const EXPONENT: u64 = 0x7ff0_0000_0000_0000;
         let biased = (phase.to_bits() & EXPONENT) >> 52;
         // Below 2^-971 the spacing's reciprocal is not a normal f64 (and no phase goes there
@@ -417,14 +422,17 @@ impl Binades {
         }
         // An estimate (d is incr within half a spacing), then the exact largest k by checking.
         let cap = RENDER_QUANTUM as f64;
-        let mut k = ((limit - phase) * self.inverse).floor().min(cap);
+        let mut k = ((limit - phase) * self.inverse).floor();
+        if k > cap {
+            k = cap;
+        }
         while k > 0.0 && k.mul_add(d, phase) > limit {
             k -= 1.0;
         }
         while k < cap && (k + 1.0).mul_add(d, phase) <= limit {
             k += 1.0;
         }
-        Some((d, k as usize))
+        Some((d, k))
     }
 }
 
