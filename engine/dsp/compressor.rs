@@ -136,19 +136,24 @@ impl Compressor {
         let full_range_makeup = 1. / db_to_lin(full_range_gain);
         let makeup_gain = lin_to_db(full_range_makeup.powf(0.6));
 
-        let mut prev_detector_value = self.prev_detector_value;
-        let mut reduction_gains = [0.; RENDER_QUANTUM];
-        let channels = input.number_of_channels();
-        for (i, gain) in reduction_gains.iter_mut().enumerate() {
-            let mut max = f32::MIN;
-            for c in 0..channels {
-                let sample = input.channel(c)[i].abs();
-                if sample > max {
-                    max = sample;
+        // Each frame's peak over the channels (in channel order, as web-audio-api) in dB, all
+        // before the detector's sequential loop: none of it depends on the detector.
+        let mut levels = [f32::MIN; RENDER_QUANTUM];
+        for c in 0..input.number_of_channels() {
+            for (level, &s) in levels.iter_mut().zip(input.channel(c)) {
+                let sample = s.abs();
+                if sample > *level {
+                    *level = sample;
                 }
             }
-            let sample_db = lin_to_db(max);
+        }
+        for level in levels.iter_mut() {
+            *level = lin_to_db(*level);
+        }
 
+        let mut prev_detector_value = self.prev_detector_value;
+        let mut reduction_gains = [0.; RENDER_QUANTUM];
+        for (gain, &sample_db) in reduction_gains.iter_mut().zip(&levels) {
             let sample_attenuated = if sample_db <= threshold - half_knee {
                 sample_db
             } else if sample_db <= threshold + half_knee {
