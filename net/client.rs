@@ -9,7 +9,7 @@ use serde_json::Value;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use crate::protocol::BINARY_HEADER_BYTES;
+use crate::wire::BINARY_HEADER_BYTES;
 
 /// One render as received.
 #[derive(Debug)]

@@ -6,3 +6,5 @@ pub mod client;
 pub mod genomes;
 pub mod protocol;
 pub mod server;
+mod session;
+pub mod wire;

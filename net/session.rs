@@ -1,0 +1,659 @@
+//! One client connection: its WebSocket (handshake, then messages), the renders it streams and
+//! the ones it has queued. The event loop ([`crate::server`]) owns every session and calls these
+//! methods with [`Shared`], what all sessions share; a method that finds the connection unusable
+//! returns [`Gone`] and the loop drops the session.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use krs_engine::dsp::RENDER_QUANTUM;
+use krs_engine::render::frames_for;
+use krs_engine::render::stream::{
+    stream, Finished, JobEvent, RenderJob, StreamHandle, RING_BLOCKS,
+};
+use krs_engine::CppnBackend;
+use mio::net::TcpStream;
+use mio::Token;
+use serde_json::Value;
+use tungstenite::handshake::server::{NoCallback, ServerHandshake};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::protocol::{self, ClientMessage, Completion, Format, RenderSpec};
+use crate::server::Shared;
+use crate::wire::{ChunkFrame, Conn};
+
+/// Concurrent renders on one connection (those with a `requestId`; renders without one run one
+/// after the other).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 8;
+
+/// Renders without `requestId` waiting for the one in progress on the same connection.
+pub const MAX_QUEUED_PER_CONNECTION: usize = 16;
+
+/// A connection that has not finished its WebSocket handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection we closed for a protocol violation is drained before it is dropped.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// The connection cannot be used any more; the loop drops the session.
+#[derive(Debug)]
+pub struct Gone;
+
+/// What a session method leaves behind: the session usable, or [`Gone`].
+pub type Alive = Result<(), Gone>;
+
+enum Ws {
+    Handshake(Box<MidHandshake<ServerHandshake<Conn, NoCallback>>>),
+    Open(Box<WebSocket<Conn>>),
+    Gone,
+}
+
+/// One render being streamed to a connection.
+struct Stream {
+    id: u64,
+    wire_id: u32,
+    spec: RenderSpec,
+    handle: StreamHandle,
+    parked: Option<RenderJob>,
+    finished: Option<Finished>,
+    total_frames: usize,
+    /// Frames taken out of the ring so far.
+    taken: usize,
+    /// The chunk being filled, encoded block by block.
+    frame: ChunkFrame,
+    chunks_sent: u64,
+    received: Instant,
+    first_chunk: Option<Duration>,
+}
+
+impl Stream {
+    /// Moves blocks from the ring into the chunk until the chunk is full or the ring is empty.
+    fn take_blocks(&mut self) {
+        while !self.frame.is_full() && self.taken < self.total_frames {
+            let Ok(block) = self.handle.consumer.pop() else {
+                break;
+            };
+            if self.frame.samples() == 0 {
+                self.frame.begin(
+                    self.spec.request_id.as_ref(),
+                    self.wire_id,
+                    self.chunks_sent + 1,
+                    self.taken as u64,
+                );
+            }
+            // Chunks hold whole blocks (chunkSamples is a multiple of the block), so a block
+            // always fits; only the render's last block may be partly past its end.
+            let n = RENDER_QUANTUM.min(self.total_frames - self.taken);
+            self.frame.push(&block[..n]);
+            self.taken += n;
+        }
+    }
+
+    /// A chunk ready to go: full, or the render's last one.
+    fn chunk_ready(&self) -> bool {
+        self.frame.is_full() || (self.taken == self.total_frames && self.frame.samples() > 0)
+    }
+
+    fn is_complete(&self) -> bool {
+        self.finished.is_some() && self.taken == self.total_frames && self.frame.samples() == 0
+    }
+}
+
+/// Why a stream left its session, for the render log.
+pub enum Outcome<'a> {
+    Complete,
+    Cancelled,
+    Disconnected,
+    Failed(&'a str),
+}
+
+pub struct Session {
+    token: Token,
+    ws: Ws,
+    peer: SocketAddr,
+    connected: Instant,
+    streams: Vec<Stream>,
+    queued: VecDeque<RenderSpec>,
+    next_wire_id: u32,
+    /// The socket refused a write; wait for a writable event before producing more chunks.
+    blocked: bool,
+    /// In the loop's dirty list.
+    dirty: bool,
+    /// Drop after flushing what is buffered (close frame sent or received).
+    closing: bool,
+    /// We closed because of what the client sent; until then, read and discard what it
+    /// still sends, so our close frame is not lost to a TCP reset.
+    draining_until: Option<Instant>,
+}
+
+impl Session {
+    /// Starts the WebSocket handshake on an accepted connection; `None` if it failed at once.
+    pub fn accept(
+        token: Token,
+        stream: TcpStream,
+        peer: SocketAddr,
+        config: WebSocketConfig,
+    ) -> Option<Session> {
+        let ws = match tungstenite::accept_with_config(Conn::new(stream), Some(config)) {
+            Ok(ws) => Ws::Open(Box::new(ws)),
+            Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+            Err(HandshakeError::Failure(e)) => {
+                eprintln!("handshake with {peer} failed: {e}");
+                return None;
+            }
+        };
+        Some(Session {
+            token,
+            ws,
+            peer,
+            connected: Instant::now(),
+            streams: Vec::new(),
+            queued: VecDeque::new(),
+            next_wire_id: 1,
+            blocked: false,
+            dirty: false,
+            closing: false,
+            draining_until: None,
+        })
+    }
+
+    /// A handshake past its deadline, or a drain past its time.
+    pub fn is_stale(&self, now: Instant) -> bool {
+        (matches!(self.ws, Ws::Handshake(_))
+            && now.duration_since(self.connected) > HANDSHAKE_TIMEOUT)
+            || self.draining_until.is_some_and(|t| now > t)
+    }
+
+    /// The session's position in its list of streams of render `id`.
+    pub fn stream_index(&self, id: u64) -> Option<usize> {
+        self.streams.iter().position(|s| s.id == id)
+    }
+
+    pub fn socket_event(&mut self, shared: &mut Shared, readable: bool, writable: bool) -> Alive {
+        if let Ws::Handshake(_) = self.ws {
+            let Ws::Handshake(mid) = std::mem::replace(&mut self.ws, Ws::Gone) else {
+                unreachable!()
+            };
+            self.ws = match (*mid).handshake() {
+                Ok(ws) => Ws::Open(Box::new(ws)),
+                Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+                Err(HandshakeError::Failure(e)) => {
+                    eprintln!("handshake with {} failed: {e}", self.peer);
+                    Ws::Gone
+                }
+            };
+            return self.after_handshake_step(shared);
+        }
+        if writable {
+            self.blocked = false;
+            self.mark_dirty(shared);
+        }
+        if readable {
+            self.read_messages(shared)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the welcome once the handshake is done.
+    pub fn after_handshake_step(&mut self, shared: &mut Shared) -> Alive {
+        match &mut self.ws {
+            Ws::Handshake(_) => Ok(()),
+            Ws::Gone => Err(Gone),
+            Ws::Open(ws) => {
+                ws.get_mut().end_handshake();
+                self.send_text(shared, protocol::welcome())?;
+                // Messages may have arrived with the upgrade request.
+                self.read_messages(shared)
+            }
+        }
+    }
+
+    fn read_messages(&mut self, shared: &mut Shared) -> Alive {
+        loop {
+            let Ws::Open(ws) = &mut self.ws else {
+                return Ok(());
+            };
+            if self.draining_until.is_some() {
+                let mut discard = [0u8; 16 * 1024];
+                match ws.get_mut().tcp().read(&mut discard) {
+                    Ok(0) => return Err(Gone),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Err(Gone),
+                }
+            }
+            match ws.read() {
+                Ok(Message::Text(text)) => self.client_text(shared, &text)?,
+                Ok(Message::Binary(_)) => self.send_text(
+                    shared,
+                    protocol::error(
+                        None,
+                        "Binary messages are not accepted; send JSON text messages",
+                    ),
+                )?,
+                Ok(Message::Close(_)) => {
+                    // tungstenite has queued the close reply; flush it, then drop.
+                    self.closing = true;
+                    self.mark_dirty(shared);
+                    return Ok(());
+                }
+                // A ping's pong is queued by tungstenite; the pump's flush sends it.
+                Ok(_) => self.mark_dirty(shared),
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(WsError::Capacity(e)) => {
+                    return self.close_with(shared, CloseCode::Size, &format!("{e}"));
+                }
+                Err(WsError::Protocol(e)) => {
+                    return self.close_with(shared, CloseCode::Protocol, &format!("{e}"));
+                }
+                Err(WsError::Utf8) => {
+                    return self.close_with(shared, CloseCode::Invalid, "text is not UTF-8");
+                }
+                Err(_) => return Err(Gone),
+            }
+        }
+    }
+
+    /// Sends a close frame with `reason`, ends the session's renders, and drains the socket
+    /// for at most [`DRAIN_TIME`] before it is dropped.
+    fn close_with(&mut self, shared: &mut Shared, code: CloseCode, reason: &str) -> Alive {
+        let Ws::Open(ws) = &mut self.ws else {
+            return Err(Gone);
+        };
+        eprintln!("closing connection from {}: {reason}", self.peer);
+        let frame = CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        };
+        let _ = ws.close(Some(frame));
+        let _ = ws.flush();
+        let _ = ws.get_mut().tcp().shutdown(std::net::Shutdown::Write);
+        self.draining_until = Some(Instant::now() + DRAIN_TIME);
+        self.clear_queue(shared);
+        while !self.streams.is_empty() {
+            self.end_stream(shared, 0, Outcome::Disconnected)?;
+        }
+        self.read_messages(shared)
+    }
+
+    fn client_text(&mut self, shared: &mut Shared, text: &str) -> Alive {
+        match protocol::parse_client_message(text, &shared.limits) {
+            Ok(ClientMessage::Render(spec)) => self.request_render(shared, *spec),
+            Ok(ClientMessage::Cancel { request_id }) => self.cancel(shared, &request_id),
+            Ok(ClientMessage::Stats { request_id }) => {
+                let text = protocol::stats(request_id.as_ref(), &shared.stats());
+                self.send_text(shared, text)
+            }
+            Err(e) => self.send_text(shared, protocol::error(e.request_id.as_ref(), &e.message)),
+        }
+    }
+
+    fn request_render(&mut self, shared: &mut Shared, spec: RenderSpec) -> Alive {
+        let refuse = match &spec.request_id {
+            Some(id) => {
+                if self
+                    .streams
+                    .iter()
+                    .any(|s| s.spec.request_id.as_ref() == Some(id))
+                {
+                    Some(format!(
+                        "requestId {id} is already in use on this connection"
+                    ))
+                } else if self.streams.len() >= MAX_STREAMS_PER_CONNECTION {
+                    Some(format!(
+                        "Too many renders on this connection (at most \
+                         {MAX_STREAMS_PER_CONNECTION} at once)"
+                    ))
+                } else {
+                    None
+                }
+            }
+            None if self.streams.iter().any(|s| s.spec.request_id.is_none()) => {
+                if self.queued.len() >= MAX_QUEUED_PER_CONNECTION {
+                    Some(format!(
+                        "Too many queued renders on this connection (at most \
+                         {MAX_QUEUED_PER_CONNECTION}); wait for complete or use requestId"
+                    ))
+                } else {
+                    self.queued.push_back(spec);
+                    shared.queued += 1;
+                    return Ok(());
+                }
+            }
+            None => None,
+        };
+        let active = shared.stream_owner.len();
+        let refuse = refuse.or_else(|| {
+            (active >= shared.config.max_streams)
+                .then(|| format!("Server busy: {active} renders in progress, try again later"))
+        });
+        match refuse {
+            Some(message) => {
+                self.send_text(shared, protocol::error(spec.request_id.as_ref(), &message))
+            }
+            None => self.start_stream(shared, spec),
+        }
+    }
+
+    fn start_stream(&mut self, shared: &mut Shared, spec: RenderSpec) -> Alive {
+        let id = shared.next_stream_id;
+        shared.next_stream_id += 1;
+        let provider = shared.genomes.clone();
+        let genome = spec.genome.clone();
+        let backend = if spec.use_gpu {
+            shared.gpu.clone()
+        } else {
+            CppnBackend::Cpu
+        };
+        let (job, handle) = stream(
+            id,
+            spec.request.clone(),
+            backend,
+            Box::new(move || provider.get(&genome)),
+        );
+        let total_frames = frames_for(spec.request.duration);
+        let wire_id = self.next_wire_id;
+        self.next_wire_id = self.next_wire_id.wrapping_add(1);
+        let start = (spec.format == Format::Binary).then(|| {
+            protocol::start(
+                spec.request_id.as_ref(),
+                wire_id,
+                total_frames,
+                spec.chunk_samples,
+            )
+        });
+        self.streams.push(Stream {
+            id,
+            wire_id,
+            frame: ChunkFrame::new(spec.format, spec.chunk_samples),
+            spec,
+            handle,
+            parked: None,
+            finished: None,
+            total_frames,
+            taken: 0,
+            chunks_sent: 0,
+            received: Instant::now(),
+            first_chunk: None,
+        });
+        shared.stream_owner.insert(id, self.token);
+        if let Some(start) = start {
+            self.send_text(shared, start)?;
+        }
+        shared.scheduler.submit(job);
+        Ok(())
+    }
+
+    fn cancel(&mut self, shared: &mut Shared, request_id: &Value) -> Alive {
+        match self
+            .streams
+            .iter()
+            .position(|s| s.spec.request_id.as_ref() == Some(request_id))
+        {
+            Some(i) => {
+                let chunks = self.streams[i].chunks_sent;
+                self.end_stream(shared, i, Outcome::Cancelled)?;
+                self.send_text(shared, protocol::cancelled(request_id, chunks))
+            }
+            None => {
+                let message = format!("No render with requestId {request_id} on this connection");
+                self.send_text(shared, protocol::error(Some(request_id), &message))
+            }
+        }
+    }
+
+    /// What a worker reported about stream `i`.
+    pub fn job_event(&mut self, shared: &mut Shared, i: usize, event: JobEvent) -> Alive {
+        match event {
+            JobEvent::Ready(_) => {}
+            JobEvent::Parked(_, job) => {
+                self.streams[i].parked = Some(job);
+                shared.parked += 1;
+            }
+            JobEvent::Finished(_, finished) => self.streams[i].finished = Some(finished),
+            JobEvent::Failed(_, error) => {
+                let request_id = self.streams[i].spec.request_id.clone();
+                let message = error.to_string();
+                // The error first, as `complete` below.
+                self.send_text(shared, protocol::error(request_id.as_ref(), &message))?;
+                self.end_stream(shared, i, Outcome::Failed(&message))?;
+            }
+        }
+        self.mark_dirty(shared);
+        Ok(())
+    }
+
+    pub fn mark_dirty(&mut self, shared: &mut Shared) {
+        if !self.dirty {
+            self.dirty = true;
+            shared.dirty.push(self.token);
+        }
+    }
+
+    /// Moves ready blocks into chunk messages and writes them until the socket would block or
+    /// nothing is ready; finishes completed streams; flushes.
+    pub fn pump(&mut self, shared: &mut Shared) -> Alive {
+        self.dirty = false;
+        if self.draining_until.is_some() {
+            return Ok(());
+        }
+        while !(self.blocked || self.closing) {
+            let mut progressed = false;
+            let mut completed = None;
+            for i in 0..self.streams.len() {
+                let s = &mut self.streams[i];
+                s.take_blocks();
+                if s.chunk_ready() {
+                    let Ws::Open(ws) = &mut self.ws else {
+                        return Err(Gone);
+                    };
+                    // What tungstenite has buffered goes first (see `Conn`); until it is out,
+                    // the finished chunk waits in its ChunkFrame. Once the chunk is handed
+                    // over, a blocked socket stops the pump before another chunk is encoded.
+                    let mut status = flush_status(ws.flush());
+                    if let Flush::Done = status {
+                        progressed = true;
+                        s.chunks_sent += 1;
+                        let frame = s.frame.finish(s.taken as u64);
+                        if s.first_chunk.is_none() {
+                            s.first_chunk = Some(s.received.elapsed());
+                        }
+                        ws.get_mut().start_chunk(frame);
+                        status = flush_status(ws.flush());
+                    }
+                    match status {
+                        Flush::Done => continue,
+                        Flush::Blocked => {
+                            self.blocked = true;
+                            break;
+                        }
+                        Flush::Failed => return Err(Gone),
+                    }
+                }
+                if s.taken < s.total_frames && s.handle.consumer.is_empty() && s.handle.rearm() {
+                    progressed = true;
+                }
+                if s.is_complete() {
+                    completed = Some(i);
+                    break;
+                }
+            }
+            if let Some(i) = completed {
+                self.complete(shared, i)?;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.flush()?;
+        self.resume_parked(shared);
+        Ok(())
+    }
+
+    /// Resubmits the parked jobs whose rings have drained below half. This runs after the
+    /// flush, so that what was drained (a render's first chunk above all) is on its way to the
+    /// client before the job competes with the loop for a core again.
+    fn resume_parked(&mut self, shared: &mut Shared) {
+        for s in &mut self.streams {
+            if s.handle.consumer.slots() <= RING_BLOCKS / 2 {
+                if let Some(job) = s.parked.take() {
+                    shared.parked -= 1;
+                    shared.scheduler.submit(job);
+                }
+            }
+        }
+    }
+
+    /// Queues one message; false when the connection is unusable.
+    fn write(&mut self, message: Message) -> bool {
+        let Ws::Open(ws) = &mut self.ws else {
+            return false;
+        };
+        match ws.write(message) {
+            Ok(()) => true,
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The message is in the write buffer; the rest goes out when writable.
+                self.blocked = true;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn flush(&mut self) -> Alive {
+        let Ws::Open(ws) = &mut self.ws else {
+            return Ok(());
+        };
+        match flush_status(ws.flush()) {
+            Flush::Done if self.closing => Err(Gone),
+            Flush::Done => Ok(()),
+            Flush::Blocked => {
+                self.blocked = true;
+                Ok(())
+            }
+            Flush::Failed => Err(Gone),
+        }
+    }
+
+    fn send_text(&mut self, shared: &mut Shared, text: String) -> Alive {
+        if !self.write(Message::Text(text)) {
+            eprintln!(
+                "closing connection from {}: not reading its messages",
+                self.peer
+            );
+            return Err(Gone);
+        }
+        self.mark_dirty(shared);
+        Ok(())
+    }
+
+    fn complete(&mut self, shared: &mut Shared, i: usize) -> Alive {
+        let s = &self.streams[i];
+        let finished = s.finished.expect("complete only after Finished");
+        let text = protocol::complete(
+            s.spec.request_id.as_ref(),
+            &Completion {
+                total_chunks: s.chunks_sent,
+                total_samples: s.total_frames,
+                duration: s.spec.request.duration,
+                min: finished.stats.min,
+                max: finished.stats.max,
+                peak: finished.stats.peak,
+                render_ms: finished.total.as_secs_f64() * 1000.0,
+            },
+        );
+        // `complete` first: ending the stream may start the next queued render, whose first
+        // message must come after this one.
+        self.send_text(shared, text)?;
+        self.end_stream(shared, i, Outcome::Complete)
+    }
+
+    /// Removes stream `i` (cancelling its job), logs it, and starts the next queued render.
+    fn end_stream(&mut self, shared: &mut Shared, i: usize, outcome: Outcome) -> Alive {
+        let s = self.remove_stream(shared, i);
+        let next = if s.spec.request_id.is_none() {
+            self.queued.pop_front()
+        } else {
+            None
+        };
+        if shared.config.log_renders {
+            log_render(self.peer, &s, &outcome);
+        }
+        match next {
+            Some(spec) => {
+                shared.queued -= 1;
+                self.request_render(shared, spec)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn remove_stream(&mut self, shared: &mut Shared, i: usize) -> Stream {
+        let s = self.streams.swap_remove(i);
+        s.handle.shared.cancel();
+        shared.stream_owner.remove(&s.id);
+        if s.parked.is_some() {
+            shared.parked -= 1;
+        }
+        s
+    }
+
+    fn clear_queue(&mut self, shared: &mut Shared) {
+        shared.queued -= self.queued.len();
+        self.queued.clear();
+    }
+
+    /// Ends every render of a session being dropped.
+    pub fn end(mut self, shared: &mut Shared, outcome: Outcome) {
+        self.clear_queue(shared);
+        while !self.streams.is_empty() {
+            let s = self.remove_stream(shared, self.streams.len() - 1);
+            if shared.config.log_renders {
+                log_render(self.peer, &s, &outcome);
+            }
+        }
+        // Dropping the session closes the socket, which removes it from the poll set.
+    }
+}
+
+/// What a flush of a connection came to.
+enum Flush {
+    Done,
+    /// The socket would block; the rest goes out on the next writable event.
+    Blocked,
+    Failed,
+}
+
+fn flush_status(result: Result<(), WsError>) -> Flush {
+    match result {
+        Ok(()) => Flush::Done,
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Flush::Blocked,
+        Err(_) => Flush::Failed,
+    }
+}
+
+fn log_render(peer: SocketAddr, s: &Stream, outcome: &Outcome) {
+    let outcome = match outcome {
+        Outcome::Complete => "complete".to_owned(),
+        Outcome::Cancelled => "cancelled".to_owned(),
+        Outcome::Disconnected => "disconnected".to_owned(),
+        Outcome::Failed(message) => format!("error: {message}"),
+    };
+    let ms =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    eprintln!(
+        "render peer={peer} genome={} duration={}s first_chunk_ms={} total_ms={} chunks={} outcome={outcome}",
+        s.spec.genome.label(),
+        s.spec.request.duration,
+        ms(s.first_chunk),
+        ms(Some(s.received.elapsed())),
+        s.chunks_sent,
+    );
+}
