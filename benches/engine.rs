@@ -70,6 +70,7 @@ fn render(c: &mut Criterion) {
                 note_delta,
                 velocity,
                 seed: 1,
+                ..RenderRequest::default()
             };
             let start = Instant::now();
             render_batch(&g, &request, true).unwrap();

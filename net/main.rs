@@ -78,6 +78,11 @@ struct ServeArgs {
     /// Do not log one line per render.
     #[arg(long)]
     quiet: bool,
+    /// Put the newest original server's limiter (a 0 dB DynamicsCompressor) before the output
+    /// of renders that do not say `compressor`; also on when USE_COMPRESSOR is `true` or `1`,
+    /// as in the original.
+    #[arg(long)]
+    compressor: bool,
 }
 
 #[derive(Args)]
@@ -166,6 +171,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         max_streams: args.max_renders,
         threads: args.threads,
         log_renders: !args.quiet,
+        compressor: args.compressor
+            || std::env::var("USE_COMPRESSOR").is_ok_and(|v| v == "true" || v == "1"),
     })?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to learn the port (with --port 0).
@@ -200,6 +207,7 @@ fn render(args: RenderArgs) -> Result<(), String> {
         note_delta: args.note_delta,
         velocity: args.velocity,
         seed: args.seed,
+        ..RenderRequest::default()
     };
     let backend = if args.gpu {
         CppnBackend::Gpu(Gpu::shared().map_err(|e| format!("--gpu: {e}"))?)

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use krs_engine::dsp::RENDER_QUANTUM;
+use krs_engine::render::post::Normalization;
 use krs_engine::RenderRequest;
 use serde_json::{Map, Value};
 
@@ -19,6 +20,10 @@ pub const DEFAULT_CHUNK_SAMPLES: usize = 4096;
 /// Largest `chunkSamples`: 65536 samples are 1.4 s of audio, a 256 KiB binary frame or about
 /// 1.4 MB of JSON, which bounds one message in the connection's write buffer.
 pub const MAX_CHUNK_SAMPLES: usize = 65_536;
+
+/// Largest `batchChannels` accepted (the newest original server's legacy renderer makes a
+/// context of that many channels; 32 is Web Audio's limit).
+pub const MAX_BATCH_CHANNELS: u64 = 32;
 
 /// Longest `genomeId` or string `requestId`, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
@@ -67,6 +72,22 @@ pub struct RenderSpec {
     pub use_gpu: bool,
     pub chunk_samples: usize,
     pub format: Format,
+    /// The newest original server's answer: `batch-result`, one binary frame with the whole
+    /// render, `complete` (see [`batch_result`]).
+    pub batch: bool,
+    /// Applied to the whole render before it is sent; anything but `None` holds the stream's
+    /// first chunk until the render is complete.
+    pub normalize: Normalization,
+    /// The newest original server's limiter before the destination; `None`: the server's
+    /// default (`--compressor`, `USE_COMPRESSOR`).
+    pub compressor: Option<bool>,
+}
+
+impl RenderSpec {
+    /// Whether the render is sent only once it is complete (batch form, or normalized).
+    pub fn is_held(&self) -> bool {
+        self.batch || self.normalize != Normalization::None
+    }
 }
 
 /// A validated client message.
@@ -80,6 +101,9 @@ pub enum ClientMessage {
     Stats {
         request_id: Option<Value>,
     },
+    /// The original browser example's playback clock, sent while it plays; no reply (the
+    /// newest original server ignores it too: the socket's backpressure paces streams here).
+    PlaybackPosition,
 }
 
 /// A message the client gets back as `{type:'error', message}`, with the request's
@@ -134,6 +158,7 @@ pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientMessage
             .map(|spec| ClientMessage::Render(Box::new(spec)))
             .map_err(with_id),
         "stats" => Ok(ClientMessage::Stats { request_id }),
+        "playback-position" => Ok(ClientMessage::PlaybackPosition),
         "cancel" => match request_id {
             Some(request_id) => Ok(ClientMessage::Cancel { request_id }),
             None => Err(with_id("cancel needs the requestId of the render".into())),
@@ -197,11 +222,37 @@ fn parse_render(
     if !(0.0..=1.0).contains(&velocity) {
         return Err(format!("velocity must be between 0 and 1, got {velocity}"));
     }
-    let use_gpu = match object.get("useGPU") {
-        None | Some(Value::Null) => true,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err("useGPU must be true or false".into()),
+    let use_gpu = flag(object, "useGPU")?.unwrap_or(true);
+    let batch = flag(object, "batch")?.unwrap_or(false);
+    // The newest original server's flags: `controlledResume` changes nothing there either, and
+    // `legacyBatch` picks its older renderer, which gives the same sound; both are checked and
+    // otherwise ignored, as is `batchChannels` (the older renderer's channel count, whose
+    // channels are summed: a mono render sums to itself).
+    flag(object, "controlledResume")?;
+    flag(object, "legacyBatch")?;
+    if let Some(v) = object.get("batchChannels").filter(|v| !v.is_null()) {
+        if !v
+            .as_u64()
+            .is_some_and(|n| (1..=MAX_BATCH_CHANNELS).contains(&n))
+        {
+            return Err(format!(
+                "batchChannels must be an integer from 1 to {MAX_BATCH_CHANNELS}"
+            ));
+        }
+    }
+    let normalize = match object.get("normalize") {
+        None | Some(Value::Null) if batch => Normalization::Peak,
+        None | Some(Value::Null) => Normalization::None,
+        Some(Value::String(name)) => Normalization::from_name(name)
+            .ok_or_else(|| format!("normalize must be one of {}", normalization_names()))?,
+        Some(_) => {
+            return Err(format!(
+                "normalize must be one of {}",
+                normalization_names()
+            ))
+        }
     };
+    let compressor = flag(object, "compressor")?;
     let seed = match object.get("seed") {
         None | Some(Value::Null) => RenderRequest::default().seed,
         Some(v) => v
@@ -239,11 +290,33 @@ fn parse_render(
             note_delta,
             velocity,
             seed,
+            // The server's default decides when the request does not (see `compressor`).
+            ..RenderRequest::default()
         },
         use_gpu,
         chunk_samples,
         format,
+        batch,
+        normalize,
+        compressor,
     })
+}
+
+/// An optional boolean field.
+fn flag(object: &Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("{key} must be true or false")),
+    }
+}
+
+fn normalization_names() -> String {
+    Normalization::NAMES
+        .iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn number(object: &Map<String, Value>, key: &str, default: f64) -> Result<f64, String> {
@@ -294,6 +367,33 @@ pub fn error(request_id: Option<&Value>, message: &str) -> String {
     let mut out = String::new();
     open_message(&mut out, "error", request_id);
     let _ = write!(out, ",\"message\":{}}}", json_string(message));
+    out
+}
+
+/// The batch form's first message: what the one binary frame after it holds (`totalSamples`
+/// little-endian f32 samples, no header). The newest original server's fields and order.
+pub fn batch_result(request_id: Option<&Value>, total_samples: usize, duration: f64) -> String {
+    let mut out = String::new();
+    open_message(&mut out, "batch-result", request_id);
+    let _ = write!(
+        out,
+        ",\"totalSamples\":{total_samples},\"duration\":{},\"sampleRate\":{SAMPLE_RATE}}}",
+        Value::from(duration)
+    );
+    out
+}
+
+/// The batch form's last message, after the binary frame: the newest original server's
+/// `complete`, one chunk.
+pub fn batch_complete(request_id: Option<&Value>, total_samples: usize, duration: f64) -> String {
+    let mut out = String::new();
+    open_message(&mut out, "complete", request_id);
+    let _ = write!(
+        out,
+        ",\"totalChunks\":1,\"totalSamples\":{total_samples},\"duration\":{},\
+         \"sampleRate\":{SAMPLE_RATE}}}",
+        Value::from(duration)
+    );
     out
 }
 
@@ -434,6 +534,29 @@ mod tests {
         assert!(!spec.use_gpu);
         assert_eq!(spec.chunk_samples, 256);
         assert_eq!(spec.format, Format::Binary);
+    }
+
+    #[test]
+    fn batch_defaults_to_the_newest_servers_peak_normalization() {
+        let spec = render(r#"{"type":"render","genomeId":"x","duration":1,"batch":true}"#);
+        assert!(spec.batch && spec.is_held());
+        assert_eq!(spec.normalize, Normalization::Peak);
+        assert_eq!(spec.compressor, None);
+        let spec = render(
+            r#"{"type":"render","genomeId":"x","duration":1,"batch":true,"normalize":"none",
+                "compressor":true}"#,
+        );
+        assert_eq!(spec.normalize, Normalization::None);
+        assert_eq!(spec.compressor, Some(true));
+        let spec = render(r#"{"type":"render","genomeId":"x","duration":1}"#);
+        assert!(!spec.batch && !spec.is_held());
+        let spec =
+            render(r#"{"type":"render","genomeId":"x","duration":1,"normalize":"original"}"#);
+        assert!(!spec.batch && spec.is_held());
+        assert_eq!(
+            parse(r#"{"type":"playback-position","position":1.5}"#).unwrap(),
+            ClientMessage::PlaybackPosition
+        );
     }
 
     #[test]

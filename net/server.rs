@@ -69,6 +69,8 @@ pub struct Config {
     pub threads: usize,
     /// Print one line per render to stderr.
     pub log_renders: bool,
+    /// The limiter for renders that do not say `compressor` (see `RenderSpec::compressor`).
+    pub compressor: bool,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             max_streams: 4096,
             threads: 0,
             log_renders: true,
+            compressor: false,
         }
     }
 }

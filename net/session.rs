@@ -13,7 +13,7 @@ use krs_engine::render::frames_for;
 use krs_engine::render::stream::{
     stream, Finished, JobEvent, RenderJob, StreamHandle, RING_BLOCKS,
 };
-use krs_engine::CppnBackend;
+use krs_engine::{CppnBackend, RenderRequest};
 use mio::net::TcpStream;
 use mio::Token;
 use serde_json::Value;
@@ -25,7 +25,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::protocol::{self, ClientMessage, Completion, Format, RenderSpec};
 use crate::server::Shared;
-use crate::wire::{ChunkFrame, Conn};
+use crate::wire::{ChunkFrame, Conn, Frame};
 
 /// Concurrent renders on one connection (those with a `requestId`; renders without one run one
 /// after the other).
@@ -64,6 +64,7 @@ struct Stream {
     total_frames: usize,
     /// Frames taken out of the ring so far.
     taken: usize,
+    delivery: Delivery,
     /// The chunk being filled, encoded block by block.
     frame: ChunkFrame,
     chunks_sent: u64,
@@ -71,37 +72,151 @@ struct Stream {
     first_chunk: Option<Duration>,
 }
 
+/// Where a stream's samples wait between the ring and the client.
+enum Delivery {
+    /// Chunk by chunk, as the blocks leave the ring.
+    Live,
+    /// Held until the render is complete and normalized, then sent as the batch form's one
+    /// frame or in chunks. Holds the whole render: 4 bytes per sample (the duration limit
+    /// bounds it: 115 MB for 600 s).
+    Held {
+        samples: Vec<f32>,
+        /// Complete and normalized.
+        ready: bool,
+        /// Samples sent so far (put into chunks, or all of them once the batch frame is out).
+        sent: usize,
+    },
+}
+
 impl Stream {
-    /// Moves blocks from the ring into the chunk until the chunk is full or the ring is empty.
-    fn take_blocks(&mut self) {
-        while !self.frame.is_full() && self.taken < self.total_frames {
-            let Ok(block) = self.handle.consumer.pop() else {
-                break;
-            };
-            if self.frame.samples() == 0 {
-                self.frame.begin(
-                    self.spec.request_id.as_ref(),
-                    self.wire_id,
-                    self.chunks_sent + 1,
-                    self.taken as u64,
-                );
+    /// Moves blocks from the ring towards the client: into the chunk (live), or into the held
+    /// render, which is normalized once complete and then cut into chunks unless it is sent
+    /// in batch form. True when a batch render has just become ready: its `batch-result` must
+    /// go out before its frame.
+    fn take_blocks(&mut self) -> bool {
+        let request_id = self.spec.request_id.as_ref();
+        match &mut self.delivery {
+            Delivery::Live => {
+                while !self.frame.is_full() && self.taken < self.total_frames {
+                    let Ok(block) = self.handle.consumer.pop() else {
+                        break;
+                    };
+                    // Chunks hold whole blocks (chunkSamples is a multiple of the block), so a
+                    // block always fits; only the render's last block may be partly past its end.
+                    let n = RENDER_QUANTUM.min(self.total_frames - self.taken);
+                    push_to_chunk(
+                        &mut self.frame,
+                        request_id,
+                        self.wire_id,
+                        self.chunks_sent,
+                        self.taken,
+                        &block[..n],
+                    );
+                    self.taken += n;
+                }
+                false
             }
-            // Chunks hold whole blocks (chunkSamples is a multiple of the block), so a block
-            // always fits; only the render's last block may be partly past its end.
-            let n = RENDER_QUANTUM.min(self.total_frames - self.taken);
-            self.frame.push(&block[..n]);
-            self.taken += n;
+            Delivery::Held {
+                samples,
+                ready,
+                sent,
+            } => {
+                let mut became_ready = false;
+                if !*ready {
+                    while self.taken < self.total_frames {
+                        let Ok(block) = self.handle.consumer.pop() else {
+                            break;
+                        };
+                        let n = RENDER_QUANTUM.min(self.total_frames - self.taken);
+                        samples.extend_from_slice(&block[..n]);
+                        self.taken += n;
+                    }
+                    if self.taken == self.total_frames && self.finished.is_some() {
+                        self.spec.normalize.apply(samples);
+                        *ready = true;
+                        became_ready = true;
+                    }
+                }
+                if *ready && !self.spec.batch {
+                    while !self.frame.is_full() && *sent < self.total_frames {
+                        let n = self.frame.room().min(self.total_frames - *sent);
+                        push_to_chunk(
+                            &mut self.frame,
+                            request_id,
+                            self.wire_id,
+                            self.chunks_sent,
+                            *sent,
+                            &samples[*sent..*sent + n],
+                        );
+                        *sent += n;
+                    }
+                }
+                became_ready && self.spec.batch
+            }
         }
     }
 
-    /// A chunk ready to go: full, or the render's last one.
-    fn chunk_ready(&self) -> bool {
-        self.frame.is_full() || (self.taken == self.total_frames && self.frame.samples() > 0)
+    /// Samples handed to the client so far (in frames sent or being filled).
+    fn delivered(&self) -> usize {
+        match &self.delivery {
+            Delivery::Live => self.taken,
+            Delivery::Held { sent, .. } => *sent,
+        }
+    }
+
+    /// A frame ready to go: a full chunk, the render's last chunk, or the batch form's frame.
+    fn frame_due(&self) -> bool {
+        match &self.delivery {
+            Delivery::Held {
+                ready: true, sent, ..
+            } if self.spec.batch => *sent == 0,
+            _ => {
+                self.frame.is_full()
+                    || (self.delivered() == self.total_frames && self.frame.samples() > 0)
+            }
+        }
+    }
+
+    /// The frame [`Stream::frame_due`] found ready.
+    fn take_frame(&mut self) -> Frame {
+        self.chunks_sent += 1;
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(self.received.elapsed());
+        }
+        match &mut self.delivery {
+            Delivery::Held { samples, sent, .. } if self.spec.batch => {
+                let frame = Frame::samples(samples);
+                *samples = Vec::new();
+                *sent = self.total_frames;
+                frame
+            }
+            _ => self.frame.finish(self.delivered() as u64),
+        }
     }
 
     fn is_complete(&self) -> bool {
-        self.finished.is_some() && self.taken == self.total_frames && self.frame.samples() == 0
+        let done = match &self.delivery {
+            Delivery::Live => self.finished.is_some() && self.taken == self.total_frames,
+            Delivery::Held { ready, sent, .. } => *ready && *sent == self.total_frames,
+        };
+        done && self.frame.samples() == 0
     }
+}
+
+/// Appends samples to the stream's chunk, beginning chunk `chunks_sent + 1` at sample `offset`
+/// if the chunk is empty.
+fn push_to_chunk(
+    frame: &mut ChunkFrame,
+    request_id: Option<&Value>,
+    wire_id: u32,
+    chunks_sent: u64,
+    offset: usize,
+    samples: &[f32],
+) {
+    if frame.samples() == 0 {
+        frame.begin(request_id, wire_id, chunks_sent + 1, offset as u64);
+    }
+    frame.push(samples);
 }
 
 /// Why a stream left its session, for the render log.
@@ -286,6 +401,7 @@ impl Session {
         match protocol::parse_client_message(text, &shared.limits) {
             Ok(ClientMessage::Render(spec)) => self.request_render(shared, *spec),
             Ok(ClientMessage::Cancel { request_id }) => self.cancel(shared, &request_id),
+            Ok(ClientMessage::PlaybackPosition) => Ok(()),
             Ok(ClientMessage::Stats { request_id }) => {
                 let text = protocol::stats(request_id.as_ref(), &shared.stats());
                 self.send_text(shared, text)
@@ -351,16 +467,20 @@ impl Session {
         } else {
             CppnBackend::Cpu
         };
+        let request = RenderRequest {
+            limiter: spec.compressor.unwrap_or(shared.config.compressor),
+            ..spec.request.clone()
+        };
         let (job, handle) = stream(
             id,
-            spec.request.clone(),
+            request,
             backend,
             Box::new(move || provider.get(&genome)),
         );
         let total_frames = frames_for(spec.request.duration);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
-        let start = (spec.format == Format::Binary).then(|| {
+        let start = (spec.format == Format::Binary && !spec.batch).then(|| {
             protocol::start(
                 spec.request_id.as_ref(),
                 wire_id,
@@ -372,6 +492,15 @@ impl Session {
             id,
             wire_id,
             frame: ChunkFrame::new(spec.format, spec.chunk_samples),
+            delivery: if spec.is_held() {
+                Delivery::Held {
+                    samples: Vec::new(),
+                    ready: false,
+                    sent: 0,
+                }
+            } else {
+                Delivery::Live
+            },
             spec,
             handle,
             parked: None,
@@ -448,23 +577,28 @@ impl Session {
             let mut completed = None;
             for i in 0..self.streams.len() {
                 let s = &mut self.streams[i];
-                s.take_blocks();
-                if s.chunk_ready() {
+                if s.take_blocks() {
+                    let text = protocol::batch_result(
+                        s.spec.request_id.as_ref(),
+                        s.total_frames,
+                        s.spec.request.duration,
+                    );
+                    if !queue(&mut self.ws, &mut self.blocked, Message::Text(text)) {
+                        return Err(Gone);
+                    }
+                    progressed = true;
+                }
+                if s.frame_due() {
                     let Ws::Open(ws) = &mut self.ws else {
                         return Err(Gone);
                     };
                     // What tungstenite has buffered goes first (see `Conn`); until it is out,
-                    // the finished chunk waits in its ChunkFrame. Once the chunk is handed
-                    // over, a blocked socket stops the pump before another chunk is encoded.
+                    // the finished frame waits in its stream. Once the frame is handed over, a
+                    // blocked socket stops the pump before another frame is encoded.
                     let mut status = flush_status(ws.flush());
                     if let Flush::Done = status {
                         progressed = true;
-                        s.chunks_sent += 1;
-                        let frame = s.frame.finish(s.taken as u64);
-                        if s.first_chunk.is_none() {
-                            s.first_chunk = Some(s.received.elapsed());
-                        }
-                        ws.get_mut().start_chunk(frame);
+                        ws.get_mut().start_chunk(s.take_frame());
                         status = flush_status(ws.flush());
                     }
                     match status {
@@ -511,22 +645,6 @@ impl Session {
         }
     }
 
-    /// Queues one message; false when the connection is unusable.
-    fn write(&mut self, message: Message) -> bool {
-        let Ws::Open(ws) = &mut self.ws else {
-            return false;
-        };
-        match ws.write(message) {
-            Ok(()) => true,
-            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The message is in the write buffer; the rest goes out when writable.
-                self.blocked = true;
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
     fn flush(&mut self) -> Alive {
         let Ws::Open(ws) = &mut self.ws else {
             return Ok(());
@@ -543,7 +661,7 @@ impl Session {
     }
 
     fn send_text(&mut self, shared: &mut Shared, text: String) -> Alive {
-        if !self.write(Message::Text(text)) {
+        if !queue(&mut self.ws, &mut self.blocked, Message::Text(text)) {
             eprintln!(
                 "closing connection from {}: not reading its messages",
                 self.peer
@@ -556,19 +674,24 @@ impl Session {
 
     fn complete(&mut self, shared: &mut Shared, i: usize) -> Alive {
         let s = &self.streams[i];
-        let finished = s.finished.expect("complete only after Finished");
-        let text = protocol::complete(
-            s.spec.request_id.as_ref(),
-            &Completion {
-                total_chunks: s.chunks_sent,
-                total_samples: s.total_frames,
-                duration: s.spec.request.duration,
-                min: finished.stats.min,
-                max: finished.stats.max,
-                peak: finished.stats.peak,
-                render_ms: finished.total.as_secs_f64() * 1000.0,
-            },
-        );
+        let request_id = s.spec.request_id.as_ref();
+        let text = if s.spec.batch {
+            protocol::batch_complete(request_id, s.total_frames, s.spec.request.duration)
+        } else {
+            let finished = s.finished.expect("complete only after Finished");
+            protocol::complete(
+                request_id,
+                &Completion {
+                    total_chunks: s.chunks_sent,
+                    total_samples: s.total_frames,
+                    duration: s.spec.request.duration,
+                    min: finished.stats.min,
+                    max: finished.stats.max,
+                    peak: finished.stats.peak,
+                    render_ms: finished.total.as_secs_f64() * 1000.0,
+                },
+            )
+        };
         // `complete` first: ending the stream may start the next queued render, whose first
         // message must come after this one.
         self.send_text(shared, text)?;
@@ -620,6 +743,22 @@ impl Session {
             }
         }
         // Dropping the session closes the socket, which removes it from the poll set.
+    }
+}
+
+/// Queues one message; false when the connection is unusable. A socket that would block
+/// sets `blocked`: the message is in tungstenite's write buffer and goes out when writable.
+fn queue(ws: &mut Ws, blocked: &mut bool, message: Message) -> bool {
+    let Ws::Open(ws) = ws else {
+        return false;
+    };
+    match ws.write(message) {
+        Ok(()) => true,
+        Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            *blocked = true;
+            true
+        }
+        Err(_) => false,
     }
 }
 

@@ -62,6 +62,18 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A binary message of `samples` as little-endian f32 and nothing else: the batch form's
+    /// one frame. Holds a copy of the render (4 bytes per sample) until it is written.
+    pub fn samples(samples: &[f32]) -> Frame {
+        let mut bytes = Vec::with_capacity(MAX_WS_HEADER + 4 * samples.len());
+        bytes.extend_from_slice(&[0; MAX_WS_HEADER]);
+        for s in samples {
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        let start = frame_header(&mut bytes, 0x2);
+        Frame { bytes, start }
+    }
+
     /// The frame's bytes as they go on the wire.
     #[cfg(test)]
     fn wire(&self) -> &[u8] {

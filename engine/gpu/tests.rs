@@ -223,6 +223,7 @@ fn whole_renders_match_the_cpu_on_every_fixture_genome() {
                 note_delta,
                 velocity,
                 seed: 1,
+                ..RenderRequest::default()
             };
             let cpu = render_batch(&g, &request, true).unwrap();
             let ours = render_batch_with(&g, &request, true, &backend).unwrap();

@@ -6,6 +6,7 @@
 
 pub mod graph;
 pub mod order;
+pub mod post;
 pub mod samples;
 pub mod stream;
 
@@ -33,6 +34,9 @@ pub struct RenderRequest {
     pub velocity: f64,
     /// Seed of the noise outputs' PRNG.
     pub seed: u64,
+    /// The newest original server's limiter between the graph and the destination
+    /// ([`post::Limiter`]).
+    pub limiter: bool,
 }
 
 impl Default for RenderRequest {
@@ -42,6 +46,7 @@ impl Default for RenderRequest {
             note_delta: 0.0,
             velocity: 0.5,
             seed: 0,
+            limiter: false,
         }
     }
 }
@@ -131,6 +136,7 @@ pub struct Render {
     total_frames: usize,
     position: usize,
     range: RunningRange,
+    limiter: Option<post::Limiter>,
 }
 
 impl Render {
@@ -192,6 +198,7 @@ impl Render {
             total_frames,
             position: 0,
             range: RunningRange::default(),
+            limiter: request.limiter.then(post::Limiter::new),
         })
     }
 
@@ -233,6 +240,9 @@ impl Render {
             // web-audio-api renders every block with denormals flushed.
             let _ftz = FlushDenormals::new();
             self.graph.render_block(self.position as u64, out);
+            if let Some(limiter) = &mut self.limiter {
+                limiter.process(out);
+            }
         }
         self.range.add(&out[..n]);
         self.position += n;

@@ -239,6 +239,7 @@ fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
         note_delta,
         velocity,
         seed: 1,
+        ..RenderRequest::default()
     };
     let ours = render_batch(&genome, &request, true).unwrap();
     let diff = |a: &[f32], b: &[f32]| {
