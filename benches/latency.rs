@@ -14,7 +14,9 @@
 //!
 //! Options: `--rounds R` (cold samples per genome and format, default 10), `--warm W` (warm
 //! renders per genome per round, default 5), `--clients 1,16,64,256`, `--samples S` (renders
-//! per concurrency level, default 256), `--duration 4`, `--skip-genomes`, `--skip-concurrency`.
+//! per concurrency level, default 256), `--duration 4`, `--skip-genomes`, `--skip-concurrency`,
+//! `--normalize none|original|peak` (the per-genome table's renders ask the server for that
+//! normalization: a normalized stream's first chunk waits for the whole render).
 
 mod common;
 
@@ -37,8 +39,9 @@ fn main() {
          cores with the server.",
         machine()
     );
+    let normalize = args.value("--normalize").map(str::to_owned);
     if !args.flag("--skip-genomes") {
-        per_genome(&fx, rounds, warm, duration);
+        per_genome(&fx, rounds, warm, duration, normalize.as_deref());
     }
     if !args.flag("--skip-concurrency") {
         concurrency(&fx, &levels, samples, duration);
@@ -68,7 +71,7 @@ fn quartet(xs: &[f64]) -> String {
     )
 }
 
-fn per_genome(fx: &[Fixture], rounds: usize, warm: usize, duration: f64) {
+fn per_genome(fx: &[Fixture], rounds: usize, warm: usize, duration: f64, normalize: Option<&str>) {
     // cells[format][genome][cold=0 / warm=1]
     let mut cells: Vec<Vec<[Cell; 2]>> = (0..2)
         .map(|_| fx.iter().map(|_| Default::default()).collect())
@@ -87,7 +90,18 @@ fn per_genome(fx: &[Fixture], rounds: usize, warm: usize, duration: f64) {
             let mut next = |_client: usize, nth: usize| -> Option<String> {
                 match plan.get(nth)? {
                     None => Some(render_message(&fx[round % n], true, 0.1, binary)),
-                    Some((g, _)) => Some(render_message(&fx[*g], false, duration, binary)),
+                    Some((g, _)) => {
+                        let message = render_message(&fx[*g], false, duration, binary);
+                        Some(match normalize {
+                            None => message,
+                            Some(name) => {
+                                let mut m: serde_json::Value =
+                                    serde_json::from_str(&message).unwrap();
+                                m["normalize"] = name.into();
+                                m.to_string()
+                            }
+                        })
+                    }
                 }
             };
             let report = run_load(Load {
@@ -110,8 +124,9 @@ fn per_genome(fx: &[Fixture], rounds: usize, warm: usize, duration: f64) {
     println!();
     println!(
         "## Per genome, 1 client, {duration} s renders ({rounds} cold and {} warm samples per \
-         cell)",
-        rounds * warm
+         cell), normalize {}",
+        rounds * warm,
+        normalize.unwrap_or("none")
     );
     println!();
     println!("Times in ms, p50 / p90 / p99 / max. Cold: fresh server process, genome not cached.");

@@ -49,6 +49,11 @@ impl GenomeProvider {
                     .map_err(|e| RenderError(format!("Invalid genome: {e}")))
             }
             GenomeRef::Id(id) => id,
+            GenomeRef::InRun { run, .. } => {
+                return Err(RenderError(format!(
+                    "evoRunId {run}: this server has no evolution runs (see --evoruns-dir)"
+                )))
+            }
         };
         {
             let mut cache = self.cache.lock();

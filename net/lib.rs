@@ -4,6 +4,7 @@
 pub mod audio_file;
 pub mod client;
 pub mod genomes;
+pub mod http;
 pub mod protocol;
 pub mod server;
 mod session;

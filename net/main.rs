@@ -60,6 +60,10 @@ struct ServeArgs {
     host: String,
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
+    /// Also serve kromosynth-cli's render-worker protocol and the PCM protocol (no greeting)
+    /// on this port; the original render worker listened on 30051.
+    #[arg(long, env = "WORKER_PORT")]
+    worker_port: Option<u16>,
     /// A kromosynth-cli genomes.sqlite; the embedded default genomes when absent.
     #[arg(long, env = "DB_PATH")]
     db: Option<PathBuf>,
@@ -165,6 +169,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let server = Server::bind(Config {
         host: args.host,
         port: args.port,
+        worker_port: args.worker_port,
         db: args.db,
         max_duration: args.max_duration,
         max_connections: args.max_connections,
@@ -177,6 +182,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to learn the port (with --port 0).
     println!("listening on ws://{addr}");
+    if let Some(worker) = server.worker_addr() {
+        let worker = worker.map_err(|e| e.to_string())?;
+        println!("render workers on ws://{worker}");
+    }
     let _ = std::io::stdout().flush();
     eprintln!(
         "serving {} with {} render workers; useGPU renders evaluate CPPNs on {}",

@@ -21,6 +21,11 @@ pub const DEFAULT_CHUNK_SAMPLES: usize = 4096;
 /// 1.4 MB of JSON, which bounds one message in the connection's write buffer.
 pub const MAX_CHUNK_SAMPLES: usize = 65_536;
 
+/// The sample rates a request may ask for (the original's Web Audio contexts accept 8 to 96 kHz
+/// and more; 192 kHz covers studio rates).
+pub const MIN_SAMPLE_RATE: u64 = 8_000;
+pub const MAX_SAMPLE_RATE: u64 = 192_000;
+
 /// Largest `batchChannels` accepted (the newest original server's legacy renderer makes a
 /// context of that many channels; 32 is Web Audio's limit).
 pub const MAX_BATCH_CHANNELS: u64 = 32;
@@ -44,10 +49,31 @@ pub enum Format {
     Binary,
 }
 
+/// What a render's client gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// Chunks while it renders (the seed protocol; `format` says JSON or binary).
+    Stream,
+    /// The newest original server's batch form: `batch-result`, one binary frame with the whole
+    /// render, `complete` (see [`batch_result`]).
+    Batch,
+    /// kromosynth-cli's render worker: one binary message of the samples as f32, no greeting
+    /// before it; the server closes after it. Failures: text `{"error": ...}`.
+    Worker,
+    /// The PCM server (`get_audio_data`): one binary message of 16-bit PCM; an empty binary
+    /// message on failure.
+    Pcm,
+}
+
 /// Where the genome comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GenomeRef {
     Id(String),
+    /// A genome of one kromosynth-cli evolution run (`genomeId` with `evoRunId`).
+    InRun {
+        run: String,
+        id: String,
+    },
     /// Genome JSON sent in the request (`genome` as an object or as a JSON string).
     Inline(Vec<u8>),
 }
@@ -57,6 +83,7 @@ impl GenomeRef {
     pub fn label(&self) -> String {
         match self {
             GenomeRef::Id(id) => id.clone(),
+            GenomeRef::InRun { run, id } => format!("{run}/{id}"),
             GenomeRef::Inline(json) => format!("inline({} bytes)", json.len()),
         }
     }
@@ -69,12 +96,13 @@ pub struct RenderSpec {
     pub request_id: Option<Value>,
     pub genome: GenomeRef,
     pub request: RenderRequest,
+    /// Hz; every message of the render says it.
+    pub sample_rate: u32,
     pub use_gpu: bool,
     pub chunk_samples: usize,
     pub format: Format,
-    /// The newest original server's answer: `batch-result`, one binary frame with the whole
-    /// render, `complete` (see [`batch_result`]).
-    pub batch: bool,
+    /// What the client gets back.
+    pub form: Form,
     /// Applied to the whole render before it is sent; anything but `None` holds the stream's
     /// first chunk until the render is complete.
     pub normalize: Normalization,
@@ -86,7 +114,7 @@ pub struct RenderSpec {
 impl RenderSpec {
     /// Whether the render is sent only once it is complete (batch form, or normalized).
     pub fn is_held(&self) -> bool {
-        self.batch || self.normalize != Normalization::None
+        self.form != Form::Stream || self.normalize != Normalization::None
     }
 }
 
@@ -170,6 +198,141 @@ pub fn parse_client_message(text: &str, limits: &Limits) -> Result<ClientMessage
     }
 }
 
+/// Why a one-shot request (render worker or PCM) failed, and in which form to say so.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OneShotError {
+    pub form: Form,
+    pub message: String,
+}
+
+/// Parses one text message of the one-shot protocols: kromosynth-cli's render worker (no
+/// `type`) or the PCM server's `get_audio_data`. Their options are the original's: each one
+/// this renderer does not implement is refused by name when it is asked for, never ignored.
+pub fn parse_one_shot(text: &str, limits: &Limits) -> Result<RenderSpec, OneShotError> {
+    let worker = |message: String| OneShotError {
+        form: Form::Worker,
+        message,
+    };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| worker(format!("Invalid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(worker("Invalid message: expected a JSON object".into()));
+    };
+    let form = match object.get("type") {
+        None | Some(Value::Null) => Form::Worker,
+        Some(Value::String(kind)) if kind == "get_audio_data" => Form::Pcm,
+        Some(other) => {
+            return Err(worker(format!(
+                "Unknown message type: {}",
+                truncate(&other.to_string(), MAX_ID_BYTES)
+            )))
+        }
+    };
+    parse_one_shot_render(&object, form, limits).map_err(|message| OneShotError { form, message })
+}
+
+fn parse_one_shot_render(
+    object: &Map<String, Value>,
+    form: Form,
+    limits: &Limits,
+) -> Result<RenderSpec, String> {
+    let genome =
+        match (
+            object.get("genomeString").filter(|v| !v.is_null()),
+            object.get("genomeId").filter(|v| !v.is_null()),
+        ) {
+            (Some(Value::String(json)), _) => GenomeRef::Inline(json.as_bytes().to_vec()),
+            // The PCM server also takes the genome as an object.
+            (Some(v @ Value::Object(_)), _) if form == Form::Pcm => {
+                GenomeRef::Inline(serde_json::to_vec(v).map_err(|e| format!("genomeString: {e}"))?)
+            }
+            (Some(_), _) => return Err("genomeString must be the genome as a JSON string".into()),
+            (None, Some(Value::String(id))) if !id.is_empty() && id.len() <= MAX_ID_BYTES => {
+                match object.get("evoRunId").filter(|v| !v.is_null()) {
+                    None => GenomeRef::Id(id.clone()),
+                    Some(Value::String(run)) if is_run_name(run) => GenomeRef::InRun {
+                        run: run.clone(),
+                        id: id.clone(),
+                    },
+                    Some(_) => return Err(
+                        "evoRunId must be the name of an evolution run folder (letters, digits, \
+                         '_', '-', '.')"
+                            .into(),
+                    ),
+                }
+            }
+            (None, Some(_)) => {
+                return Err(format!(
+                    "genomeId must be a non-empty string of at most {MAX_ID_BYTES} bytes"
+                ))
+            }
+            (None, None) if object.get("genomeStringUrl").is_some_and(|v| !v.is_null()) => {
+                return Err(
+                    "genomeStringUrl is not supported (this server fetches nothing from \
+                        the network): send genomeString, or genomeId with evoRunId"
+                        .into(),
+                )
+            }
+            (None, None) => {
+                return Err("Must provide either genomeId or genomeString".into());
+            }
+        };
+    let (request, sample_rate) = sound(object, limits)?;
+    for (field, what) in [
+        ("antiAliasing", "anti-aliased CPPN evaluation"),
+        (
+            "frequencyUpdatesApplyToAllPathcNetworkOutputs",
+            "transposing the value-curve outputs",
+        ),
+        ("reverse", "reversed CPPN input"),
+        (
+            "useOvertoneInharmonicityFactors",
+            "overtone inharmonicity factors",
+        ),
+    ] {
+        if flag(object, field)? == Some(true) {
+            return Err(format!(
+                "{field} is not supported by this renderer ({what})"
+            ));
+        }
+    }
+    // The PCM server passes it on, and both of its branches render with the request's values.
+    flag(object, "overrideGenomeDurationNoteDeltaAndVelocity")?;
+    for field in ["sampleCountToActivate", "sampleOffset"] {
+        if object.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(format!(
+                "{field} is not supported by this renderer (partial CPPN activation); \
+                 leave it out to render the whole duration"
+            ));
+        }
+    }
+    let use_gpu = flag(object, "useGPU")?.unwrap_or(false);
+    Ok(RenderSpec {
+        request_id: None,
+        genome,
+        request,
+        sample_rate,
+        use_gpu,
+        chunk_samples: DEFAULT_CHUNK_SAMPLES,
+        format: Format::Binary,
+        form,
+        // The original render worker and PCM server answer what kromosynth's renderer returns:
+        // normalized like this project's `render` command.
+        normalize: Normalization::Original,
+        compressor: None,
+    })
+}
+
+/// A run folder's name: no separators, no `..`, nothing hidden.
+fn is_run_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ID_BYTES
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
 fn request_id(v: &Value) -> Result<Value, String> {
     match v {
         Value::String(s) if s.len() <= MAX_ID_BYTES => Ok(v.clone()),
@@ -177,6 +340,57 @@ fn request_id(v: &Value) -> Result<Value, String> {
         Value::Number(_) => Ok(v.clone()),
         _ => Err("requestId must be a string or a number".into()),
     }
+}
+
+/// What every form of render request says about the sound: duration, noteDelta, velocity and
+/// sampleRate, validated. The seed is the render's default; the caller sets the rest.
+fn sound(object: &Map<String, Value>, limits: &Limits) -> Result<(RenderRequest, u32), String> {
+    let sample_rate = match object.get("sampleRate") {
+        None | Some(Value::Null) => SAMPLE_RATE,
+        Some(v) => match v.as_u64() {
+            Some(rate) if rate == SAMPLE_RATE as u64 => SAMPLE_RATE,
+            Some(rate) if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) => {
+                return Err(format!(
+                    "sampleRate {rate} is not supported yet: the engine renders at {SAMPLE_RATE} Hz"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "sampleRate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE}"
+                ))
+            }
+        },
+    };
+    let duration = match object.get("duration") {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(_) => return Err("duration must be a number of seconds".into()),
+        None => return Err("render needs a duration in seconds".into()),
+    };
+    // At least two samples, as kromosynth needs; the bound is inclusive, as the README says.
+    let min_duration = 2.0 / sample_rate as f64;
+    if !(duration.is_finite() && duration >= min_duration && duration <= limits.max_duration) {
+        return Err(format!(
+            "duration must be between {min_duration} and {} seconds, got {duration}",
+            limits.max_duration
+        ));
+    }
+    let note_delta = number(object, "noteDelta", 0.0)?;
+    if note_delta.abs() > MAX_NOTE_DELTA {
+        return Err(format!(
+            "noteDelta must be within ±{MAX_NOTE_DELTA} semitones, got {note_delta}"
+        ));
+    }
+    let velocity = number(object, "velocity", 0.5)?;
+    if !(0.0..=1.0).contains(&velocity) {
+        return Err(format!("velocity must be between 0 and 1, got {velocity}"));
+    }
+    let request = RenderRequest {
+        duration,
+        note_delta,
+        velocity,
+        ..RenderRequest::default()
+    };
+    Ok((request, sample_rate))
 }
 
 fn parse_render(
@@ -200,28 +414,7 @@ fn parse_render(
         (Some(_), None) => return Err("genomeId must be a string".into()),
         (None, None) => return Err("render needs a genomeId (or an inline genome)".into()),
     };
-    let duration = match object.get("duration") {
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-        Some(_) => return Err("duration must be a number of seconds".into()),
-        None => return Err("render needs a duration in seconds".into()),
-    };
-    let min_duration = 2.0 / SAMPLE_RATE as f64;
-    if !(duration.is_finite() && duration >= min_duration && duration <= limits.max_duration) {
-        return Err(format!(
-            "duration must be between {min_duration} and {} seconds, got {duration}",
-            limits.max_duration
-        ));
-    }
-    let note_delta = number(object, "noteDelta", 0.0)?;
-    if note_delta.abs() > MAX_NOTE_DELTA {
-        return Err(format!(
-            "noteDelta must be within ±{MAX_NOTE_DELTA} semitones, got {note_delta}"
-        ));
-    }
-    let velocity = number(object, "velocity", 0.5)?;
-    if !(0.0..=1.0).contains(&velocity) {
-        return Err(format!("velocity must be between 0 and 1, got {velocity}"));
-    }
+    let (request, sample_rate) = sound(object, limits)?;
     let use_gpu = flag(object, "useGPU")?.unwrap_or(true);
     let batch = flag(object, "batch")?.unwrap_or(false);
     // The newest original server's flags: `controlledResume` changes nothing there either, and
@@ -285,18 +478,12 @@ fn parse_render(
     Ok(RenderSpec {
         request_id,
         genome,
-        request: RenderRequest {
-            duration,
-            note_delta,
-            velocity,
-            seed,
-            // The server's default decides when the request does not (see `compressor`).
-            ..RenderRequest::default()
-        },
+        request: RenderRequest { seed, ..request },
+        sample_rate,
         use_gpu,
         chunk_samples,
         format,
-        batch,
+        form: if batch { Form::Batch } else { Form::Stream },
         normalize,
         compressor,
     })
@@ -368,6 +555,11 @@ pub fn error(request_id: Option<&Value>, message: &str) -> String {
     open_message(&mut out, "error", request_id);
     let _ = write!(out, ",\"message\":{}}}", json_string(message));
     out
+}
+
+/// kromosynth-cli's render worker's failure answer: `{"error": message}`, no type.
+pub fn worker_error(message: &str) -> String {
+    format!("{{\"error\":{}}}", json_string(message))
 }
 
 /// The batch form's first message: what the one binary frame after it holds (`totalSamples`
@@ -539,7 +731,7 @@ mod tests {
     #[test]
     fn batch_defaults_to_the_newest_servers_peak_normalization() {
         let spec = render(r#"{"type":"render","genomeId":"x","duration":1,"batch":true}"#);
-        assert!(spec.batch && spec.is_held());
+        assert!(spec.form == Form::Batch && spec.is_held());
         assert_eq!(spec.normalize, Normalization::Peak);
         assert_eq!(spec.compressor, None);
         let spec = render(
@@ -549,10 +741,10 @@ mod tests {
         assert_eq!(spec.normalize, Normalization::None);
         assert_eq!(spec.compressor, Some(true));
         let spec = render(r#"{"type":"render","genomeId":"x","duration":1}"#);
-        assert!(!spec.batch && !spec.is_held());
+        assert!(spec.form == Form::Stream && !spec.is_held());
         let spec =
             render(r#"{"type":"render","genomeId":"x","duration":1,"normalize":"original"}"#);
-        assert!(!spec.batch && spec.is_held());
+        assert!(spec.form == Form::Stream && spec.is_held());
         assert_eq!(
             parse(r#"{"type":"playback-position","position":1.5}"#).unwrap(),
             ClientMessage::PlaybackPosition

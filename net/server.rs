@@ -23,7 +23,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::genomes::GenomeProvider;
 use crate::protocol::{Limits, ServerStats};
-use crate::session::{Alive, Outcome, Session};
+use crate::session::{Alive, Kind, Outcome, Session};
 
 pub use crate::session::{
     HANDSHAKE_TIMEOUT, MAX_QUEUED_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION,
@@ -47,7 +47,8 @@ const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
-const FIRST_SESSION: usize = 2;
+const WORKER_LISTENER: Token = Token(2);
+const FIRST_SESSION: usize = 3;
 
 /// Longest the loop sleeps without events (it checks handshake deadlines and shutdown).
 const TICK: Duration = Duration::from_millis(250);
@@ -57,6 +58,9 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct Config {
     pub host: String,
     pub port: u16,
+    /// A second port for the one-shot protocols (kromosynth-cli's render worker, the PCM
+    /// server), whose clients must not get a greeting; none when `None`.
+    pub worker_port: Option<u16>,
     /// A kromosynth-cli `genomes.sqlite`; `None` serves the embedded default genomes.
     pub db: Option<PathBuf>,
     /// Longest render in seconds.
@@ -78,6 +82,7 @@ impl Default for Config {
         Config {
             host: "127.0.0.1".into(),
             port: 8080,
+            worker_port: None,
             db: None,
             max_duration: 600.0,
             max_connections: 4096,
@@ -130,6 +135,7 @@ impl Shared {
 pub struct Server {
     poll: Poll,
     listener: TcpListener,
+    worker_listener: Option<TcpListener>,
     events: Receiver<JobEvent>,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
@@ -178,9 +184,22 @@ impl Server {
             max_frame_size: Some(MAX_MESSAGE_BYTES),
             ..WebSocketConfig::default()
         };
+        let worker_listener = match config.worker_port {
+            None => None,
+            Some(port) => {
+                let addr = SocketAddr::new(addr.ip(), port);
+                let mut listener =
+                    TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                poll.registry()
+                    .register(&mut listener, WORKER_LISTENER, Interest::READABLE)
+                    .map_err(|e| e.to_string())?;
+                Some(listener)
+            }
+        };
         Ok(Server {
             poll,
             listener,
+            worker_listener,
             events,
             sessions: Vec::new(),
             free: Vec::new(),
@@ -205,6 +224,11 @@ impl Server {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where the one-shot protocols are served, if they are.
+    pub fn worker_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.worker_listener.as_ref().map(TcpListener::local_addr)
     }
 
     pub fn genomes(&self) -> &Arc<GenomeProvider> {
@@ -242,7 +266,8 @@ impl Server {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept_all(),
+                    LISTENER => self.accept_all(Kind::Service),
+                    WORKER_LISTENER => self.accept_all(Kind::OneShot),
                     WAKER => {}
                     token => {
                         let readable =
@@ -284,9 +309,13 @@ impl Server {
         }
     }
 
-    fn accept_all(&mut self) {
+    fn accept_all(&mut self, kind: Kind) {
         loop {
-            match self.listener.accept() {
+            let listener = match kind {
+                Kind::Service => &self.listener,
+                Kind::OneShot => self.worker_listener.as_ref().expect("registered"),
+            };
+            match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.shared.open_sessions >= self.shared.config.max_connections {
                         eprintln!(
@@ -310,14 +339,10 @@ impl Server {
                         self.free.push(index);
                         continue;
                     }
-                    match Session::accept(token, stream, peer, self.shared.ws_config) {
-                        Some(session) => {
-                            self.sessions[index] = Some(session);
-                            self.shared.open_sessions += 1;
-                            self.with_session(token, Session::after_handshake_step);
-                        }
-                        None => self.free.push(index),
-                    }
+                    self.sessions[index] = Some(Session::accept(token, kind, stream, peer));
+                    self.shared.open_sessions += 1;
+                    // The request may have arrived with the connection.
+                    self.with_session(token, Session::read_request);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

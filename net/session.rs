@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use krs_engine::dsp::RENDER_QUANTUM;
 use krs_engine::render::frames_for;
@@ -20,12 +20,13 @@ use serde_json::Value;
 use tungstenite::handshake::server::{NoCallback, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use crate::protocol::{self, ClientMessage, Completion, Format, RenderSpec};
+use crate::http;
+use crate::protocol::{self, ClientMessage, Completion, Form, Format, RenderSpec};
 use crate::server::Shared;
-use crate::wire::{ChunkFrame, Conn, Frame};
+use crate::wire::{ChunkFrame, Conn, Frame, MAX_HANDSHAKE_BYTES};
 
 /// Concurrent renders on one connection (those with a `requestId`; renders without one run one
 /// after the other).
@@ -48,7 +49,11 @@ pub struct Gone;
 pub type Alive = Result<(), Gone>;
 
 enum Ws {
+    /// Accepted; the request head is not all here yet.
+    Request(Box<Conn>),
     Handshake(Box<MidHandshake<ServerHandshake<Conn, NoCallback>>>),
+    /// Answering a plain HTTP request; dropped once the answer is written.
+    Http(Box<Conn>),
     Open(Box<WebSocket<Conn>>),
     Gone,
 }
@@ -137,7 +142,7 @@ impl Stream {
                         became_ready = true;
                     }
                 }
-                if *ready && !self.spec.batch {
+                if *ready && self.spec.form == Form::Stream {
                     while !self.frame.is_full() && *sent < self.total_frames {
                         let n = self.frame.room().min(self.total_frames - *sent);
                         push_to_chunk(
@@ -151,7 +156,7 @@ impl Stream {
                         *sent += n;
                     }
                 }
-                became_ready && self.spec.batch
+                became_ready && self.spec.form == Form::Batch
             }
         }
     }
@@ -169,7 +174,7 @@ impl Stream {
         match &self.delivery {
             Delivery::Held {
                 ready: true, sent, ..
-            } if self.spec.batch => *sent == 0,
+            } if self.spec.form != Form::Stream => *sent == 0,
             _ => {
                 self.frame.is_full()
                     || (self.delivered() == self.total_frames && self.frame.samples() > 0)
@@ -184,8 +189,11 @@ impl Stream {
             self.first_chunk = Some(self.received.elapsed());
         }
         match &mut self.delivery {
-            Delivery::Held { samples, sent, .. } if self.spec.batch => {
-                let frame = Frame::samples(samples);
+            Delivery::Held { samples, sent, .. } if self.spec.form != Form::Stream => {
+                let frame = match self.spec.form {
+                    Form::Pcm => Frame::pcm16(samples),
+                    _ => Frame::samples(samples),
+                };
                 *samples = Vec::new();
                 *sent = self.total_frames;
                 frame
@@ -227,8 +235,19 @@ pub enum Outcome<'a> {
     Failed(&'a str),
 }
 
+/// Which protocols a connection speaks, by the listener that accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The service port: `welcome`, then the seed protocol and its extensions.
+    Service,
+    /// The worker port: kromosynth-cli's render worker and the PCM server's `get_audio_data`,
+    /// whose clients take the first message as the answer, so nothing is sent before it.
+    OneShot,
+}
+
 pub struct Session {
     token: Token,
+    kind: Kind,
     ws: Ws,
     peer: SocketAddr,
     connected: Instant,
@@ -247,24 +266,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts the WebSocket handshake on an accepted connection; `None` if it failed at once.
-    pub fn accept(
-        token: Token,
-        stream: TcpStream,
-        peer: SocketAddr,
-        config: WebSocketConfig,
-    ) -> Option<Session> {
-        let ws = match tungstenite::accept_with_config(Conn::new(stream), Some(config)) {
-            Ok(ws) => Ws::Open(Box::new(ws)),
-            Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
-            Err(HandshakeError::Failure(e)) => {
-                eprintln!("handshake with {peer} failed: {e}");
-                return None;
-            }
-        };
-        Some(Session {
+    /// A session for an accepted connection; [`Session::socket_event`] reads its request.
+    pub fn accept(token: Token, kind: Kind, stream: TcpStream, peer: SocketAddr) -> Session {
+        Session {
             token,
-            ws,
+            kind,
+            ws: Ws::Request(Box::new(Conn::new(stream))),
             peer,
             connected: Instant::now(),
             streams: Vec::new(),
@@ -274,12 +281,12 @@ impl Session {
             dirty: false,
             closing: false,
             draining_until: None,
-        })
+        }
     }
 
-    /// A handshake past its deadline, or a drain past its time.
+    /// A request or handshake past its deadline, or a drain past its time.
     pub fn is_stale(&self, now: Instant) -> bool {
-        (matches!(self.ws, Ws::Handshake(_))
+        (matches!(self.ws, Ws::Request(_) | Ws::Handshake(_) | Ws::Http(_))
             && now.duration_since(self.connected) > HANDSHAKE_TIMEOUT)
             || self.draining_until.is_some_and(|t| now > t)
     }
@@ -290,19 +297,31 @@ impl Session {
     }
 
     pub fn socket_event(&mut self, shared: &mut Shared, readable: bool, writable: bool) -> Alive {
-        if let Ws::Handshake(_) = self.ws {
-            let Ws::Handshake(mid) = std::mem::replace(&mut self.ws, Ws::Gone) else {
-                unreachable!()
-            };
-            self.ws = match (*mid).handshake() {
-                Ok(ws) => Ws::Open(Box::new(ws)),
-                Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
-                Err(HandshakeError::Failure(e)) => {
-                    eprintln!("handshake with {} failed: {e}", self.peer);
-                    Ws::Gone
-                }
-            };
-            return self.after_handshake_step(shared);
+        match &mut self.ws {
+            Ws::Request(_) => return self.read_request(shared),
+            Ws::Http(conn) => {
+                return match conn.write_chunk() {
+                    // Answered: the connection closes.
+                    Ok(()) => Err(Gone),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(_) => Err(Gone),
+                };
+            }
+            Ws::Handshake(_) => {
+                let Ws::Handshake(mid) = std::mem::replace(&mut self.ws, Ws::Gone) else {
+                    unreachable!()
+                };
+                self.ws = match (*mid).handshake() {
+                    Ok(ws) => Ws::Open(Box::new(ws)),
+                    Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+                    Err(HandshakeError::Failure(e)) => {
+                        eprintln!("handshake with {} failed: {e}", self.peer);
+                        Ws::Gone
+                    }
+                };
+                return self.after_handshake_step(shared);
+            }
+            Ws::Open(_) | Ws::Gone => {}
         }
         if writable {
             self.blocked = false;
@@ -314,14 +333,75 @@ impl Session {
         Ok(())
     }
 
+    /// Looks at the request head without taking it: a WebSocket upgrade goes to tungstenite's
+    /// handshake, which reads it again; anything else is answered as plain HTTP.
+    pub fn read_request(&mut self, shared: &mut Shared) -> Alive {
+        let Ws::Request(conn) = &mut self.ws else {
+            return Ok(());
+        };
+        let mut head = [0u8; MAX_HANDSHAKE_BYTES];
+        let n = loop {
+            match conn.tcp().peek(&mut head) {
+                Ok(0) => return Err(Gone),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Gone),
+            }
+        };
+        let Some(end) = http::head_end(&head[..n]) else {
+            if n == head.len() {
+                eprintln!(
+                    "dropping connection from {}: request head over {MAX_HANDSHAKE_BYTES} bytes",
+                    self.peer
+                );
+                return Err(Gone);
+            }
+            // The rest of the head is still on its way; its arrival is another event.
+            return Ok(());
+        };
+        if http::is_websocket_upgrade(&head[..end]) {
+            let Ws::Request(conn) = std::mem::replace(&mut self.ws, Ws::Gone) else {
+                unreachable!()
+            };
+            self.ws = match tungstenite::accept_with_config(*conn, Some(shared.ws_config)) {
+                Ok(ws) => Ws::Open(Box::new(ws)),
+                Err(HandshakeError::Interrupted(mid)) => Ws::Handshake(Box::new(mid)),
+                Err(HandshakeError::Failure(e)) => {
+                    eprintln!("handshake with {} failed: {e}", self.peer);
+                    Ws::Gone
+                }
+            };
+            return self.after_handshake_step(shared);
+        }
+        // Take the head off the socket (it is all there: it was just peeked).
+        let mut taken = 0;
+        while taken < end {
+            match conn.tcp().read(&mut head[taken..end]) {
+                Ok(0) => return Err(Gone),
+                Ok(k) => taken += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Gone),
+            }
+        }
+        conn.queue_bytes(http::respond(&head[..end], SystemTime::now()));
+        let Ws::Request(conn) = std::mem::replace(&mut self.ws, Ws::Gone) else {
+            unreachable!()
+        };
+        self.ws = Ws::Http(conn);
+        self.socket_event(shared, false, true)
+    }
+
     /// Sends the welcome once the handshake is done.
     pub fn after_handshake_step(&mut self, shared: &mut Shared) -> Alive {
         match &mut self.ws {
-            Ws::Handshake(_) => Ok(()),
+            Ws::Request(_) | Ws::Handshake(_) | Ws::Http(_) => Ok(()),
             Ws::Gone => Err(Gone),
             Ws::Open(ws) => {
                 ws.get_mut().end_handshake();
-                self.send_text(shared, protocol::welcome())?;
+                if self.kind == Kind::Service {
+                    self.send_text(shared, protocol::welcome())?;
+                }
                 // Messages may have arrived with the upgrade request.
                 self.read_messages(shared)
             }
@@ -398,6 +478,12 @@ impl Session {
     }
 
     fn client_text(&mut self, shared: &mut Shared, text: &str) -> Alive {
+        if self.kind == Kind::OneShot {
+            return match protocol::parse_one_shot(text, &shared.limits) {
+                Ok(spec) => self.request_render(shared, spec),
+                Err(e) => self.send_error(shared, e.form, None, &e.message),
+            };
+        }
         match protocol::parse_client_message(text, &shared.limits) {
             Ok(ClientMessage::Render(spec)) => self.request_render(shared, *spec),
             Ok(ClientMessage::Cancel { request_id }) => self.cancel(shared, &request_id),
@@ -450,9 +536,7 @@ impl Session {
                 .then(|| format!("Server busy: {active} renders in progress, try again later"))
         });
         match refuse {
-            Some(message) => {
-                self.send_text(shared, protocol::error(spec.request_id.as_ref(), &message))
-            }
+            Some(message) => self.send_error(shared, spec.form, spec.request_id.as_ref(), &message),
             None => self.start_stream(shared, spec),
         }
     }
@@ -480,7 +564,7 @@ impl Session {
         let total_frames = frames_for(spec.request.duration);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
-        let start = (spec.format == Format::Binary && !spec.batch).then(|| {
+        let start = (spec.format == Format::Binary && spec.form == Form::Stream).then(|| {
             protocol::start(
                 spec.request_id.as_ref(),
                 wire_id,
@@ -548,9 +632,10 @@ impl Session {
             JobEvent::Finished(_, finished) => self.streams[i].finished = Some(finished),
             JobEvent::Failed(_, error) => {
                 let request_id = self.streams[i].spec.request_id.clone();
+                let form = self.streams[i].spec.form;
                 let message = error.to_string();
                 // The error first, as `complete` below.
-                self.send_text(shared, protocol::error(request_id.as_ref(), &message))?;
+                self.send_error(shared, form, request_id.as_ref(), &message)?;
                 self.end_stream(shared, i, Outcome::Failed(&message))?;
             }
         }
@@ -675,27 +760,71 @@ impl Session {
     fn complete(&mut self, shared: &mut Shared, i: usize) -> Alive {
         let s = &self.streams[i];
         let request_id = s.spec.request_id.as_ref();
-        let text = if s.spec.batch {
-            protocol::batch_complete(request_id, s.total_frames, s.spec.request.duration)
-        } else {
-            let finished = s.finished.expect("complete only after Finished");
-            protocol::complete(
+        let form = s.spec.form;
+        let text = match form {
+            Form::Stream => {
+                let finished = s.finished.expect("complete only after Finished");
+                Some(protocol::complete(
+                    request_id,
+                    &Completion {
+                        total_chunks: s.chunks_sent,
+                        total_samples: s.total_frames,
+                        duration: s.spec.request.duration,
+                        min: finished.stats.min,
+                        max: finished.stats.max,
+                        peak: finished.stats.peak,
+                        render_ms: finished.total.as_secs_f64() * 1000.0,
+                    },
+                ))
+            }
+            Form::Batch => Some(protocol::batch_complete(
                 request_id,
-                &Completion {
-                    total_chunks: s.chunks_sent,
-                    total_samples: s.total_frames,
-                    duration: s.spec.request.duration,
-                    min: finished.stats.min,
-                    max: finished.stats.max,
-                    peak: finished.stats.peak,
-                    render_ms: finished.total.as_secs_f64() * 1000.0,
-                },
-            )
+                s.total_frames,
+                s.spec.request.duration,
+            )),
+            Form::Worker | Form::Pcm => None,
         };
         // `complete` first: ending the stream may start the next queued render, whose first
         // message must come after this one.
-        self.send_text(shared, text)?;
-        self.end_stream(shared, i, Outcome::Complete)
+        if let Some(text) = text {
+            self.send_text(shared, text)?;
+        }
+        self.end_stream(shared, i, Outcome::Complete)?;
+        if form == Form::Worker {
+            // The original render worker closes once it has answered; its clients wait for it.
+            if let Ws::Open(ws) = &mut self.ws {
+                let _ = ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                }));
+            }
+            self.closing = true;
+            self.mark_dirty(shared);
+        }
+        Ok(())
+    }
+
+    /// Tells the client that a request failed, in the form its protocol uses.
+    fn send_error(
+        &mut self,
+        shared: &mut Shared,
+        form: Form,
+        request_id: Option<&Value>,
+        message: &str,
+    ) -> Alive {
+        match form {
+            Form::Stream | Form::Batch => {
+                self.send_text(shared, protocol::error(request_id, message))
+            }
+            Form::Worker => self.send_text(shared, protocol::worker_error(message)),
+            Form::Pcm => {
+                if !queue(&mut self.ws, &mut self.blocked, Message::Binary(Vec::new())) {
+                    return Err(Gone);
+                }
+                self.mark_dirty(shared);
+                Ok(())
+            }
+        }
     }
 
     /// Removes stream `i` (cancelling its job), logs it, and starts the next queued render.

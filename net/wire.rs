@@ -74,6 +74,19 @@ impl Frame {
         Frame { bytes, start }
     }
 
+    /// A binary message of `samples` as the PCM server sends them: each clamped to [-1, 1],
+    /// times 32767, rounded as JavaScript's `Math.round` (halves up, NaN to 0), as
+    /// little-endian i16 (one channel: kromosynth's normalized buffer is mono).
+    pub fn pcm16(samples: &[f32]) -> Frame {
+        let mut bytes = Vec::with_capacity(MAX_WS_HEADER + 2 * samples.len());
+        bytes.extend_from_slice(&[0; MAX_WS_HEADER]);
+        for &s in samples {
+            bytes.extend_from_slice(&pcm16_sample(s).to_le_bytes());
+        }
+        let start = frame_header(&mut bytes, 0x2);
+        Frame { bytes, start }
+    }
+
     /// The frame's bytes as they go on the wire.
     #[cfg(test)]
     fn wire(&self) -> &[u8] {
@@ -232,6 +245,18 @@ fn push_number_bytes(out: &mut Vec<u8>, x: f64) {
     }
 }
 
+/// `Math.round(Math.max(-1, Math.min(1, x)) * 0x7FFF)` stored into an Int16Array.
+fn pcm16_sample(x: f32) -> i16 {
+    let v = (x as f64).clamp(-1.0, 1.0) * 32767.0;
+    if v.is_nan() {
+        return 0;
+    }
+    // Math.round: the nearest integer, halves towards +infinity (-2.5 -> -2).
+    let floor = v.floor();
+    let rounded = if v - floor >= 0.5 { floor + 1.0 } else { floor };
+    rounded as i16
+}
+
 /// The socket adapter tungstenite reads and writes: a mio stream that, during the handshake,
 /// refuses to read more than [`MAX_HANDSHAKE_BYTES`], and that writes chunk frames itself.
 ///
@@ -268,6 +293,12 @@ impl Conn {
         &mut self.stream
     }
 
+    /// Queues raw bytes to write before anything else (a plain HTTP answer).
+    pub fn queue_bytes(&mut self, bytes: Vec<u8>) {
+        debug_assert!(self.chunk.is_empty(), "one pending write at a time");
+        (self.chunk, self.chunk_at) = (bytes, 0);
+    }
+
     /// Queues a chunk frame; call only when tungstenite's flush has just succeeded.
     pub fn start_chunk(&mut self, frame: Frame) {
         debug_assert!(self.chunk.is_empty(), "one chunk frame at a time");
@@ -275,7 +306,7 @@ impl Conn {
     }
 
     /// Writes what is left of the chunk frame; Ok once it is all out.
-    fn write_chunk(&mut self) -> io::Result<()> {
+    pub fn write_chunk(&mut self) -> io::Result<()> {
         while self.chunk_at < self.chunk.len() {
             match self.stream.write(&self.chunk[self.chunk_at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -486,6 +517,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn pcm_samples_round_as_javascript_does() {
+        // (input, Math.round(clamp(x) * 32767)) as Node.js computes it.
+        for (x, want) in [
+            (0.0f32, 0i16),
+            (-0.0, 0),
+            (1.0, 32767),
+            (-1.0, -32767),
+            (7.5, 32767),
+            (-3.0, -32767),
+            (f32::NAN, 0),
+            (0.5, 16384),             // 16383.5 rounds up
+            (-0.5, -16383),           // -16383.5 rounds up too
+            (1.0 / 32767.0 * 0.5, 0), // just under a half after f32 rounding
+            (-1.0 / 32767.0 * 0.5, 0),
+        ] {
+            assert_eq!(pcm16_sample(x), want, "{x}");
+        }
+        let frame = Frame::pcm16(&[0.5, -1.0]);
+        assert!(!frame.is_text());
+        assert_eq!(frame.payload(), &[0x00, 0x40, 0x01, 0x80]);
     }
 
     #[test]

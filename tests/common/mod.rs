@@ -78,6 +78,8 @@ pub struct ServerProcess {
     child: Child,
     /// `ws://ADDR`
     pub url: String,
+    /// `ws://ADDR` of the one-shot protocols, when started with `--worker-port`.
+    pub worker_url: Option<String>,
     pub addr: std::net::SocketAddr,
     pub log: PathBuf,
 }
@@ -100,9 +102,17 @@ impl ServerProcess {
             .spawn()
             .expect("server binary starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let worker_url = extra.contains(&"--worker-port").then(|| {
+            let mut worker = String::new();
+            stdout.read_line(&mut worker).unwrap();
+            worker
+                .trim()
+                .strip_prefix("render workers on ")
+                .unwrap_or_else(|| panic!("unexpected second line {worker:?}"))
+                .to_string()
+        });
         let url = line
             .trim()
             .strip_prefix("listening on ")
@@ -115,6 +125,7 @@ impl ServerProcess {
         ServerProcess {
             child,
             url,
+            worker_url,
             addr,
             log,
         }
