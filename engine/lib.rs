@@ -7,6 +7,7 @@ pub mod difference;
 pub mod dsp;
 pub mod genome;
 pub mod gpu;
+pub mod js_object;
 pub mod patch;
 pub mod render;
 

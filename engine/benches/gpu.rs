@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::patch::graph::build;
 use krs_engine::render::frames_for;
-use krs_engine::render::samples::evaluate_outputs_with;
+use krs_engine::render::outputs::evaluate_outputs_with;
 use krs_engine::{CompiledGenome, CppnBackend, Gpu};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
-use crate::patch::js_object::JsObject;
+use crate::js_object::JsObject;
 
 /// Why genome JSON could not be read.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use super::*;
 use crate::cppn::{input_periods, Activation};
 use crate::genome::{NeatConnection, NeatGenome, NeatNode};
 use crate::patch::graph::build;
-use crate::render::samples::evaluate_outputs_with;
+use crate::render::outputs::evaluate_outputs_with;
 use crate::render::{frames_for, render_batch_with};
 use crate::{render_batch, CompiledGenome, RenderRequest};
 
@@ -67,8 +67,8 @@ fn compare(ours: &[f32], reference: &[f32]) -> (f64, f64) {
 
 fn programs(g: &CompiledGenome) -> Vec<&Program> {
     match g.cppns() {
-        crate::render::samples::Cppns::Single(p) => vec![p],
-        crate::render::samples::Cppns::PerFrequency(v) => v.iter().map(|(_, p)| p).collect(),
+        crate::render::outputs::Cppns::Single(p) => vec![p],
+        crate::render::outputs::Cppns::PerFrequency(v) => v.iter().map(|(_, p)| p).collect(),
     }
 }
 

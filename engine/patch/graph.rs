@@ -9,9 +9,9 @@
 //! web-audio-api id order with edges in insertion order: exactly what its graph needs to
 //! reproduce its processing order, and therefore its float summation order.
 
-use super::js_object::JsObject;
 use super::synthis::{NetworkOutput, NodeType, Output, Prop, Source, SynthIsPatch};
 use super::PatchError;
+use crate::js_object::JsObject;
 
 /// Samples a node or param gets from the CPPN side, evaluated by the render.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +98,78 @@ pub struct WebGraph {
 }
 
 pub const DESTINATION: usize = 0;
+
+impl WebGraph {
+    /// How far ahead of the block clock a buffer source may read, as a factor on the frame: its
+    /// rate (at least 1) with a little margin for rounding; `None` when the rate can change during
+    /// the render.
+    pub fn buffer_read_rate(&self, id: usize) -> Option<f64> {
+        self.buffer_rate(id).map(|r| r.max(1.0) * 1.001)
+    }
+
+    /// Whether every lazily filled array of the graph is read exactly at the block clock (value
+    /// curves, and buffers played at rate 1), so that a window of recent samples is enough.
+    pub fn reads_at_block_clock(&self) -> bool {
+        self.nodes
+            .iter()
+            .enumerate()
+            .all(|(id, node)| match &node.kind {
+                Kind::BufferSource { buffer: Some(_) } => {
+                    self.buffer_rate(id).is_none_or(|r| r == 1.0)
+                }
+                _ => true,
+            })
+    }
+
+    /// A buffer source's playback rate when it is fixed before rendering (constant playbackRate
+    /// and detune with nothing connected into them); `None` when it can change during the render.
+    fn buffer_rate(&self, id: usize) -> Option<f64> {
+        let (mut rate, mut detune) = (1.0f64, 0.0f64);
+        for &p in &self.nodes[id].params {
+            let Kind::Param {
+                name, value, curve, ..
+            } = &self.nodes[p].kind
+            else {
+                continue;
+            };
+            let driven = self.nodes.iter().any(|n| {
+                n.outgoing
+                    .iter()
+                    .any(|e| e.target == p && !e.to_param_owner)
+            });
+            if curve.is_some() || driven {
+                return None;
+            }
+            match (*name, value) {
+                ("playbackRate", Some(v)) => rate = *v as f64,
+                ("detune", Some(v)) => detune = *v as f64,
+                _ => {}
+            }
+        }
+        // computedPlaybackRate = playbackRate * 2^(detune / 1200)
+        let r = (rate * (detune / 1200.0).exp2()).abs();
+        r.is_finite().then_some(r)
+    }
+
+    /// The samples some node of the graph needs complete before the first block: convolver impulse
+    /// responses and wave-shaper curves (taken at construction), and buffers that a source may read
+    /// at a rate only known while rendering.
+    pub fn whole_samples(&self) -> Vec<Samples> {
+        let mut whole = Vec::new();
+        for (id, node) in self.nodes.iter().enumerate() {
+            match &node.kind {
+                Kind::Convolver { buffer: Some(s) } | Kind::WaveShaper { curve: Some(s) } => {
+                    whole.push(s.clone())
+                }
+                Kind::BufferSource { buffer: Some(s) } if self.buffer_read_rate(id).is_none() => {
+                    whole.push(s.clone())
+                }
+                _ => {}
+            }
+        }
+        whole
+    }
+}
 
 /// Param names in web-audio-api 1.1.0 creation order, per node kind.
 fn param_names(kind: &Kind) -> &'static [&'static str] {

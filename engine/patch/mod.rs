@@ -6,7 +6,6 @@
 //! virtual-audio-graph would create (`graph`).
 
 pub mod graph;
-pub mod js_object;
 pub mod synthis;
 
 /// Why a patch cannot be turned into an audio graph.

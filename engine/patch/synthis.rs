@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::js_object::JsObject;
 use super::PatchError;
 use crate::genome::{AsNeatPatch, NodeId};
+use crate::js_object::JsObject;
 
 /// A synth.is audio graph node type (the virtual-audio-graph node name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use crate::patch::graph::{Kind, Samples, WebGraph};
 use crate::RenderError;
 
 use super::order::{order, Topology};
-use super::samples::Resolver;
+use super::resolver::Resolver;
 
 /// Most params any node has (the compressor's five).
 const MAX_PARAMS: usize = 5;
@@ -172,77 +172,6 @@ fn descriptor(params: &[ParamDescriptor], name: &str) -> ParamDescriptor {
         .unwrap_or_else(|| panic!("no param {name}"))
 }
 
-/// How far ahead of the block clock a buffer source may read, as a factor on the frame: its
-/// rate (at least 1) with a little margin for rounding; `None` when the rate can change during
-/// the render.
-fn buffer_read_rate(graph: &WebGraph, id: usize) -> Option<f64> {
-    buffer_rate(graph, id).map(|r| r.max(1.0) * 1.001)
-}
-
-/// Whether every lazily filled array of `graph` is read exactly at the block clock (value
-/// curves, and buffers played at rate 1), so that a window of recent samples is enough.
-pub fn reads_at_block_clock(graph: &WebGraph) -> bool {
-    graph
-        .nodes
-        .iter()
-        .enumerate()
-        .all(|(id, node)| match &node.kind {
-            Kind::BufferSource { buffer: Some(_) } => {
-                buffer_rate(graph, id).is_none_or(|r| r == 1.0)
-            }
-            _ => true,
-        })
-}
-
-/// A buffer source's playback rate when it is fixed before rendering (constant playbackRate
-/// and detune with nothing connected into them); `None` when it can change during the render.
-fn buffer_rate(graph: &WebGraph, id: usize) -> Option<f64> {
-    let (mut rate, mut detune) = (1.0f64, 0.0f64);
-    for &p in &graph.nodes[id].params {
-        let Kind::Param {
-            name, value, curve, ..
-        } = &graph.nodes[p].kind
-        else {
-            continue;
-        };
-        let driven = graph.nodes.iter().any(|n| {
-            n.outgoing
-                .iter()
-                .any(|e| e.target == p && !e.to_param_owner)
-        });
-        if curve.is_some() || driven {
-            return None;
-        }
-        match (*name, value) {
-            ("playbackRate", Some(v)) => rate = *v as f64,
-            ("detune", Some(v)) => detune = *v as f64,
-            _ => {}
-        }
-    }
-    // computedPlaybackRate = playbackRate * 2^(detune / 1200)
-    let r = (rate * (detune / 1200.0).exp2()).abs();
-    r.is_finite().then_some(r)
-}
-
-/// The samples some node of `graph` needs complete before the first block: convolver impulse
-/// responses and wave-shaper curves (taken at construction), and buffers that a source may read
-/// at a rate only known while rendering.
-pub fn whole_samples(graph: &WebGraph) -> Vec<Samples> {
-    let mut whole = Vec::new();
-    for (id, node) in graph.nodes.iter().enumerate() {
-        match &node.kind {
-            Kind::Convolver { buffer: Some(s) } | Kind::WaveShaper { curve: Some(s) } => {
-                whole.push(s.clone())
-            }
-            Kind::BufferSource { buffer: Some(s) } if buffer_read_rate(graph, id).is_none() => {
-                whole.push(s.clone())
-            }
-            _ => {}
-        }
-    }
-    whole
-}
-
 impl AudioGraph {
     /// Instantiates `graph` for a render of `duration` seconds with the resolved samples.
     pub fn new(
@@ -318,7 +247,7 @@ impl AudioGraph {
                         )
                     }
                     Kind::BufferSource { buffer } => {
-                        let rate = buffer_read_rate(graph, id).unwrap_or(1.0);
+                        let rate = graph.buffer_read_rate(id).unwrap_or(1.0);
                         let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, rate));
                         let proc = match samples {
                             Some(b) => Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE))),

@@ -4,9 +4,11 @@
 //! [`Render`]: the Web Audio graph for the request, its CPPN outputs evaluated, ready to yield
 //! blocks. [`render_batch`] runs one to the end and applies the original's normalization.
 
+pub mod filler;
 pub mod graph;
 pub mod order;
-pub mod samples;
+pub mod outputs;
+pub mod resolver;
 pub mod stream;
 
 use crate::cppn::Program;
@@ -16,8 +18,10 @@ use crate::genome::{Genome, WaveNetwork};
 use crate::gpu::CppnBackend;
 use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
+use filler::Filler;
 use graph::AudioGraph;
-use samples::{Cppns, Filler, Resolver};
+use outputs::Cppns;
+use resolver::Resolver;
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
@@ -185,7 +189,7 @@ impl Render {
         let mut filler = resolver.into_filler();
         // Everything the first default chunk reads, in one parallel fill now: its blocks then
         // never fill inside `next_block`, so the first chunk costs one fill, not two.
-        filler.ensure(samples::FILL_CHUNK);
+        filler.ensure(filler::FILL_CHUNK);
         Ok(Render {
             graph,
             filler,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use krs_engine::patch::graph::{build, Kind, WebGraph, DESTINATION};
-use krs_engine::render::samples::Resolver;
+use krs_engine::render::resolver::Resolver;
 use krs_engine::{render_batch, CompiledGenome, RenderRequest};
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
 use web_audio_api::node::{

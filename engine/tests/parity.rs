@@ -289,7 +289,7 @@ fn long_renders_keep_only_a_window_of_each_lazy_output() {
         assert_eq!(ten, six_hundred, "{id}: storage grows with duration");
         // A window is 32 KiB; a 10 s whole array would be 1.9 MB.
         assert!(
-            ten % (krs_engine::render::samples::WINDOW * 4) == 0,
+            ten % (krs_engine::render::filler::WINDOW * 4) == 0,
             "{id}: {ten} bytes are not whole windows"
         );
     }
