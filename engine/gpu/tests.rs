@@ -23,7 +23,7 @@ const MIN_RENDER_SNR_DB: f64 = 120.0;
 const MAX_RENDER_ABS_ERR: f64 = 1e-5;
 
 fn gpu() -> Option<Gpu> {
-    static GPU: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
+    static GPU: OnceLock<Result<Gpu, Error>> = OnceLock::new();
     match GPU.get_or_init(Gpu::open) {
         Ok(g) => Some(g.clone()),
         Err(e) => {

@@ -10,7 +10,7 @@
 //! reproduce its processing order, and therefore its float summation order.
 
 use super::synthis::{NetworkOutput, NodeType, Output, Prop, Source, SynthIsPatch};
-use super::PatchError;
+use crate::error::Error;
 use crate::js_object::JsObject;
 
 /// Samples a node or param gets from the CPPN side, evaluated by the render.
@@ -239,12 +239,12 @@ pub fn build(
     patch: &SynthIsPatch,
     note_delta: f64,
     cppn_outputs: usize,
-) -> Result<WebGraph, PatchError> {
+) -> Result<WebGraph, Error> {
     let outputs = super::synthis::apply_note_delta(&patch.network_outputs, note_delta);
     for o in &outputs {
         if let Source::Cppn(i) = o.source {
             if i >= cppn_outputs {
-                return Err(PatchError(format!(
+                return Err(Error(format!(
                     "network output index {i} is out of range: the CPPN has {cppn_outputs} outputs"
                 )));
             }
@@ -329,7 +329,7 @@ fn node_graph(
     outputs: &[NetworkOutput],
     curves: &JsObject<CurveMap>,
     note_delta: f64,
-) -> Result<JsObject<Def>, PatchError> {
+) -> Result<JsObject<Def>, Error> {
     let mut defs: JsObject<Def> = JsObject::new();
     for (key, node) in patch.audio_graph.iter() {
         let mut props: JsObject<Value> = JsObject::new();
@@ -474,7 +474,7 @@ fn additive(
     key: &str,
     curves: &CurveMap,
     outputs: &[NetworkOutput],
-) -> Result<Option<Vec<Child>>, PatchError> {
+) -> Result<Option<Vec<Child>>, Error> {
     let of = |name: &str| -> Vec<Samples> {
         curves
             .iter()
@@ -497,7 +497,7 @@ fn additive(
         .collect();
     if envelopes.len() < buffers.len() || weights.len() < buffers.len() {
         // The original passes `undefined` as a curve or gain and fails.
-        return Err(PatchError(format!(
+        return Err(Error(format!(
             "additive node {key} has {} partial buffers but only {} gain envelopes",
             buffers.len(),
             envelopes.len().min(weights.len())
@@ -674,7 +674,7 @@ impl Builder {
         node_type: NodeType,
         props: &JsObject<Value>,
         max_delay_time: Option<f64>,
-    ) -> Result<(usize, usize), PatchError> {
+    ) -> Result<(usize, usize), Error> {
         let text = |name: &str| match props.get(name) {
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
@@ -746,7 +746,7 @@ impl Builder {
                 (id, id)
             }
             NodeType::FeedbackDelay => {
-                return Err(PatchError(format!("{key}: nested feedbackDelay")));
+                return Err(Error(format!("{key}: nested feedbackDelay")));
             }
         };
         // Param values and curves, in the props' key order (virtual-audio-graph `update`).
@@ -764,9 +764,7 @@ impl Builder {
                 Value::Number(x) => *v = Some(*x as f32),
                 Value::Samples(s) => *curve = Some(s.clone()),
                 Value::Text(t) => {
-                    return Err(PatchError(format!(
-                        "{key}.{name} must be a number, got {t:?}"
-                    )))
+                    return Err(Error(format!("{key}.{name} must be a number, got {t:?}")))
                 }
             }
         }
@@ -785,7 +783,7 @@ struct Placed {
 }
 
 /// virtual-audio-graph `update`: create every node in key order, then connect in key order.
-fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
+fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, Error> {
     let mut b = Builder { nodes: Vec::new() };
     b.add(Kind::Destination);
     let mut placed: JsObject<Placed> = JsObject::new();
@@ -862,7 +860,7 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
                         return Err(unsupported_target(defs, key, k));
                     };
                     let Some(node) = t.standard else {
-                        return Err(PatchError(format!(
+                        return Err(Error(format!(
                             "{key} connects to param {param} of custom node {k}, which the \
                              original cannot render"
                         )));
@@ -870,7 +868,7 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
                     match b.param(node, param) {
                         Some(p) => vec![p],
                         None => {
-                            return Err(PatchError(format!(
+                            return Err(Error(format!(
                                 "{key} connects to {k}.{param}, which is no AudioParam"
                             )))
                         }
@@ -887,12 +885,12 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
     Ok(b.nodes)
 }
 
-fn unsupported_target(defs: &JsObject<Def>, from: &str, to: &str) -> PatchError {
+fn unsupported_target(defs: &JsObject<Def>, from: &str, to: &str) -> Error {
     match defs.get(to) {
-        Some(Def::Standard { asneat_name, .. }) => PatchError(format!(
+        Some(Def::Standard { asneat_name, .. }) => Error(format!(
             "{from} connects to {to}, a {asneat_name}, which cannot be rendered"
         )),
-        _ => PatchError(format!("{from} connects to missing node {to}")),
+        _ => Error(format!("{from} connects to missing node {to}")),
     }
 }
 

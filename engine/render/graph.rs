@@ -26,8 +26,8 @@ use crate::dsp::{
     Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
     RENDER_QUANTUM, SAMPLE_RATE,
 };
+use crate::error::Error;
 use crate::patch::graph::{Kind, Samples, WebGraph};
-use crate::RenderError;
 
 use super::order::{order, Topology};
 use super::resolver::Resolver;
@@ -178,7 +178,7 @@ impl AudioGraph {
         graph: &WebGraph,
         resolver: &mut Resolver,
         duration: f64,
-    ) -> Result<AudioGraph, RenderError> {
+    ) -> Result<AudioGraph, Error> {
         let n = graph.nodes.len();
         let mut delays: Vec<Delay> = Vec::new();
         let mut delay_of_writer: Vec<Option<usize>> = vec![None; n];
@@ -280,9 +280,8 @@ impl AudioGraph {
                 _ => descriptor(node_params[*owner], name),
             };
             let mut p = Param::new(desc);
-            let err = |e: param::AutomationError| {
-                RenderError(format!("cannot automate param {name}: {e}"))
-            };
+            let err =
+                |e: param::AutomationError| Error(format!("cannot automate param {name}: {e}"));
             p.set_value(desc.default_value).map_err(err)?;
             if let Some(v) = value {
                 p.set_value(*v).map_err(err)?;
@@ -332,7 +331,7 @@ impl AudioGraph {
                     continue; // muted: never runs
                 }
                 if position[t] < position[id] {
-                    return Err(RenderError(format!(
+                    return Err(Error(format!(
                         "internal: node {t} runs before its source {id}"
                     )));
                 }

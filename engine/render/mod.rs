@@ -14,6 +14,7 @@ pub mod stream;
 use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
 use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
+use crate::error::Error;
 use crate::genome::{Genome, WaveNetwork};
 use crate::gpu::CppnBackend;
 use crate::patch::graph::build as build_graph;
@@ -58,18 +59,6 @@ pub struct Stats {
     pub peak: f32,
 }
 
-/// Why a genome or request cannot be rendered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderError(pub String);
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RenderError {}
-
 /// A genome parsed and compiled once, shareable between renders (`Arc<CompiledGenome>`):
 /// the synth.is patch and the compiled CPPN program(s). Everything that depends on the request
 /// (noteDelta, duration, velocity) happens in [`Render::new`].
@@ -82,20 +71,19 @@ pub struct CompiledGenome {
 impl CompiledGenome {
     /// Parses genome JSON in any of the kromosynth shapes (wrapped or bare, string-encoded
     /// layers) and compiles its CPPN and patch.
-    pub fn from_json(bytes: &[u8]) -> Result<CompiledGenome, RenderError> {
-        let genome = Genome::from_json(bytes).map_err(|e| RenderError(e.0))?;
+    pub fn from_json(bytes: &[u8]) -> Result<CompiledGenome, Error> {
+        let genome = Genome::from_json(bytes)?;
         CompiledGenome::from_genome(&genome)
     }
 
-    pub fn from_genome(genome: &Genome) -> Result<CompiledGenome, RenderError> {
-        let patch = patch_from_asneat(&genome.patch).map_err(|e| RenderError(e.0))?;
-        let compile = |g| Program::compile(g).map_err(|e| RenderError(e.0));
+    pub fn from_genome(genome: &Genome) -> Result<CompiledGenome, Error> {
+        let patch = patch_from_asneat(&genome.patch)?;
         let cppns = match &genome.wave_network {
-            WaveNetwork::Single(g) => Cppns::Single(compile(g)?),
+            WaveNetwork::Single(g) => Cppns::Single(Program::compile(g)?),
             WaveNetwork::PerFrequency(v) => Cppns::PerFrequency(
                 v.iter()
-                    .map(|(f, g)| Ok((*f, compile(g)?)))
-                    .collect::<Result<_, RenderError>>()?,
+                    .map(|(f, g)| Ok((*f, Program::compile(g)?)))
+                    .collect::<Result<_, Error>>()?,
             ),
         };
         Ok(CompiledGenome { patch, cppns })
@@ -138,7 +126,7 @@ pub struct Render {
 }
 
 impl Render {
-    pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
+    pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, Error> {
         Render::with_cppn(genome, request, &CppnBackend::Cpu)
     }
 
@@ -148,35 +136,34 @@ impl Render {
         genome: &CompiledGenome,
         request: &RenderRequest,
         backend: &CppnBackend,
-    ) -> Result<Render, RenderError> {
+    ) -> Result<Render, Error> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
         {
-            return Err(RenderError(format!(
+            return Err(Error(format!(
                 "duration must be a number in (0, {MAX_DURATION_SECONDS}] seconds, got {}",
                 request.duration
             )));
         }
         let total_frames = frames_for(request.duration);
         if total_frames < MIN_FRAMES {
-            return Err(RenderError(format!(
+            return Err(Error(format!(
                 "duration {} s is shorter than {MIN_FRAMES} samples",
                 request.duration
             )));
         }
         if !request.note_delta.is_finite() {
-            return Err(RenderError("noteDelta must be a finite number".into()));
+            return Err(Error("noteDelta must be a finite number".into()));
         }
         if !request.velocity.is_finite() {
-            return Err(RenderError("velocity must be a finite number".into()));
+            return Err(Error("velocity must be a finite number".into()));
         }
         let web = build_graph(
             &genome.patch,
             request.note_delta,
             genome.cppns.output_count(),
-        )
-        .map_err(|e| RenderError(e.0))?;
+        )?;
         let mut resolver = Resolver::new(
             &genome.cppns,
             &web,
@@ -316,7 +303,7 @@ pub fn render_batch(
     genome: &CompiledGenome,
     request: &RenderRequest,
     normalize: bool,
-) -> Result<Vec<f32>, RenderError> {
+) -> Result<Vec<f32>, Error> {
     render_batch_with(genome, request, normalize, &CppnBackend::Cpu)
 }
 
@@ -326,7 +313,7 @@ pub fn render_batch_with(
     request: &RenderRequest,
     normalize: bool,
     backend: &CppnBackend,
-) -> Result<Vec<f32>, RenderError> {
+) -> Result<Vec<f32>, Error> {
     let mut render = Render::with_cppn(genome, request, backend)?;
     let mut out = Vec::with_capacity(render.total_frames());
     let mut block = [0.0f32; RENDER_QUANTUM];
