@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::cppn::{evaluate_range, input_periods};
-use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+use krs_engine::{render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
@@ -32,7 +32,7 @@ fn genomes() -> Vec<(String, CompiledGenome)> {
 /// One core, one frequency, all 18 outputs: the unit the ns/node/sample target is about.
 fn cppn(c: &mut Criterion) {
     let mut group = c.benchmark_group("cppn");
-    let n = 48_000;
+    let n = SAMPLE_RATE as usize;
     for (id, g) in genomes() {
         let p = g.program();
         let outputs: Vec<usize> = (0..p.output_count).collect();
@@ -44,7 +44,7 @@ fn cppn(c: &mut Criterion) {
                 let mut slices: Vec<&mut [f32]> = bufs.iter_mut().map(|v| &mut v[..]).collect();
                 evaluate_range(
                     p,
-                    input_periods(440.0, n, 48000.0),
+                    input_periods(440.0, n, SAMPLE_RATE as f64),
                     1.0,
                     n,
                     0..n,

@@ -12,7 +12,9 @@ pub mod js_object;
 pub mod patch;
 pub mod render;
 
+pub use dsp::SAMPLE_RATE;
 pub use error::Error;
 pub use gpu::{CppnBackend, Gpu};
 pub use render::render_batch_with;
 pub use render::{render_batch, CompiledGenome, Render, RenderRequest, Stats};
+pub use render::{DEFAULT_MAX_DURATION_SECONDS, MAX_DURATION_SECONDS};

@@ -77,7 +77,7 @@ impl Default for Config {
             host: "127.0.0.1".into(),
             port: 8080,
             db: None,
-            max_duration: 600.0,
+            max_duration: krs_engine::DEFAULT_MAX_DURATION_SECONDS,
             max_connections: 4096,
             max_streams: 4096,
             threads: 0,

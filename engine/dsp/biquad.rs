@@ -164,7 +164,7 @@ impl Biquad {
             automation_rate: AutomationRate::A,
             default_value: 350.,
             min_value: 0.,
-            max_value: SAMPLE_RATE / 2.,
+            max_value: SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -324,7 +324,7 @@ mod tests {
 
     fn wa_buffer(ctx: &OfflineAudioContext, channels: &[Vec<f32>]) -> AudioBufferSourceNode {
         let mut src = ctx.create_buffer_source();
-        src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE));
+        src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE as f32));
         src.start();
         src
     }
@@ -546,7 +546,7 @@ mod tests {
         let mut f = Biquad::new(kind);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         let params: [&[f32]; 4] = [&v[0..1], &v[1..2], &v[2..3], &v[3..4]];
         let mut out = Bus::silent();
@@ -576,7 +576,7 @@ mod tests {
         let mut f = Biquad::new(BiquadType::Lowpass);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         let mut out = Bus::silent();
         let params: [&[f32]; 4] = [&[1000.], &[0.], &[1.], &[0.]];

@@ -96,8 +96,8 @@ impl Oscillator {
             name: "frequency",
             automation_rate: AutomationRate::A,
             default_value: 440.,
-            min_value: -SAMPLE_RATE / 2.,
-            max_value: SAMPLE_RATE / 2.,
+            min_value: -(SAMPLE_RATE as f32) / 2.,
+            max_value: SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -835,7 +835,7 @@ mod tests {
         let mut out = Bus::silent();
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         for _ in 0..100 {
             osc.process(&Bus::silent(), &[&[18_000.], &[0.]], &mut out, &scope);

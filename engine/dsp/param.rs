@@ -650,7 +650,7 @@ mod tests {
     fn scope(block: u64) -> Scope {
         Scope {
             frame: block * RENDER_QUANTUM as u64,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         }
     }
 
@@ -713,7 +713,7 @@ mod tests {
         k.set_value(0.25).unwrap();
         k.set_value_curve_at_time(vec![1., 2.], 0., 1.).unwrap();
         assert_eq!(block(&mut k, 0), [0.25]);
-        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE);
+        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE as f32);
         assert!((block(&mut k, 1)[0] - expected).abs() < 1e-6);
     }
 
@@ -793,7 +793,7 @@ mod tests {
         let ones = vec![1.0; FRAMES];
         let theirs = oracle(1, FRAMES, |ctx| {
             let mut src = ctx.create_buffer_source();
-            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE));
+            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE as f32));
             src.start();
             let gain = GainNode::new(
                 ctx,
@@ -875,7 +875,7 @@ mod tests {
         let theirs = oracle(1, FRAMES, |ctx| {
             let buffer_source = |data: Vec<Vec<f32>>| {
                 let mut src = ctx.create_buffer_source();
-                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE));
+                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE as f32));
                 src.start();
                 src
             };

@@ -56,7 +56,7 @@ pub fn source_bus(channels: &[Vec<f32>], block: usize) -> Bus {
 /// An oracle AudioBufferSourceNode playing `channels` from time 0.
 pub fn oracle_source(ctx: &OfflineAudioContext, channels: &[Vec<f32>]) -> AudioBufferSourceNode {
     let mut src = ctx.create_buffer_source();
-    src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE));
+    src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE as f32));
     src.start();
     src
 }
@@ -94,7 +94,7 @@ pub fn render_ours(
     while out.len() < frames {
         let scope = Scope {
             frame,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         let rendered = no_denormals::no_denormals(|| block(&scope));
         let mut dest = Bus::silent();
@@ -151,7 +151,7 @@ pub fn oracle_param_values(
     rate: web_audio_api::AutomationRate,
     automate: impl FnOnce(&web_audio_api::AudioParam),
 ) -> Vec<f32> {
-    let ctx = OfflineAudioContext::new(1, frames, SAMPLE_RATE);
+    let ctx = OfflineAudioContext::new(1, frames, SAMPLE_RATE as f32);
     let mut one = ctx.create_constant_source();
     let gain = ctx.create_gain();
     gain.gain().set_automation_rate(rate);

@@ -82,7 +82,7 @@ impl Graph {
         for block in 0..frames.div_ceil(RENDER_QUANTUM) {
             let scope = Scope {
                 frame: (block * RENDER_QUANTUM) as u64,
-                sample_rate: SAMPLE_RATE,
+                sample_rate: SAMPLE_RATE as f32,
             };
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 let mut input = Bus::silent();
@@ -188,7 +188,8 @@ pub fn oracle<T>(
     frames: usize,
     build: impl FnOnce(&web_audio_api::context::OfflineAudioContext) -> T,
 ) -> Vec<Vec<f32>> {
-    let mut ctx = web_audio_api::context::OfflineAudioContext::new(channels, frames, SAMPLE_RATE);
+    let mut ctx =
+        web_audio_api::context::OfflineAudioContext::new(channels, frames, SAMPLE_RATE as f32);
     let handles = build(&ctx);
     let buffer = ctx.start_rendering_sync();
     drop(handles);

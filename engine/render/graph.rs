@@ -213,7 +213,7 @@ impl AudioGraph {
                         Biquad::PARAMS,
                     ),
                     Kind::DelayWriter { max_delay_time, .. } => {
-                        delays.push(Delay::new(*max_delay_time, SAMPLE_RATE));
+                        delays.push(Delay::new(*max_delay_time, SAMPLE_RATE as f32));
                         delay_of_writer[id] = Some(delays.len() - 1);
                         (
                             Proc::DelayWriter(delays.len() - 1),
@@ -226,14 +226,14 @@ impl AudioGraph {
                         (Proc::DelayReader(d), ChannelConfig::DEFAULT, Delay::PARAMS)
                     }
                     Kind::DynamicsCompressor => (
-                        Proc::Node(Box::new(Compressor::new(SAMPLE_RATE))),
+                        Proc::Node(Box::new(Compressor::new(SAMPLE_RATE as f32))),
                         Compressor::channel_config(),
                         Compressor::PARAMS,
                     ),
                     Kind::Convolver { buffer } => {
                         let ir = whole(buffer, resolver);
                         (
-                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE))),
+                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE as f32))),
                             Convolver::channel_config(),
                             Convolver::PARAMS,
                         )
@@ -250,7 +250,9 @@ impl AudioGraph {
                         let rate = graph.buffer_read_rate(id).unwrap_or(1.0);
                         let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, rate));
                         let proc = match samples {
-                            Some(b) => Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE))),
+                            Some(b) => {
+                                Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE as f32)))
+                            }
                             None => Proc::Silent,
                         };
                         (proc, BufferSource::channel_config(), BufferSource::PARAMS)
@@ -387,7 +389,7 @@ impl AudioGraph {
     pub fn render_block(&mut self, frame: u64, out: &mut [f32; RENDER_QUANTUM]) {
         let scope = Scope {
             frame,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         for k in 0..self.order.len() {
             let id = self.order[k];

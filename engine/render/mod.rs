@@ -27,6 +27,10 @@ use resolver::Resolver;
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
 
+/// The server's limit unless configured otherwise, in seconds: ten minutes is far beyond any
+/// sound a client evaluates, and bounds what one request can cost.
+pub const DEFAULT_MAX_DURATION_SECONDS: f64 = 600.0;
+
 /// What to render: the original's request fields plus the noise seed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderRequest {
