@@ -239,7 +239,7 @@ impl BufferSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::test_oracle::*;
+    use crate::dsp::testing::*;
     use crate::dsp::Processor;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};

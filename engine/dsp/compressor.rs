@@ -196,7 +196,7 @@ impl Compressor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::test_oracle::*;
+    use crate::dsp::testing::*;
     use crate::dsp::Processor;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};

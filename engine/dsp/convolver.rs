@@ -466,7 +466,7 @@ impl Processor for Convolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::test_oracle::*;
+    use crate::dsp::testing::*;
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::OfflineAudioContext;
     use web_audio_api::node::{AudioNode, ConvolverNode, ConvolverOptions};

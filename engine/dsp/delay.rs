@@ -342,7 +342,7 @@ fn tap(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::test_oracle::*;
+    use crate::dsp::testing::*;
     use crate::dsp::{ChannelCountMode, SAMPLE_RATE};
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::AudioNode;

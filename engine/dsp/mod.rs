@@ -19,8 +19,6 @@ pub mod sample_array;
 pub mod waveshaper;
 
 #[cfg(test)]
-mod test_oracle;
-#[cfg(test)]
 mod testing;
 
 pub use bus::{Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation};

@@ -575,7 +575,7 @@ impl Oscillator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::testing::{assert_bit_exact, oracle, Graph};
+    use crate::dsp::testing::{assert_same_bits, oracle, Graph};
     use crate::dsp::Processor;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{
@@ -639,7 +639,7 @@ mod tests {
         let ours = g.render(osc, 1, FRAMES);
         let energy: f32 = theirs[0].iter().map(|v| v * v).sum();
         assert!(energy > 1.0, "{what}: the oracle rendered silence");
-        assert_bit_exact(&what, &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], &what);
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl WaveShaper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::test_oracle::*;
+    use crate::dsp::testing::*;
     use crate::dsp::Processor;
     use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
     use web_audio_api::context::OfflineAudioContext;
