@@ -3,28 +3,18 @@
 //!
 //! `cargo bench --bench engine` (add `-- cppn` or `-- render` to pick a group).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::cppn::{evaluate_range, input_periods};
-use krs_engine::{render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
-}
+use krs_engine::{fixtures, render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
-    index["genomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let id = g["id"].as_str().unwrap().to_string();
-            let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
-            (id, CompiledGenome::from_json(&bytes).unwrap())
+    fixtures::all()
+        .into_iter()
+        .map(|f| {
+            let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+            (f.id, genome)
         })
         .collect()
 }

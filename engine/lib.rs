@@ -6,6 +6,7 @@ pub mod cppn;
 pub mod difference;
 pub mod dsp;
 pub mod error;
+pub mod fixtures;
 pub mod genome;
 pub mod gpu;
 pub mod js_object;

@@ -6,7 +6,6 @@
 #![allow(dead_code)] // each bench binary uses a different part
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,14 +19,6 @@ use tungstenite::{Message, WebSocket};
 pub use krs_engine::SAMPLE_RATE;
 const BINARY_HEADER_BYTES: usize = 16;
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn fixtures_dir() -> PathBuf {
-    root().join("tests/fixtures/reference")
-}
-
 /// A fixture genome: its id (also its id in the embedded default database) and its JSON.
 pub struct Fixture {
     pub id: String,
@@ -36,20 +27,12 @@ pub struct Fixture {
 }
 
 pub fn fixtures() -> Vec<Fixture> {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(fixtures_dir().join("index.json")).unwrap()).unwrap();
-    index["genomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let id = g["id"].as_str().unwrap().to_string();
-            let json = std::fs::read(fixtures_dir().join(format!("{id}.genome.json"))).unwrap();
-            Fixture {
-                id,
-                json,
-                has_noise: g["hasNoise"].as_bool().unwrap_or(false),
-            }
+    krs_engine::fixtures::all()
+        .into_iter()
+        .map(|f| Fixture {
+            json: f.genome_json(),
+            id: f.id,
+            has_noise: f.has_noise,
         })
         .collect()
 }

@@ -494,18 +494,11 @@ fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(id: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::fixtures;
 
     #[test]
     fn parses_wrapped_fixture_with_string_encoded_patch() {
-        let g = Genome::from_json(&fixture("01M88X99QVYYHHB5Y83SETHWK1")).unwrap();
+        let g = Genome::from_json(&fixtures::genome_json("01M88X99QVYYHHB5Y83SETHWK1")).unwrap();
         assert_eq!(g.patch.nodes.len(), 18);
         assert!(g.patch.nodes.iter().any(|n| n.id == NodeId::Out));
         let WaveNetwork::Single(cppn) = &g.wave_network else {
@@ -518,7 +511,8 @@ mod tests {
 
     #[test]
     fn bare_genome_with_object_patch_and_string_genome_parse_the_same() {
-        let root: Value = serde_json::from_slice(&fixture("01M88X7T6Y68CC64GC56PAT2JM")).unwrap();
+        let root: Value =
+            serde_json::from_slice(&fixtures::genome_json("01M88X7T6Y68CC64GC56PAT2JM")).unwrap();
         let mut genome = root["genome"].clone();
         // asNEATPatch as an object whose nodes/connections are objects too
         let mut patch: Value =

@@ -2,7 +2,6 @@
 //! pass where Vulkan or a driver is missing; with Mesa's lavapipe installed they run
 //! (`VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json`).
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use super::vulkan::select;
@@ -12,7 +11,7 @@ use crate::genome::{NeatConnection, NeatGenome, NeatNode};
 use crate::patch::graph::build;
 use crate::render::outputs::evaluate_outputs_with;
 use crate::render::{frames_for, render_batch_with};
-use crate::{render_batch, CompiledGenome, RenderRequest};
+use crate::{fixtures, render_batch, CompiledGenome, RenderRequest};
 
 /// Tolerance of CPPN output buffers, GPU vs CPU, over every fixture genome (measured on
 /// lavapipe: see engine/gpu/README.md).
@@ -33,28 +32,13 @@ fn gpu() -> Option<Gpu> {
     }
 }
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference")
-}
-
-/// (id, genome) of every tests/fixtures/reference/*.genome.json.
+/// (id, genome) of every fixture.
 fn fixture_genomes() -> Vec<(String, CompiledGenome)> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".genome.json"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no fixture genomes in {:?}", fixtures());
-    paths
+    fixtures::all()
         .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            let id = name.trim_end_matches(".genome.json").to_string();
-            (
-                id,
-                CompiledGenome::from_json(&std::fs::read(&p).unwrap()).unwrap(),
-            )
+        .map(|f| {
+            let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+            (f.id, genome)
         })
         .collect()
 }

@@ -897,15 +897,11 @@ fn unsupported_target(defs: &JsObject<Def>, from: &str, to: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::genome::Genome;
 
     fn graph(id: &str, note_delta: f64) -> WebGraph {
-        let bytes = std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let g = Genome::from_json(&bytes).unwrap();
+        let g = Genome::from_json(&fixtures::genome_json(id)).unwrap();
         let patch = super::super::synthis::patch_from_asneat(&g.patch).unwrap();
         build(&patch, note_delta, 18).unwrap()
     }
@@ -981,18 +977,9 @@ mod tests {
 
     #[test]
     fn every_fixture_builds() {
-        for id in [
-            "01M88X7HMX6C9TPT2A9HCKMZQJ",
-            "01M88X7PY07G2VCJFN58PEHATX",
-            "01M88X7T6Y68CC64GC56PAT2JM",
-            "01M88X7TR5FK5AC40SH6TJCWC6",
-            "01M88X7XN81HEA58YYNTFXHV28",
-            "01M88X89P1QB0VWHDT4KFFACZC",
-            "01M88X8EMSXWZE35NP3PBFS4V7",
-            "01M88X99QVYYHHB5Y83SETHWK1",
-        ] {
+        for id in fixtures::ids() {
             for nd in [0.0, 12.0] {
-                let g = graph(id, nd);
+                let g = graph(&id, nd);
                 assert!(g.nodes.len() > 3, "{id}");
             }
         }

@@ -403,32 +403,22 @@ pub fn apply_note_delta(outputs: &[NetworkOutput], note_delta: f64) -> Vec<Netwo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::genome::Genome;
 
     fn fixture_patch(id: &str) -> SynthIsPatch {
-        let bytes = std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        patch_from_asneat(&Genome::from_json(&bytes).unwrap().patch).unwrap()
+        patch_from_asneat(&Genome::from_json(&fixtures::genome_json(id)).unwrap().patch).unwrap()
     }
 
     /// The stored genomes carry the original's own synth.is patch (`virtualAudioGraph`); ours
     /// must have the same nodes, in the same order, with the same outputs and props.
     #[test]
     fn matches_the_virtual_audio_graph_stored_in_every_fixture() {
-        let dir = format!("{}/../tests/fixtures/reference", env!("CARGO_MANIFEST_DIR"));
         let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let Some(id) = name.strip_suffix(".genome.json") else {
-                continue;
-            };
-            let root: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for id in fixtures::ids() {
+            let root: Value = serde_json::from_slice(&fixtures::genome_json(&id)).unwrap();
             let stored = &root["genome"]["virtualAudioGraph"];
-            let ours = fixture_patch(id);
+            let ours = fixture_patch(&id);
             let stored_graph = stored["audioGraph"].as_object().unwrap();
             let our_keys: Vec<&str> = ours.audio_graph.keys().collect();
             let stored_keys: Vec<&str> = stored_graph.keys().map(String::as_str).collect();

@@ -347,9 +347,7 @@ mod tests {
     }
 
     fn job(seconds: f64) -> (RenderJob, StreamHandle) {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/reference/01M88X7T6Y68CC64GC56PAT2JM.genome.json");
-        let json = std::fs::read(path).unwrap();
+        let json = crate::fixtures::genome_json("01M88X7T6Y68CC64GC56PAT2JM");
         let request = RenderRequest {
             duration: seconds,
             note_delta: 0.0,
