@@ -3,28 +3,18 @@
 //!
 //! `cargo bench --bench engine` (add `-- cppn` or `-- render` to pick a group).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::cppn::{evaluate_range, input_periods};
-use krs_engine::{render_batch, CompiledGenome, RenderRequest};
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
-}
+use krs_engine::{fixtures, render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
-    index["genomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let id = g["id"].as_str().unwrap().to_string();
-            let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
-            (id, CompiledGenome::from_json(&bytes).unwrap())
+    fixtures::all()
+        .into_iter()
+        .map(|f| {
+            let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+            (f.id, genome)
         })
         .collect()
 }
@@ -32,7 +22,7 @@ fn genomes() -> Vec<(String, CompiledGenome)> {
 /// One core, one frequency, all 18 outputs: the unit the ns/node/sample target is about.
 fn cppn(c: &mut Criterion) {
     let mut group = c.benchmark_group("cppn");
-    let n = 48_000;
+    let n = SAMPLE_RATE as usize;
     for (id, g) in genomes() {
         let p = g.program();
         let outputs: Vec<usize> = (0..p.output_count).collect();
@@ -44,7 +34,7 @@ fn cppn(c: &mut Criterion) {
                 let mut slices: Vec<&mut [f32]> = bufs.iter_mut().map(|v| &mut v[..]).collect();
                 evaluate_range(
                     p,
-                    input_periods(440.0, n, 48000.0),
+                    input_periods(440.0, n, SAMPLE_RATE as f64),
                     1.0,
                     n,
                     0..n,

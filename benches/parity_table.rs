@@ -8,21 +8,12 @@
 //! rayon's global pool, as the server renders on its pool's workers: with one thread, the
 //! CPPN prefetches then run on the rendering thread too, so "one core" is one thread.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use krs_engine::difference::{rms, Difference};
-use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
+use krs_engine::{fixtures, render_batch, CompiledGenome, Render, RenderRequest};
 
 const RUNS: usize = 5;
-
-fn read_f32(path: &PathBuf) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
 
 fn best_ms(mut f: impl FnMut()) -> f64 {
     (0..RUNS)
@@ -39,9 +30,6 @@ fn main() {
 }
 
 fn table() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     println!(
         "threads: {}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into())
@@ -51,22 +39,20 @@ fn table() {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
-    for g in index["genomes"].as_array().unwrap() {
-        let id = g["id"].as_str().unwrap();
-        let noise = g["hasNoise"].as_bool().unwrap();
-        let json = std::fs::read(dir.join(format!("{id}.genome.json"))).unwrap();
-        let genome = CompiledGenome::from_json(&json).unwrap();
-        for r in g["renders"].as_array().unwrap() {
+    for f in fixtures::all() {
+        let id = &f.id;
+        let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+        for r in &f.renders {
             let request = RenderRequest {
-                duration: r["duration"].as_f64().unwrap(),
-                note_delta: r["noteDelta"].as_f64().unwrap(),
-                velocity: r["velocity"].as_f64().unwrap(),
+                duration: r.duration,
+                note_delta: r.note_delta,
+                velocity: r.velocity,
                 seed: 1,
                 ..RenderRequest::default()
             };
             let ours = render_batch(&genome, &request, true).unwrap();
-            let reference = read_f32(&dir.join(r["file"].as_str().unwrap()));
-            let quality = if noise {
+            let reference = r.samples();
+            let quality = if f.has_noise {
                 format!(
                     "noise: RMS {:.4} vs {:.4} | - ",
                     rms(&ours),
@@ -91,7 +77,7 @@ fn table() {
             let total = best_ms(|| {
                 render_batch(&genome, &request, true).unwrap();
             });
-            let original = r["timing"]["total_ms"].as_f64().unwrap();
+            let original = r.timing.total_ms;
             ratios.push(original / total);
             println!(
                 "| {id} | {} | {} | {} | {quality} | {first:.2} | {total:.1} | {original:.0} | {:.0}x |",

@@ -47,7 +47,7 @@ fn main() {
     };
     let binary = args.value("--format").unwrap_or("binary") != "json";
     let fx = fixtures();
-    let chunk_ms = 4096.0 / SAMPLE_RATE * 1000.0;
+    let chunk_ms = 4096.0 / SAMPLE_RATE as f64 * 1000.0;
 
     println!("# Soak: {render} s renders played in real time, server binary on 127.0.0.1");
     println!();

@@ -5,11 +5,17 @@
 pub mod cppn;
 pub mod difference;
 pub mod dsp;
+pub mod error;
+pub mod fixtures;
 pub mod genome;
 pub mod gpu;
+pub mod js_object;
 pub mod patch;
 pub mod render;
 
-pub use gpu::{CppnBackend, Gpu, GpuError};
+pub use dsp::SAMPLE_RATE;
+pub use error::Error;
+pub use gpu::{CppnBackend, Gpu};
 pub use render::render_batch_with;
-pub use render::{render_batch, CompiledGenome, Render, RenderError, RenderRequest, Stats};
+pub use render::{render_batch, CompiledGenome, Render, RenderRequest, Stats};
+pub use render::{DEFAULT_MAX_DURATION_SECONDS, MAX_DURATION_SECONDS};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use krs_engine::{CompiledGenome, RenderError};
+use krs_engine::{CompiledGenome, Error};
 use krs_storage::Genomes;
 use parking_lot::Mutex;
 
@@ -41,16 +41,16 @@ impl GenomeProvider {
 
     /// The compiled genome, from the cache or freshly fetched and compiled. Inline genomes are
     /// compiled every time: they are usually one-offs and would only churn the cache.
-    pub fn get(&self, genome: &GenomeRef) -> Result<Arc<CompiledGenome>, RenderError> {
+    pub fn get(&self, genome: &GenomeRef) -> Result<Arc<CompiledGenome>, Error> {
         let id = match genome {
             GenomeRef::Inline(json) => {
                 return CompiledGenome::from_json(json)
                     .map(Arc::new)
-                    .map_err(|e| RenderError(format!("Invalid genome: {e}")))
+                    .map_err(|e| Error::new(format!("Invalid genome: {e}")))
             }
             GenomeRef::Id(id) => id,
             GenomeRef::InRun { run, .. } => {
-                return Err(RenderError(format!(
+                return Err(Error::new(format!(
                     "evoRunId {run}: this server has no evolution runs (see --evoruns-dir)"
                 )))
             }
@@ -66,13 +66,10 @@ impl GenomeProvider {
         }
         // Fetch and compile outside the lock; two workers racing on one id both compile it,
         // which costs a little CPU and nothing else.
-        let json = self
-            .source
-            .get(id)
-            .map_err(|e| RenderError(e.to_string()))?;
+        let json = self.source.get(id).map_err(|e| Error::new(e.to_string()))?;
         let compiled = Arc::new(
             CompiledGenome::from_json(&json)
-                .map_err(|e| RenderError(format!("Genome {id} cannot be rendered: {e}")))?,
+                .map_err(|e| Error::new(format!("Genome {id} cannot be rendered: {e}")))?,
         );
         let mut cache = self.cache.lock();
         if cache.entries.len() >= MAX_CACHED_GENOMES {
@@ -110,10 +107,10 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(provider.cached(), 1);
         let e = provider.get(&GenomeRef::Id("NOPE".into())).unwrap_err();
-        assert!(e.0.contains("NOPE"), "{e}");
+        assert!(e.message().contains("NOPE"), "{e}");
         let e = provider
             .get(&GenomeRef::Inline(b"{\"genome\":1}".to_vec()))
             .unwrap_err();
-        assert!(e.0.starts_with("Invalid genome"), "{e}");
+        assert!(e.message().starts_with("Invalid genome"), "{e}");
     }
 }

@@ -68,7 +68,7 @@ struct ServeArgs {
     #[arg(long, env = "DB_PATH")]
     db: Option<PathBuf>,
     /// Longest render a client may request, in seconds.
-    #[arg(long, env = "MAX_DURATION", default_value_t = 600.0)]
+    #[arg(long, env = "MAX_DURATION", default_value_t = krs_engine::DEFAULT_MAX_DURATION_SECONDS)]
     max_duration: f64,
     /// Most open connections.
     #[arg(long, default_value_t = 4096)]

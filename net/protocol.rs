@@ -10,8 +10,7 @@ use krs_engine::render::post::Normalization;
 use krs_engine::RenderRequest;
 use serde_json::{Map, Value};
 
-/// The service's only sample rate.
-pub const SAMPLE_RATE: u32 = 48_000;
+pub use krs_engine::SAMPLE_RATE;
 
 /// Samples per chunk message unless the client asks otherwise: the original's capture worklet
 /// posts 4096-sample chunks.
@@ -152,7 +151,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_duration: 600.0,
+            max_duration: krs_engine::DEFAULT_MAX_DURATION_SECONDS,
         }
     }
 }

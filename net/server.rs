@@ -84,7 +84,7 @@ impl Default for Config {
             port: 8080,
             worker_port: None,
             db: None,
-            max_duration: 600.0,
+            max_duration: krs_engine::DEFAULT_MAX_DURATION_SECONDS,
             max_connections: 4096,
             max_streams: 4096,
             threads: 0,

@@ -46,32 +46,28 @@ fn read_f32(path: &Path) -> Vec<f32> {
 
 #[test]
 fn render_reproduces_every_deterministic_fixture_render() {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
-    let deterministic = deterministic_ids();
+    let deterministic: Vec<_> = fixtures::all()
+        .into_iter()
+        .filter(|f| !f.has_noise)
+        .collect();
     let mut checked = 0;
-    for g in index["genomes"].as_array().unwrap() {
-        let id = g["id"].as_str().unwrap();
-        if !deterministic.iter().any(|d| d == id) {
-            continue;
-        }
-        let file = fixtures().join(format!("{id}.genome.json"));
-        for r in g["renders"].as_array().unwrap() {
-            let out = temp(&format!("{id}-{}.f32", r["file"].as_str().unwrap()));
+    for f in &deterministic {
+        let file = fixtures::genome_path(&f.id);
+        for r in &f.renders {
+            let out = temp(&format!("{}-{}.f32", f.id, r.file));
             let got = render_to(
                 file.to_str().unwrap(),
                 &[
                     "--duration",
-                    &r["duration"].to_string(),
+                    &r.duration.to_string(),
                     "--note-delta",
-                    &r["noteDelta"].to_string(),
+                    &r.note_delta.to_string(),
                     "--velocity",
-                    &r["velocity"].to_string(),
+                    &r.velocity.to_string(),
                 ],
                 &out,
             );
-            let want = read_f32(&fixtures().join(r["file"].as_str().unwrap()));
-            assert_bits_eq(&got, &want, r["file"].as_str().unwrap());
+            assert_bits_eq(&got, &r.samples(), &r.file);
             checked += 1;
         }
     }
@@ -80,7 +76,7 @@ fn render_reproduces_every_deterministic_fixture_render() {
 
 #[test]
 fn file_embedded_id_and_database_give_the_same_samples() {
-    let file = fixtures().join(format!("{GENOME}.genome.json"));
+    let file = fixtures::genome_path(GENOME);
     let args = ["--duration", "1", "--note-delta", "-3", "--raw"];
     let from_file = render_to(file.to_str().unwrap(), &args, &temp("file.f32"));
     let from_embedded = render_to(GENOME, &args, &temp("embedded.f32"));
@@ -97,7 +93,7 @@ fn file_embedded_id_and_database_give_the_same_samples() {
     let out = run(bin()
         .args(["import", "--db"])
         .arg(&db)
-        .arg(fixtures())
+        .arg(fixtures::dir())
         .arg(temp("does-not-exist.json")));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("imported 8 genome(s)"), "{stdout}");

@@ -34,7 +34,7 @@ fn peak_reference(id: &str, request: &RenderRequest) -> Vec<f32> {
 fn limited_reference(id: &str, request: &RenderRequest) -> Vec<f32> {
     let genome = CompiledGenome::from_json(&genome_json(id)).unwrap();
     let mut render = Render::new(&genome, request).unwrap();
-    let mut limiter = Limiter::new();
+    let mut limiter = Limiter::new(48_000);
     let mut out = Vec::new();
     let mut block = [0.0f32; 128];
     loop {
@@ -342,7 +342,7 @@ fn composing_client_renders_every_fixture_genome() {
     let wraps = ["none", "genome", "data", "string"];
     for (i, id) in genome_ids().iter().enumerate() {
         let (duration, note_delta, velocity) = (1.5, (i % 3) as f64 * 6.0 - 6.0, 1.0);
-        let genome_file = fixtures().join(format!("{id}.genome.json"));
+        let genome_file = fixtures::genome_path(id);
         let out =
             std::env::temp_dir().join(format!("krs-composing-{}-{i}.f32", std::process::id()));
         let output = Command::new("node")

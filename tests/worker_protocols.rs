@@ -78,7 +78,7 @@ fn render_worker_answers_every_fixture_genome_with_the_originals_samples() {
         };
         // The original's own render of this request, stored with the fixtures.
         let original: Vec<f32> =
-            f32s(&std::fs::read(fixtures().join(format!("{id}.0_1_1.f32"))).unwrap());
+            f32s(&std::fs::read(fixtures::dir().join(format!("{id}.0_1_1.f32"))).unwrap());
         assert_bits_eq(&got, &original, &format!("worker {id} vs the original"));
         assert_bits_eq(
             &got,
@@ -376,7 +376,7 @@ fn kromosynth_cli_node_worker_client_gets_the_samples() {
     }
     let server = start();
     let out = std::env::temp_dir().join(format!("krs-worker-client-{}.f32", std::process::id()));
-    let genome_file = fixtures().join(format!("{GENOME}.genome.json"));
+    let genome_file = fixtures::genome_path(GENOME);
     let output = Command::new("node")
         .current_dir(&dir)
         .arg("render-worker-client.js")

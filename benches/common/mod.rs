@@ -6,7 +6,6 @@
 #![allow(dead_code)] // each bench binary uses a different part
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,16 +16,8 @@ use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::{Message, WebSocket};
 
-pub const SAMPLE_RATE: f64 = 48_000.0;
+pub use krs_engine::SAMPLE_RATE;
 const BINARY_HEADER_BYTES: usize = 16;
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn fixtures_dir() -> PathBuf {
-    root().join("tests/fixtures/reference")
-}
 
 /// A fixture genome: its id (also its id in the embedded default database) and its JSON.
 pub struct Fixture {
@@ -36,20 +27,12 @@ pub struct Fixture {
 }
 
 pub fn fixtures() -> Vec<Fixture> {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(fixtures_dir().join("index.json")).unwrap()).unwrap();
-    index["genomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| {
-            let id = g["id"].as_str().unwrap().to_string();
-            let json = std::fs::read(fixtures_dir().join(format!("{id}.genome.json"))).unwrap();
-            Fixture {
-                id,
-                json,
-                has_noise: g["hasNoise"].as_bool().unwrap_or(false),
-            }
+    krs_engine::fixtures::all()
+        .into_iter()
+        .map(|f| Fixture {
+            json: f.genome_json(),
+            id: f.id,
+            has_noise: f.has_noise,
         })
         .collect()
 }
@@ -558,7 +541,7 @@ impl Ctx<'_, '_> {
         // The player holds enough unplayed audio: come back when it has played some.
         if let (Some(p), Some(cur)) = (self.player, c.current.as_ref()) {
             if let Some(first) = cur.first {
-                let buffered = Duration::from_secs_f64(cur.samples as f64 / SAMPLE_RATE);
+                let buffered = Duration::from_secs_f64(cur.samples as f64 / SAMPLE_RATE as f64);
                 let refill_at = first + p.start_buffer + buffered.saturating_sub(p.ahead);
                 if buffered >= p.ahead && Instant::now() < refill_at {
                     c.resume_at = Some(refill_at);
@@ -662,7 +645,7 @@ impl Ctx<'_, '_> {
         cur.last_arrival = Some(now);
         if let Some(p) = self.player {
             // This chunk starts playing at first + start_buffer + its offset.
-            let slack = p.start_buffer.as_secs_f64() + cur.samples as f64 / SAMPLE_RATE
+            let slack = p.start_buffer.as_secs_f64() + cur.samples as f64 / SAMPLE_RATE as f64
                 - (now - first).as_secs_f64();
             cur.min_slack = cur.min_slack.min(slack);
             if slack < 0.0 {
@@ -681,5 +664,5 @@ fn timestamp_samples(text: &str) -> Option<u64> {
     let rest = &text[at..];
     let end = rest.find([',', '}'])?;
     let seconds: f64 = rest[..end].parse().ok()?;
-    Some((seconds * SAMPLE_RATE).round() as u64)
+    Some((seconds * SAMPLE_RATE as f64).round() as u64)
 }

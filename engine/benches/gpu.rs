@@ -4,31 +4,20 @@
 //! `cargo bench -p krs-engine --bench gpu`; without a Vulkan device only the CPU rows run.
 //! Point `VK_ICD_FILENAMES` at lavapipe's ICD to measure Mesa's software driver.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::patch::graph::build;
 use krs_engine::render::frames_for;
-use krs_engine::render::samples::evaluate_outputs_with;
-use krs_engine::{CompiledGenome, CppnBackend, Gpu};
+use krs_engine::render::outputs::evaluate_outputs_with;
+use krs_engine::{fixtures, CompiledGenome, CppnBackend, Gpu};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".genome.json"))
-        .collect();
-    paths.sort();
-    paths
+    fixtures::all()
         .into_iter()
-        .map(|p| {
-            let id = p.file_name().unwrap().to_string_lossy()[18..26].to_string();
-            (
-                id,
-                CompiledGenome::from_json(&std::fs::read(&p).unwrap()).unwrap(),
-            )
+        .map(|f| {
+            let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+            (f.id[18..].to_string(), genome)
         })
         .collect()
 }

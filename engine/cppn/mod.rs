@@ -16,6 +16,7 @@ use std::ops::Range;
 pub use activation::Activation;
 use rayon::prelude::*;
 
+use crate::error::Error;
 use crate::genome::NeatGenome;
 
 /// Bounds on the networks we accept, so a hostile genome cannot make compile time or memory
@@ -51,30 +52,16 @@ pub struct Program {
     pub terms: Vec<(u32, f64)>,
 }
 
-/// Why a CPPN cannot be compiled.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CppnError(pub String);
-
-impl std::fmt::Display for CppnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CppnError {}
-
 impl Program {
     /// Compiles a stored neatjs genome (the decoder of neatjs `DecodeToFloatFastConcurrentNetwork`
     /// and the traversal of cppnjs `recursiveActivation`).
-    pub fn compile(genome: &NeatGenome) -> Result<Program, CppnError> {
+    pub fn compile(genome: &NeatGenome) -> Result<Program, Error> {
         let n = genome.nodes.len();
         if n > MAX_NODES {
-            return Err(CppnError(format!(
-                "CPPN has {n} nodes; at most {MAX_NODES}"
-            )));
+            return Err(Error(format!("CPPN has {n} nodes; at most {MAX_NODES}")));
         }
         if genome.connections.len() > MAX_CONNECTIONS {
-            return Err(CppnError(format!(
+            return Err(Error(format!(
                 "CPPN has {} connections; at most {MAX_CONNECTIONS}",
                 genome.connections.len()
             )));
@@ -84,7 +71,7 @@ impl Program {
         let output_count = genome.output_count;
         let first_output = bias_count + input_count;
         if first_output + output_count > n {
-            return Err(CppnError(format!(
+            return Err(Error(format!(
                 "CPPN has {n} nodes, fewer than its {bias_count} bias + {input_count} input + \
                  {output_count} output nodes"
             )));
@@ -93,7 +80,7 @@ impl Program {
         let mut activations = Vec::with_capacity(n);
         for node in &genome.nodes {
             activations.push(Activation::from_name(&node.activation).ok_or_else(|| {
-                CppnError(format!(
+                Error(format!(
                     "CPPN node {} has unknown activation function {:?}",
                     node.gid, node.activation
                 ))
@@ -105,7 +92,7 @@ impl Program {
                 .nodes
                 .iter()
                 .position(|n| n.gid == gid)
-                .ok_or_else(|| CppnError(format!("CPPN connection {what} {gid:?} is no node")))
+                .ok_or_else(|| Error(format!("CPPN connection {what} {gid:?} is no node")))
         };
         // cppnjs keeps incoming sources per connection (duplicates repeat) but weights in an
         // adjacency matrix, so a duplicated pair sums twice with the last weight.

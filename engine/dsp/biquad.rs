@@ -164,7 +164,7 @@ impl Biquad {
             automation_rate: AutomationRate::A,
             default_value: 350.,
             min_value: 0.,
-            max_value: SAMPLE_RATE / 2.,
+            max_value: SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -279,7 +279,7 @@ mod tests {
     use super::*;
     use crate::dsp::gain::Gain;
     use crate::dsp::oscillator::{Oscillator, OscillatorType};
-    use crate::dsp::testing::{assert_bit_exact, noise, oracle, Graph, Signal};
+    use crate::dsp::testing::{assert_same_bits, noise, oracle, Graph, Signal};
     use crate::dsp::Processor;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::{
@@ -324,13 +324,13 @@ mod tests {
 
     fn wa_buffer(ctx: &OfflineAudioContext, channels: &[Vec<f32>]) -> AudioBufferSourceNode {
         let mut src = ctx.create_buffer_source();
-        src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE));
+        src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE as f32));
         src.start();
         src
     }
 
     fn noise_channels(channels: usize, len: usize) -> Vec<Vec<f32>> {
-        (0..channels).map(|c| noise(7 + c as u32, len)).collect()
+        (0..channels).map(|c| noise(len, 7 + c as u32)).collect()
     }
 
     /// `channels`-channel noise of `len` frames -> biquad [frequency curve] -> out
@@ -368,7 +368,7 @@ mod tests {
         g.connect(src, f);
         let ours = g.render(f, channels, FRAMES);
         for c in 0..channels {
-            assert_bit_exact(&format!("{what} channel {c}"), &ours[c], &theirs[c]);
+            assert_same_bits(&ours[c], &theirs[c], &format!("{what} channel {c}"));
         }
     }
 
@@ -474,7 +474,7 @@ mod tests {
             }
             g.connect(osc, f);
             let ours = g.render(f, 1, FRAMES);
-            assert_bit_exact(&format!("{kind:?} all curves"), &ours[0], &theirs[0]);
+            assert_same_bits(&ours[0], &theirs[0], &format!("{kind:?} all curves"));
         }
     }
 
@@ -529,7 +529,7 @@ mod tests {
             g.connect(osc, f);
             let ours = g.render(f, 2, FRAMES);
             for c in 0..2 {
-                assert_bit_exact(&format!("{kind:?} channel {c}"), &ours[c], &theirs[c]);
+                assert_same_bits(&ours[c], &theirs[c], &format!("{kind:?} channel {c}"));
             }
         }
     }
@@ -546,7 +546,7 @@ mod tests {
         let mut f = Biquad::new(kind);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         let params: [&[f32]; 4] = [&v[0..1], &v[1..2], &v[2..3], &v[3..4]];
         let mut out = Bus::silent();
@@ -576,7 +576,7 @@ mod tests {
         let mut f = Biquad::new(BiquadType::Lowpass);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         let mut out = Bus::silent();
         let params: [&[f32]; 4] = [&[1000.], &[0.], &[1.], &[0.]];
@@ -643,7 +643,7 @@ mod tests {
         g.connect(osc, sum);
         let ours = g.render(sum, 6, frames);
         for c in 0..6 {
-            assert_bit_exact(&format!("{kind:?} {v:?} channel {c}"), &ours[c], &theirs[c]);
+            assert_same_bits(&ours[c], &theirs[c], &format!("{kind:?} {v:?} channel {c}"));
         }
         let centre_energy: f32 = theirs[2].iter().map(|x| x * x).sum();
         let left_energy: f32 = theirs[0].iter().map(|x| x * x).sum();

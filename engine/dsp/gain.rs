@@ -82,7 +82,7 @@ impl Gain {
 mod tests {
     use super::*;
     use crate::dsp::oscillator::{Oscillator, OscillatorType};
-    use crate::dsp::testing::{assert_bit_exact, oracle, Graph};
+    use crate::dsp::testing::{assert_same_bits, oracle, Graph};
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{
         AudioNode, AudioScheduledSourceNode, GainNode, GainOptions, OscillatorNode,
@@ -139,7 +139,7 @@ mod tests {
         }
         g.connect(osc, gain);
         let ours = g.render(gain, 1, FRAMES);
-        assert_bit_exact(what, &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], what);
     }
 
     #[test]
@@ -191,6 +191,6 @@ mod tests {
         g.connect_param(m1, gain, 0);
         g.connect_param(m2, gain, 0);
         let ours = g.render(gain, 1, FRAMES);
-        assert_bit_exact("osc -> gain.gain", &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], "osc -> gain.gain");
     }
 }

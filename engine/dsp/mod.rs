@@ -19,8 +19,6 @@ pub mod sample_array;
 pub mod waveshaper;
 
 #[cfg(test)]
-mod test_oracle;
-#[cfg(test)]
 mod testing;
 
 pub use bus::{Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation};
@@ -32,8 +30,9 @@ pub const RENDER_QUANTUM: usize = 128;
 /// wavetable and additive nodes has the Web Audio default of 6 inputs, so 6 channels (5.1).
 pub const MAX_CHANNELS: usize = 6;
 
-/// Sample rate of every render (the original server's `SAMPLE_RATE`).
-pub const SAMPLE_RATE: f32 = 48_000.0;
+/// Sample rate of every render (the original server's `SAMPLE_RATE`), in Hz. The processors
+/// take the rate as an argument (an f32, as in web-audio-api), so only this constant fixes it.
+pub const SAMPLE_RATE: u32 = 48_000;
 
 /// One channel of one block.
 pub type Channel = [f32; RENDER_QUANTUM];

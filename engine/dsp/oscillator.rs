@@ -96,8 +96,8 @@ impl Oscillator {
             name: "frequency",
             automation_rate: AutomationRate::A,
             default_value: 440.,
-            min_value: -SAMPLE_RATE / 2.,
-            max_value: SAMPLE_RATE / 2.,
+            min_value: -(SAMPLE_RATE as f32) / 2.,
+            max_value: SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -575,7 +575,7 @@ impl Oscillator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::testing::{assert_bit_exact, oracle, Graph};
+    use crate::dsp::testing::{assert_same_bits, oracle, Graph};
     use crate::dsp::Processor;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{
@@ -639,7 +639,7 @@ mod tests {
         let ours = g.render(osc, 1, FRAMES);
         let energy: f32 = theirs[0].iter().map(|v| v * v).sum();
         assert!(energy > 1.0, "{what}: the oracle rendered silence");
-        assert_bit_exact(&what, &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], &what);
     }
 
     #[test]
@@ -835,7 +835,7 @@ mod tests {
         let mut out = Bus::silent();
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         for _ in 0..100 {
             osc.process(&Bus::silent(), &[&[18_000.], &[0.]], &mut out, &scope);

@@ -519,7 +519,7 @@ mod tests {
             return;
         }
         let dt = 1.0 / 48_000.0;
-        let points: Vec<f32> = noise(5, 20_000);
+        let points: Vec<f32> = noise(20_000, 5);
         // A whole curve, and the same points in a window (filled up to the frames read).
         let whole = SampleArray::from(&points[..]);
         for (start, duration) in [(0.0, 20_000.0 * dt), (0.1, 0.2), (0.3, 0.05)] {
@@ -629,7 +629,7 @@ mod tests {
         }
     }
     use crate::dsp::gain::Gain;
-    use crate::dsp::testing::{assert_bit_exact, noise, oracle, Graph, Signal};
+    use crate::dsp::testing::{assert_same_bits, noise, oracle, Graph, Signal};
     use crate::dsp::SAMPLE_RATE;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{AudioNode, AudioScheduledSourceNode, GainNode, GainOptions};
@@ -650,7 +650,7 @@ mod tests {
     fn scope(block: u64) -> Scope {
         Scope {
             frame: block * RENDER_QUANTUM as u64,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         }
     }
 
@@ -713,7 +713,7 @@ mod tests {
         k.set_value(0.25).unwrap();
         k.set_value_curve_at_time(vec![1., 2.], 0., 1.).unwrap();
         assert_eq!(block(&mut k, 0), [0.25]);
-        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE);
+        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE as f32);
         assert!((block(&mut k, 1)[0] - expected).abs() < 1e-6);
     }
 
@@ -793,7 +793,7 @@ mod tests {
         let ones = vec![1.0; FRAMES];
         let theirs = oracle(1, FRAMES, |ctx| {
             let mut src = ctx.create_buffer_source();
-            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE));
+            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE as f32));
             src.start();
             let gain = GainNode::new(
                 ctx,
@@ -830,7 +830,7 @@ mod tests {
         }
         g.connect(src, gain);
         let ours = g.render(gain, 1, FRAMES);
-        assert_bit_exact(what, &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], what);
         theirs[0][FRAMES - 1]
     }
 
@@ -871,11 +871,11 @@ mod tests {
     fn stereo_into_a_param_keeps_the_left_channel_as_in_web_audio_api() {
         const FRAMES: usize = 12_800;
         let ones = vec![1.0; FRAMES];
-        let stereo = vec![noise(3, FRAMES), noise(4, FRAMES)];
+        let stereo = vec![noise(FRAMES, 3), noise(FRAMES, 4)];
         let theirs = oracle(1, FRAMES, |ctx| {
             let buffer_source = |data: Vec<Vec<f32>>| {
                 let mut src = ctx.create_buffer_source();
-                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE));
+                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE as f32));
                 src.start();
                 src
             };
@@ -894,7 +894,7 @@ mod tests {
             (dc, modulator, gain)
         });
         let expected: Vec<f32> = stereo[0].iter().map(|v| v + 0.).collect();
-        assert_bit_exact("left channel only", &theirs[0], &expected);
+        assert_same_bits(&theirs[0], &expected, "left channel only");
 
         let mut g = Graph::default();
         let dc = g.node(Signal::new(vec![ones]), Gain::channel_config(), &[], &[]);
@@ -903,6 +903,6 @@ mod tests {
         g.connect(dc, gain);
         g.connect_param(modulator, gain, 0);
         let ours = g.render(gain, 1, FRAMES);
-        assert_bit_exact("stereo into gain.gain", &ours[0], &theirs[0]);
+        assert_same_bits(&ours[0], &theirs[0], "stereo into gain.gain");
     }
 }

@@ -9,22 +9,11 @@ use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::{Map, Value};
 
-use crate::patch::js_object::JsObject;
+use crate::error::Error;
+use crate::js_object::JsObject;
 
-/// Why genome JSON could not be read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenomeError(pub String);
-
-impl std::fmt::Display for GenomeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for GenomeError {}
-
-fn err<T>(msg: impl Into<String>) -> Result<T, GenomeError> {
-    Err(GenomeError(msg.into()))
+fn err<T>(msg: impl Into<String>) -> Result<T, Error> {
+    Err(Error(msg.into()))
 }
 
 /// A renderable genome: the asNEAT audio patch and the CPPN(s) that drive it.
@@ -69,7 +58,7 @@ pub enum NodeId {
 }
 
 impl NodeId {
-    fn from_value(v: &Value, what: &str) -> Result<NodeId, GenomeError> {
+    fn from_value(v: &Value, what: &str) -> Result<NodeId, Error> {
         match v {
             Value::Number(n) if n.as_f64() == Some(0.0) => Ok(NodeId::Out),
             Value::Number(n) => Ok(NodeId::Key(n.to_string())),
@@ -283,9 +272,9 @@ struct NeatConnectionIn {
 
 impl Genome {
     /// Parses genome JSON bytes in any of the kromosynth shapes.
-    pub fn from_json(bytes: &[u8]) -> Result<Genome, GenomeError> {
+    pub fn from_json(bytes: &[u8]) -> Result<Genome, Error> {
         let root: StringOr<LayerIn> = serde_json::from_slice(bytes).map_err(|e| {
-            GenomeError(match e.classify() {
+            Error(match e.classify() {
                 Category::Data => format!("genome does not have the kromosynth shape: {e}"),
                 _ => format!("genome is not valid JSON: {e}"),
             })
@@ -296,7 +285,7 @@ impl Genome {
                 let patch = parse_patch(patch.0)?;
                 let wave = layer
                     .wave_network
-                    .ok_or_else(|| GenomeError("genome has no waveNetwork".into()))?;
+                    .ok_or_else(|| Error("genome has no waveNetwork".into()))?;
                 return Ok(Genome {
                     patch,
                     wave_network: parse_wave_network(wave.0)?,
@@ -311,18 +300,18 @@ impl Genome {
     }
 
     /// [`Genome::from_json`] of a `Value` (its text is parsed again).
-    pub fn from_value(root: &Value) -> Result<Genome, GenomeError> {
+    pub fn from_value(root: &Value) -> Result<Genome, Error> {
         Genome::from_json(root.to_string().as_bytes())
     }
 }
 
-fn parse_patch(patch: PatchIn) -> Result<AsNeatPatch, GenomeError> {
+fn parse_patch(patch: PatchIn) -> Result<AsNeatPatch, Error> {
     let nodes = patch
         .nodes
-        .ok_or_else(|| GenomeError("asNEATPatch.nodes must be an array".into()))?;
+        .ok_or_else(|| Error("asNEATPatch.nodes must be an array".into()))?;
     let connections = patch
         .connections
-        .ok_or_else(|| GenomeError("asNEATPatch.connections must be an array".into()))?;
+        .ok_or_else(|| Error("asNEATPatch.connections must be an array".into()))?;
     let nodes = nodes
         .into_iter()
         .enumerate()
@@ -336,28 +325,25 @@ fn parse_patch(patch: PatchIn) -> Result<AsNeatPatch, GenomeError> {
     Ok(AsNeatPatch { nodes, connections })
 }
 
-fn parse_asneat_node(fields: Map<String, Value>, i: usize) -> Result<AsNeatNode, GenomeError> {
+fn parse_asneat_node(fields: Map<String, Value>, i: usize) -> Result<AsNeatNode, Error> {
     let name = fields
         .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| GenomeError(format!("asNEATPatch.nodes[{i}] has no name")))?
+        .ok_or_else(|| Error(format!("asNEATPatch.nodes[{i}] has no name")))?
         .to_string();
     let id = NodeId::from_value(
         fields
             .get("id")
-            .ok_or_else(|| GenomeError(format!("asNEATPatch.nodes[{i}] ({name}) has no id")))?,
+            .ok_or_else(|| Error(format!("asNEATPatch.nodes[{i}] ({name}) has no id")))?,
         &format!("asNEATPatch.nodes[{i}].id"),
     )?;
     // Every field is kept: which ones the patch reads depends on the node's class.
     Ok(AsNeatNode { name, id, fields })
 }
 
-fn parse_asneat_connection(
-    c: AsNeatConnectionIn,
-    i: usize,
-) -> Result<AsNeatConnection, GenomeError> {
+fn parse_asneat_connection(c: AsNeatConnectionIn, i: usize) -> Result<AsNeatConnection, Error> {
     let field = |v: Option<Value>, k: &str| {
-        v.ok_or_else(|| GenomeError(format!("asNEATPatch.connections[{i}] has no {k}")))
+        v.ok_or_else(|| Error(format!("asNEATPatch.connections[{i}] has no {k}")))
     };
     let source = NodeId::from_value(&field(c.source, "sourceNode")?, "connection sourceNode")?;
     let target = NodeId::from_value(&field(c.target, "targetNode")?, "connection targetNode")?;
@@ -396,11 +382,11 @@ fn offspring(net: NetIn) -> NetIn {
     }
 }
 
-fn parse_wave_network(wave: NetIn) -> Result<WaveNetwork, GenomeError> {
+fn parse_wave_network(wave: NetIn) -> Result<WaveNetwork, Error> {
     if wave.per_frequency == Some(Value::Bool(true)) {
-        let cppns = wave.cppns.ok_or_else(|| {
-            GenomeError("waveNetwork.oneCPPNPerFrequency needs a CPPNs object".into())
-        })?;
+        let cppns = wave
+            .cppns
+            .ok_or_else(|| Error("waveNetwork.oneCPPNPerFrequency needs a CPPNs object".into()))?;
         // The original walks the JS object: integer keys first, ascending, then the rest.
         let mut ordered = JsObject::new();
         for (key, member) in cppns.0 {
@@ -408,9 +394,9 @@ fn parse_wave_network(wave: NetIn) -> Result<WaveNetwork, GenomeError> {
         }
         let mut out = Vec::with_capacity(ordered.len());
         for (key, member) in ordered.iter_mut() {
-            let freq: f64 = key.parse().map_err(|_| {
-                GenomeError(format!("waveNetwork.CPPNs key {key:?} is not a frequency"))
-            })?;
+            let freq: f64 = key
+                .parse()
+                .map_err(|_| Error(format!("waveNetwork.CPPNs key {key:?} is not a frequency")))?;
             let member = member.take().expect("each member is taken once");
             out.push((
                 freq,
@@ -428,7 +414,7 @@ fn parse_wave_network(wave: NetIn) -> Result<WaveNetwork, GenomeError> {
     )?))
 }
 
-fn gid_string(v: Option<Value>, what: &str) -> Result<String, GenomeError> {
+fn gid_string(v: Option<Value>, what: &str) -> Result<String, Error> {
     match v {
         Some(Value::String(s)) => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),
@@ -437,20 +423,20 @@ fn gid_string(v: Option<Value>, what: &str) -> Result<String, GenomeError> {
     }
 }
 
-fn count(v: &Option<Value>, key: &str, what: &str) -> Result<usize, GenomeError> {
+fn count(v: &Option<Value>, key: &str, what: &str) -> Result<usize, Error> {
     v.as_ref()
         .and_then(Value::as_u64)
         .map(|n| n as usize)
-        .ok_or_else(|| GenomeError(format!("{what}.{key} must be a non-negative integer")))
+        .ok_or_else(|| Error(format!("{what}.{key} must be a non-negative integer")))
 }
 
-fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
+fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, Error> {
     let nodes = g
         .nodes
-        .ok_or_else(|| GenomeError(format!("{what}.nodes must be an array")))?;
+        .ok_or_else(|| Error(format!("{what}.nodes must be an array")))?;
     let connections = g
         .connections
-        .ok_or_else(|| GenomeError(format!("{what}.connections must be an array")))?;
+        .ok_or_else(|| Error(format!("{what}.connections must be an array")))?;
     let nodes = nodes
         .into_iter()
         .enumerate()
@@ -471,7 +457,7 @@ fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
                 is_bias,
             })
         })
-        .collect::<Result<Vec<_>, GenomeError>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let connections = connections
         .into_iter()
         .enumerate()
@@ -493,10 +479,10 @@ fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
                     .weight
                     .as_ref()
                     .and_then(Value::as_f64)
-                    .ok_or_else(|| GenomeError(format!("{w}.weight must be a number")))?,
+                    .ok_or_else(|| Error(format!("{w}.weight must be a number")))?,
             })
         })
-        .collect::<Result<Vec<_>, GenomeError>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     Ok(NeatGenome {
         nodes,
         connections,
@@ -508,18 +494,11 @@ fn parse_neat_genome(g: NetIn, what: &str) -> Result<NeatGenome, GenomeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(id: &str) -> Vec<u8> {
-        std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap()
-    }
+    use crate::fixtures;
 
     #[test]
     fn parses_wrapped_fixture_with_string_encoded_patch() {
-        let g = Genome::from_json(&fixture("01M88X99QVYYHHB5Y83SETHWK1")).unwrap();
+        let g = Genome::from_json(&fixtures::genome_json("01M88X99QVYYHHB5Y83SETHWK1")).unwrap();
         assert_eq!(g.patch.nodes.len(), 18);
         assert!(g.patch.nodes.iter().any(|n| n.id == NodeId::Out));
         let WaveNetwork::Single(cppn) = &g.wave_network else {
@@ -532,7 +511,8 @@ mod tests {
 
     #[test]
     fn bare_genome_with_object_patch_and_string_genome_parse_the_same() {
-        let root: Value = serde_json::from_slice(&fixture("01M88X7T6Y68CC64GC56PAT2JM")).unwrap();
+        let root: Value =
+            serde_json::from_slice(&fixtures::genome_json("01M88X7T6Y68CC64GC56PAT2JM")).unwrap();
         let mut genome = root["genome"].clone();
         // asNEATPatch as an object whose nodes/connections are objects too
         let mut patch: Value =

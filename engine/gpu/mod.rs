@@ -19,24 +19,13 @@ use std::sync::{Arc, OnceLock};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::cppn::{self, Program};
+use crate::error::Error;
 pub use program::GpuProgram;
 
 /// Jobs that may wait for the GPU thread; a full queue blocks the submitter (backpressure).
 pub const JOB_QUEUE: usize = 64;
 /// Most job pieces in one submission (the dispatch's rows).
 pub const MAX_BATCH: usize = 64;
-
-/// Why the GPU path is unavailable or failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GpuError(pub String);
-
-impl std::fmt::Display for GpuError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for GpuError {}
 
 /// Vulkan's device types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +47,7 @@ pub struct DeviceInfo {
     pub kind: DeviceKind,
 }
 
-type Reply = Result<Vec<Vec<f32>>, GpuError>;
+type Reply = Result<Vec<Vec<f32>>, Error>;
 
 struct Job {
     program: GpuProgram,
@@ -103,19 +92,19 @@ impl PendingCppn {
     pub fn wait(self) -> Reply {
         self.rx
             .recv()
-            .unwrap_or_else(|_| Err(GpuError("the GPU thread stopped".into())))
+            .unwrap_or_else(|_| Err(Error("the GPU thread stopped".into())))
     }
 }
 
 impl Gpu {
     /// Opens the device named by `KRS_VULKAN_DEVICE` (an index or a case-insensitive name
     /// substring), else the best one: discrete, integrated, virtual, then CPU (lavapipe).
-    pub fn open() -> Result<Gpu, GpuError> {
+    pub fn open() -> Result<Gpu, Error> {
         Gpu::open_with(std::env::var("KRS_VULKAN_DEVICE").ok().as_deref())
     }
 
     /// As [`Gpu::open`] with an explicit selector instead of the environment variable.
-    pub fn open_with(selector: Option<&str>) -> Result<Gpu, GpuError> {
+    pub fn open_with(selector: Option<&str>) -> Result<Gpu, Error> {
         let selector = selector.map(str::to_owned);
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(JOB_QUEUE);
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -132,10 +121,10 @@ impl Gpu {
                     let _ = ready_tx.send(Err(e));
                 }
             })
-            .map_err(|e| GpuError(format!("cannot start the GPU thread: {e}")))?;
+            .map_err(|e| Error(format!("cannot start the GPU thread: {e}")))?;
         let device = ready_rx
             .recv()
-            .map_err(|_| GpuError("the GPU thread stopped while opening Vulkan".into()))??;
+            .map_err(|_| Error("the GPU thread stopped while opening Vulkan".into()))??;
         Ok(Gpu {
             tx,
             device: Arc::new(device),
@@ -144,8 +133,8 @@ impl Gpu {
 
     /// The process-wide GPU, opened on first use with [`Gpu::open`]. When that fails, says why
     /// once on stderr and returns the same error on every call.
-    pub fn shared() -> Result<Gpu, GpuError> {
-        static SHARED: OnceLock<Result<Gpu, GpuError>> = OnceLock::new();
+    pub fn shared() -> Result<Gpu, Error> {
+        static SHARED: OnceLock<Result<Gpu, Error>> = OnceLock::new();
         SHARED
             .get_or_init(|| {
                 let r = Gpu::open();
@@ -171,17 +160,13 @@ impl Gpu {
         velocity: f64,
         n: usize,
         outputs: &[usize],
-    ) -> Result<PendingCppn, GpuError> {
+    ) -> Result<PendingCppn, Error> {
         if n < 2 {
-            return Err(GpuError(format!(
-                "a render has at least 2 samples, not {n}"
-            )));
+            return Err(Error(format!("a render has at least 2 samples, not {n}")));
         }
         if n > i32::MAX as usize / 2 {
             // The shader forms 2c - (n - 1) in i32.
-            return Err(GpuError(format!(
-                "{n} samples are too many for the GPU path"
-            )));
+            return Err(Error(format!("{n} samples are too many for the GPU path")));
         }
         let program = GpuProgram::new(program, outputs)?;
         let (phase0, step) = program::phase_fixed(input_periods, n);
@@ -195,7 +180,7 @@ impl Gpu {
                 velocity: velocity as f32,
                 reply,
             })))
-            .map_err(|_| GpuError("the GPU thread stopped".into()))?;
+            .map_err(|_| Error("the GPU thread stopped".into()))?;
         Ok(PendingCppn { rx })
     }
 
@@ -334,7 +319,7 @@ impl Evaluation<'_> {
     }
 }
 
-fn warn_fallback(e: &GpuError) {
+fn warn_fallback(e: &Error) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
         eprintln!("krs-engine: CPPN evaluated on the CPU instead of the GPU: {e}");
@@ -361,7 +346,7 @@ struct Piece {
 /// [`MAX_BATCH`] jobs) and runs them together.
 fn serve(ctx: vulkan::Context, rx: Receiver<Msg>) {
     let mut ctx = Some(ctx);
-    let mut failure: Option<GpuError> = None;
+    let mut failure: Option<Error> = None;
     let mut batch: Vec<Box<Job>> = Vec::with_capacity(MAX_BATCH);
     let mut staging = Staging::default();
     while let Ok(first) = rx.recv() {
@@ -378,7 +363,7 @@ fn serve(ctx: vulkan::Context, rx: Receiver<Msg>) {
                 Msg::Job(j) => batch.push(j),
                 #[cfg(test)]
                 Msg::Poison => {
-                    failure = Some(GpuError("device lost (simulated)".into()));
+                    failure = Some(Error("device lost (simulated)".into()));
                     std::mem::forget(ctx.take());
                 }
                 #[cfg(test)]
@@ -394,7 +379,7 @@ fn serve(ctx: vulkan::Context, rx: Receiver<Msg>) {
         }
         let result = match (&mut ctx, &failure) {
             (Some(c), None) => run_batch(c, &batch, &mut staging),
-            (_, f) => Err(f.clone().unwrap_or_else(|| GpuError("no device".into()))),
+            (_, f) => Err(f.clone().unwrap_or_else(|| Error("no device".into()))),
         };
         match result {
             Ok(outputs) => {
@@ -407,7 +392,7 @@ fn serve(ctx: vulkan::Context, rx: Receiver<Msg>) {
                     // The device may still be executing (a timed-out fence) or be gone;
                     // destroying objects in use is undefined, so the context is leaked once.
                     std::mem::forget(ctx.take());
-                    failure = Some(GpuError(format!("GPU disabled after an error: {e}")));
+                    failure = Some(Error(format!("GPU disabled after an error: {e}")));
                 }
                 for job in batch.drain(..) {
                     let _ = job.reply.send(Err(e.clone()));
@@ -432,7 +417,7 @@ fn run_batch(
     ctx: &mut vulkan::Context,
     batch: &[Box<Job>],
     staging: &mut Staging,
-) -> Result<Vec<Vec<Vec<f32>>>, GpuError> {
+) -> Result<Vec<Vec<Vec<f32>>>, Error> {
     let cap = ctx.max_out_floats;
     let mut results: Vec<Vec<Vec<f32>>> = batch
         .iter()

@@ -2,8 +2,8 @@
 
 use std::f64::consts::TAU;
 
-use super::GpuError;
 use crate::cppn::Program;
+use crate::error::Error;
 
 /// Registers per invocation of the largest shader variant (`REGS` in cppn.wgsl; build.rs also
 /// compiles a smaller one). Programs that need more run on the CPU.
@@ -33,16 +33,16 @@ pub struct GpuProgram {
 }
 
 impl GpuProgram {
-    pub fn new(program: &Program, outputs: &[usize]) -> Result<GpuProgram, GpuError> {
+    pub fn new(program: &Program, outputs: &[usize]) -> Result<GpuProgram, Error> {
         if let Some(&o) = outputs.iter().find(|&&o| o >= program.output_count) {
-            return Err(GpuError(format!(
+            return Err(Error(format!(
                 "output {o} requested from a CPPN with {} outputs",
                 program.output_count
             )));
         }
         let p = program.pruned(outputs);
         if p.terms.len() > MAX_TERMS {
-            return Err(GpuError(format!(
+            return Err(Error(format!(
                 "CPPN has {} connections to evaluate; the GPU path takes at most {MAX_TERMS}",
                 p.terms.len()
             )));
@@ -63,7 +63,7 @@ impl GpuProgram {
         }
         let needed = FIRST_FREE as usize + p.ops.len();
         if needed > MAX_REGISTERS {
-            return Err(GpuError(format!(
+            return Err(Error(format!(
                 "CPPN needs {needed} registers; the GPU path has {MAX_REGISTERS}"
             )));
         }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use ash::vk;
 
-use super::{DeviceInfo, DeviceKind, GpuError};
+use super::{DeviceInfo, DeviceKind};
+use crate::error::Error;
 
 /// The SPIR-V that engine/build.rs compiled from cppn.wgsl, with the register-file size of
 /// each variant, smallest first.
@@ -43,8 +44,8 @@ pub const OUT_REGS: usize = 3;
 pub const OUT: usize = 4;
 const BINDINGS: usize = 5;
 
-fn vk_err(what: &str) -> impl Fn(vk::Result) -> GpuError + '_ {
-    move |e| GpuError(format!("Vulkan {what} failed: {e}"))
+fn vk_err(what: &str) -> impl Fn(vk::Result) -> Error + '_ {
+    move |e| Error(format!("Vulkan {what} failed: {e}"))
 }
 
 struct Buffer {
@@ -90,7 +91,7 @@ fn rank(kind: DeviceKind) -> u32 {
 
 /// Picks a device among `devices` (enumeration order; `None` where a device has no compute
 /// queue). `selector` is `KRS_VULKAN_DEVICE`: an index or a case-insensitive name substring.
-pub fn select(devices: &[Option<DeviceInfo>], selector: Option<&str>) -> Result<usize, GpuError> {
+pub fn select(devices: &[Option<DeviceInfo>], selector: Option<&str>) -> Result<usize, Error> {
     let list = || {
         devices
             .iter()
@@ -115,7 +116,7 @@ pub fn select(devices: &[Option<DeviceInfo>], selector: Option<&str>) -> Result<
                 }
             };
             found.ok_or_else(|| {
-                GpuError(format!(
+                Error(format!(
                     "no Vulkan compute device matches KRS_VULKAN_DEVICE={sel:?} (devices: {})",
                     if devices.is_empty() {
                         "none".to_string()
@@ -132,7 +133,7 @@ pub fn select(devices: &[Option<DeviceInfo>], selector: Option<&str>) -> Result<
             .min()
             .map(|(_, i)| i)
             .ok_or_else(|| {
-                GpuError(if devices.is_empty() {
+                Error(if devices.is_empty() {
                     "Vulkan loaded but there is no Vulkan device (no driver installed?)".into()
                 } else {
                     format!("no Vulkan device has a compute queue (devices: {})", list())
@@ -162,11 +163,11 @@ fn memory_type(
 }
 
 /// Loads the Vulkan loader and creates an instance.
-fn instance() -> Result<(ash::Entry, ash::Instance), GpuError> {
+fn instance() -> Result<(ash::Entry, ash::Instance), Error> {
     // SAFETY: loading the system's Vulkan loader runs its initialisers; that is the
     // documented use of Entry::load, and nothing else in the process loads a different one.
     let entry = unsafe { ash::Entry::load() }
-        .map_err(|e| GpuError(format!("cannot load the Vulkan library ({e})")))?;
+        .map_err(|e| Error(format!("cannot load the Vulkan library ({e})")))?;
     let app = vk::ApplicationInfo::default()
         .application_name(c"krs-engine")
         .api_version(vk::make_api_version(0, 1, 0, 0));
@@ -175,7 +176,7 @@ fn instance() -> Result<(ash::Entry, ash::Instance), GpuError> {
     let instance = unsafe { entry.create_instance(&create, None) }.map_err(|e| {
         if e == vk::Result::ERROR_INCOMPATIBLE_DRIVER {
             // What the loader says when it finds no installable client driver at all.
-            GpuError(format!("Vulkan is installed but no Vulkan driver is ({e})"))
+            Error(format!("Vulkan is installed but no Vulkan driver is ({e})"))
         } else {
             vk_err("vkCreateInstance")(e)
         }
@@ -190,7 +191,7 @@ type Enumerated = (
 );
 
 /// The physical devices, each with its info and compute queue family when it has one.
-fn enumerate(instance: &ash::Instance) -> Result<Enumerated, GpuError> {
+fn enumerate(instance: &ash::Instance) -> Result<Enumerated, Error> {
     // SAFETY: plain queries on a live instance.
     let physical = unsafe { instance.enumerate_physical_devices() }
         .map_err(vk_err("vkEnumeratePhysicalDevices"))?;
@@ -220,7 +221,7 @@ fn enumerate(instance: &ash::Instance) -> Result<Enumerated, GpuError> {
 
 /// The device [`Context::open`] would pick, without creating a logical device or compiling the
 /// pipeline (which on a software driver costs tens of MiB and a JIT compile).
-pub fn probe(selector: Option<&str>) -> Result<DeviceInfo, GpuError> {
+pub fn probe(selector: Option<&str>) -> Result<DeviceInfo, Error> {
     let (_entry, instance) = instance()?;
     let chosen = enumerate(&instance).and_then(|(_, devices, _)| {
         let i = select(&devices, selector)?;
@@ -233,7 +234,7 @@ pub fn probe(selector: Option<&str>) -> Result<DeviceInfo, GpuError> {
 
 impl Context {
     /// Loads Vulkan, picks a device (see [`select`]) and builds the pipeline.
-    pub fn open(selector: Option<&str>) -> Result<Context, GpuError> {
+    pub fn open(selector: Option<&str>) -> Result<Context, Error> {
         let (entry, instance) = instance()?;
         // From here on the instance must be destroyed on every error path.
         match Self::open_device(entry.clone(), instance.clone(), selector) {
@@ -251,7 +252,7 @@ impl Context {
         entry: ash::Entry,
         instance: ash::Instance,
         selector: Option<&str>,
-    ) -> Result<Context, GpuError> {
+    ) -> Result<Context, Error> {
         let (physical, devices, queue_families) = enumerate(&instance)?;
         let chosen = select(&devices, selector)?;
         let pd = physical[chosen];
@@ -305,7 +306,7 @@ impl Context {
         }
     }
 
-    fn build(&mut self, family: u32) -> Result<(), GpuError> {
+    fn build(&mut self, family: u32) -> Result<(), Error> {
         let d = &self.device;
         let bindings: Vec<_> = (0..BINDINGS as u32)
             .map(|b| {
@@ -335,7 +336,7 @@ impl Context {
         .map_err(vk_err("vkCreatePipelineLayout"))?;
         for (i, (spirv, registers)) in SPIRV.into_iter().enumerate() {
             let words = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
-                .map_err(|e| GpuError(format!("embedded SPIR-V is malformed: {e}")))?;
+                .map_err(|e| Error(format!("embedded SPIR-V is malformed: {e}")))?;
             let shader = unsafe {
                 d.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
             }
@@ -355,7 +356,7 @@ impl Context {
                 .map_err(|(_, e)| vk_err("vkCreateComputePipelines")(e))?
                 .into_iter()
                 .next()
-                .ok_or_else(|| GpuError("vkCreateComputePipelines returned no pipeline".into()))?;
+                .ok_or_else(|| Error("vkCreateComputePipelines returned no pipeline".into()))?;
             self.pipelines[i] = (pipeline, registers);
         }
 
@@ -409,7 +410,7 @@ impl Context {
 
     /// Makes buffer `binding` hold at least `bytes`: kept if large enough, else replaced by one
     /// of the next power of two (at most what the caller bounded `bytes` by).
-    fn ensure(&mut self, binding: usize, bytes: u64) -> Result<(), GpuError> {
+    fn ensure(&mut self, binding: usize, bytes: u64) -> Result<(), Error> {
         if self.buffers[binding]
             .as_ref()
             .is_some_and(|b| b.bytes >= bytes)
@@ -452,7 +453,7 @@ impl Context {
             .or_else(|| memory_type(&self.memory, req.memory_type_bits, coherent))
         else {
             unsafe { d.destroy_buffer(buffer, None) };
-            return Err(GpuError(
+            return Err(Error(
                 "Vulkan device has no host-visible coherent memory for storage buffers".into(),
             ));
         };
@@ -510,7 +511,7 @@ impl Context {
     }
 
     /// Copies `data` to the start of buffer `binding`, growing it first.
-    pub fn upload<T: Copy>(&mut self, binding: usize, data: &[T]) -> Result<(), GpuError> {
+    pub fn upload<T: Copy>(&mut self, binding: usize, data: &[T]) -> Result<(), Error> {
         let bytes = std::mem::size_of_val(data);
         self.ensure(binding, bytes as u64)?;
         let b = self.buffers[binding].as_ref().expect("ensured");
@@ -532,13 +533,13 @@ impl Context {
         longest: usize,
         out_floats: usize,
         registers: usize,
-    ) -> Result<&[f32], GpuError> {
+    ) -> Result<&[f32], Error> {
         let pipeline = self
             .pipelines
             .iter()
             .find(|&&(_, r)| r >= registers)
             .map(|&(p, _)| p)
-            .ok_or_else(|| GpuError(format!("no shader variant has {registers} registers")))?;
+            .ok_or_else(|| Error(format!("no shader variant has {registers} registers")))?;
         assert!(out_floats <= self.max_out_floats);
         self.ensure(OUT, (out_floats * 4) as u64)?;
         let groups_x = (longest.div_ceil(WORKGROUP as usize) as u32).clamp(1, self.max_groups_x);

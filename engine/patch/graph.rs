@@ -9,9 +9,9 @@
 //! web-audio-api id order with edges in insertion order: exactly what its graph needs to
 //! reproduce its processing order, and therefore its float summation order.
 
-use super::js_object::JsObject;
 use super::synthis::{NetworkOutput, NodeType, Output, Prop, Source, SynthIsPatch};
-use super::PatchError;
+use crate::error::Error;
+use crate::js_object::JsObject;
 
 /// Samples a node or param gets from the CPPN side, evaluated by the render.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +99,78 @@ pub struct WebGraph {
 
 pub const DESTINATION: usize = 0;
 
+impl WebGraph {
+    /// How far ahead of the block clock a buffer source may read, as a factor on the frame: its
+    /// rate (at least 1) with a little margin for rounding; `None` when the rate can change during
+    /// the render.
+    pub fn buffer_read_rate(&self, id: usize) -> Option<f64> {
+        self.buffer_rate(id).map(|r| r.max(1.0) * 1.001)
+    }
+
+    /// Whether every lazily filled array of the graph is read exactly at the block clock (value
+    /// curves, and buffers played at rate 1), so that a window of recent samples is enough.
+    pub fn reads_at_block_clock(&self) -> bool {
+        self.nodes
+            .iter()
+            .enumerate()
+            .all(|(id, node)| match &node.kind {
+                Kind::BufferSource { buffer: Some(_) } => {
+                    self.buffer_rate(id).is_none_or(|r| r == 1.0)
+                }
+                _ => true,
+            })
+    }
+
+    /// A buffer source's playback rate when it is fixed before rendering (constant playbackRate
+    /// and detune with nothing connected into them); `None` when it can change during the render.
+    fn buffer_rate(&self, id: usize) -> Option<f64> {
+        let (mut rate, mut detune) = (1.0f64, 0.0f64);
+        for &p in &self.nodes[id].params {
+            let Kind::Param {
+                name, value, curve, ..
+            } = &self.nodes[p].kind
+            else {
+                continue;
+            };
+            let driven = self.nodes.iter().any(|n| {
+                n.outgoing
+                    .iter()
+                    .any(|e| e.target == p && !e.to_param_owner)
+            });
+            if curve.is_some() || driven {
+                return None;
+            }
+            match (*name, value) {
+                ("playbackRate", Some(v)) => rate = *v as f64,
+                ("detune", Some(v)) => detune = *v as f64,
+                _ => {}
+            }
+        }
+        // computedPlaybackRate = playbackRate * 2^(detune / 1200)
+        let r = (rate * (detune / 1200.0).exp2()).abs();
+        r.is_finite().then_some(r)
+    }
+
+    /// The samples some node of the graph needs complete before the first block: convolver impulse
+    /// responses and wave-shaper curves (taken at construction), and buffers that a source may read
+    /// at a rate only known while rendering.
+    pub fn whole_samples(&self) -> Vec<Samples> {
+        let mut whole = Vec::new();
+        for (id, node) in self.nodes.iter().enumerate() {
+            match &node.kind {
+                Kind::Convolver { buffer: Some(s) } | Kind::WaveShaper { curve: Some(s) } => {
+                    whole.push(s.clone())
+                }
+                Kind::BufferSource { buffer: Some(s) } if self.buffer_read_rate(id).is_none() => {
+                    whole.push(s.clone())
+                }
+                _ => {}
+            }
+        }
+        whole
+    }
+}
+
 /// Param names in web-audio-api 1.1.0 creation order, per node kind.
 fn param_names(kind: &Kind) -> &'static [&'static str] {
     match kind {
@@ -167,12 +239,12 @@ pub fn build(
     patch: &SynthIsPatch,
     note_delta: f64,
     cppn_outputs: usize,
-) -> Result<WebGraph, PatchError> {
+) -> Result<WebGraph, Error> {
     let outputs = super::synthis::apply_note_delta(&patch.network_outputs, note_delta);
     for o in &outputs {
         if let Source::Cppn(i) = o.source {
             if i >= cppn_outputs {
-                return Err(PatchError(format!(
+                return Err(Error(format!(
                     "network output index {i} is out of range: the CPPN has {cppn_outputs} outputs"
                 )));
             }
@@ -257,7 +329,7 @@ fn node_graph(
     outputs: &[NetworkOutput],
     curves: &JsObject<CurveMap>,
     note_delta: f64,
-) -> Result<JsObject<Def>, PatchError> {
+) -> Result<JsObject<Def>, Error> {
     let mut defs: JsObject<Def> = JsObject::new();
     for (key, node) in patch.audio_graph.iter() {
         let mut props: JsObject<Value> = JsObject::new();
@@ -402,7 +474,7 @@ fn additive(
     key: &str,
     curves: &CurveMap,
     outputs: &[NetworkOutput],
-) -> Result<Option<Vec<Child>>, PatchError> {
+) -> Result<Option<Vec<Child>>, Error> {
     let of = |name: &str| -> Vec<Samples> {
         curves
             .iter()
@@ -425,7 +497,7 @@ fn additive(
         .collect();
     if envelopes.len() < buffers.len() || weights.len() < buffers.len() {
         // The original passes `undefined` as a curve or gain and fails.
-        return Err(PatchError(format!(
+        return Err(Error(format!(
             "additive node {key} has {} partial buffers but only {} gain envelopes",
             buffers.len(),
             envelopes.len().min(weights.len())
@@ -602,7 +674,7 @@ impl Builder {
         node_type: NodeType,
         props: &JsObject<Value>,
         max_delay_time: Option<f64>,
-    ) -> Result<(usize, usize), PatchError> {
+    ) -> Result<(usize, usize), Error> {
         let text = |name: &str| match props.get(name) {
             Some(Value::Text(t)) => Some(t.clone()),
             _ => None,
@@ -674,7 +746,7 @@ impl Builder {
                 (id, id)
             }
             NodeType::FeedbackDelay => {
-                return Err(PatchError(format!("{key}: nested feedbackDelay")));
+                return Err(Error(format!("{key}: nested feedbackDelay")));
             }
         };
         // Param values and curves, in the props' key order (virtual-audio-graph `update`).
@@ -692,9 +764,7 @@ impl Builder {
                 Value::Number(x) => *v = Some(*x as f32),
                 Value::Samples(s) => *curve = Some(s.clone()),
                 Value::Text(t) => {
-                    return Err(PatchError(format!(
-                        "{key}.{name} must be a number, got {t:?}"
-                    )))
+                    return Err(Error(format!("{key}.{name} must be a number, got {t:?}")))
                 }
             }
         }
@@ -713,7 +783,7 @@ struct Placed {
 }
 
 /// virtual-audio-graph `update`: create every node in key order, then connect in key order.
-fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
+fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, Error> {
     let mut b = Builder { nodes: Vec::new() };
     b.add(Kind::Destination);
     let mut placed: JsObject<Placed> = JsObject::new();
@@ -790,7 +860,7 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
                         return Err(unsupported_target(defs, key, k));
                     };
                     let Some(node) = t.standard else {
-                        return Err(PatchError(format!(
+                        return Err(Error(format!(
                             "{key} connects to param {param} of custom node {k}, which the \
                              original cannot render"
                         )));
@@ -798,7 +868,7 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
                     match b.param(node, param) {
                         Some(p) => vec![p],
                         None => {
-                            return Err(PatchError(format!(
+                            return Err(Error(format!(
                                 "{key} connects to {k}.{param}, which is no AudioParam"
                             )))
                         }
@@ -815,27 +885,23 @@ fn instantiate(defs: &JsObject<Def>) -> Result<Vec<WebNode>, PatchError> {
     Ok(b.nodes)
 }
 
-fn unsupported_target(defs: &JsObject<Def>, from: &str, to: &str) -> PatchError {
+fn unsupported_target(defs: &JsObject<Def>, from: &str, to: &str) -> Error {
     match defs.get(to) {
-        Some(Def::Standard { asneat_name, .. }) => PatchError(format!(
+        Some(Def::Standard { asneat_name, .. }) => Error(format!(
             "{from} connects to {to}, a {asneat_name}, which cannot be rendered"
         )),
-        _ => PatchError(format!("{from} connects to missing node {to}")),
+        _ => Error(format!("{from} connects to missing node {to}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::genome::Genome;
 
     fn graph(id: &str, note_delta: f64) -> WebGraph {
-        let bytes = std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let g = Genome::from_json(&bytes).unwrap();
+        let g = Genome::from_json(&fixtures::genome_json(id)).unwrap();
         let patch = super::super::synthis::patch_from_asneat(&g.patch).unwrap();
         build(&patch, note_delta, 18).unwrap()
     }
@@ -911,18 +977,9 @@ mod tests {
 
     #[test]
     fn every_fixture_builds() {
-        for id in [
-            "01M88X7HMX6C9TPT2A9HCKMZQJ",
-            "01M88X7PY07G2VCJFN58PEHATX",
-            "01M88X7T6Y68CC64GC56PAT2JM",
-            "01M88X7TR5FK5AC40SH6TJCWC6",
-            "01M88X7XN81HEA58YYNTFXHV28",
-            "01M88X89P1QB0VWHDT4KFFACZC",
-            "01M88X8EMSXWZE35NP3PBFS4V7",
-            "01M88X99QVYYHHB5Y83SETHWK1",
-        ] {
+        for id in fixtures::ids() {
             for nd in [0.0, 12.0] {
-                let g = graph(id, nd);
+                let g = graph(&id, nd);
                 assert!(g.nodes.len() > 3, "{id}");
             }
         }

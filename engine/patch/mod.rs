@@ -6,17 +6,4 @@
 //! virtual-audio-graph would create (`graph`).
 
 pub mod graph;
-pub mod js_object;
 pub mod synthis;
-
-/// Why a patch cannot be turned into an audio graph.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PatchError(pub String);
-
-impl std::fmt::Display for PatchError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PatchError {}

@@ -5,9 +5,9 @@
 
 use serde_json::Value;
 
-use super::js_object::JsObject;
-use super::PatchError;
+use crate::error::Error;
 use crate::genome::{AsNeatPatch, NodeId};
+use crate::js_object::JsObject;
 
 /// A synth.is audio graph node type (the virtual-audio-graph node name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +174,7 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-fn source_of(type_field: Option<&Value>, id: &str) -> Result<Source, PatchError> {
+fn source_of(type_field: Option<&Value>, id: &str) -> Result<Source, Error> {
     let text = match type_field {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -189,7 +189,7 @@ fn source_of(type_field: Option<&Value>, id: &str) -> Result<Source, PatchError>
     }
     match text.trim().parse::<f64>() {
         Ok(v) if v >= 0.0 && v.fract() == 0.0 => Ok(Source::Cppn(v as usize)),
-        Ok(_) => Err(PatchError(format!(
+        Ok(_) => Err(Error(format!(
             "network output {id} has type {text:?}, which is no CPPN output index"
         ))),
         Err(_) => Ok(Source::Nothing),
@@ -197,7 +197,7 @@ fn source_of(type_field: Option<&Value>, id: &str) -> Result<Source, PatchError>
 }
 
 /// `patchFromAsNEATnetwork`.
-pub fn patch_from_asneat(net: &AsNeatPatch) -> Result<SynthIsPatch, PatchError> {
+pub fn patch_from_asneat(net: &AsNeatPatch) -> Result<SynthIsPatch, Error> {
     let mut audio_graph: JsObject<GraphNode> = JsObject::new();
     let mut network_outputs: Vec<(String, NetworkOutput)> = Vec::new();
     // Partial output nodes' fields, by id (partialNumber, inharmonicityFactor).
@@ -224,13 +224,12 @@ pub fn patch_from_asneat(net: &AsNeatPatch) -> Result<SynthIsPatch, PatchError> 
                 && note_offset.is_some_and(|v| v.as_f64() != Some(0.0))
             {
                 let steps = note_offset.and_then(Value::as_f64).ok_or_else(|| {
-                    PatchError(format!("network output {id} has a non-numeric noteOffset"))
+                    Error(format!("network output {id} has a non-numeric noteOffset"))
                 })?;
                 frequency_of_steps_from_root_note(steps)
             } else {
-                node.number("frequency").ok_or_else(|| {
-                    PatchError(format!("network output {id} has no numeric frequency"))
-                })?
+                node.number("frequency")
+                    .ok_or_else(|| Error(format!("network output {id} has no numeric frequency")))?
             };
             network_outputs.push((
                 id.clone(),
@@ -319,7 +318,7 @@ pub fn patch_from_asneat(net: &AsNeatPatch) -> Result<SynthIsPatch, PatchError> 
             }
         } else {
             let Some((_, output)) = network_outputs.iter_mut().find(|(k, _)| k == source) else {
-                return Err(PatchError(format!(
+                return Err(Error(format!(
                     "asNEATPatch.connections[{i}] starts at {source}, which is neither an audio \
                      node nor a network output"
                 )));
@@ -404,32 +403,22 @@ pub fn apply_note_delta(outputs: &[NetworkOutput], note_delta: f64) -> Vec<Netwo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use crate::genome::Genome;
 
     fn fixture_patch(id: &str) -> SynthIsPatch {
-        let bytes = std::fs::read(format!(
-            "{}/../tests/fixtures/reference/{id}.genome.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        patch_from_asneat(&Genome::from_json(&bytes).unwrap().patch).unwrap()
+        patch_from_asneat(&Genome::from_json(&fixtures::genome_json(id)).unwrap().patch).unwrap()
     }
 
     /// The stored genomes carry the original's own synth.is patch (`virtualAudioGraph`); ours
     /// must have the same nodes, in the same order, with the same outputs and props.
     #[test]
     fn matches_the_virtual_audio_graph_stored_in_every_fixture() {
-        let dir = format!("{}/../tests/fixtures/reference", env!("CARGO_MANIFEST_DIR"));
         let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let Some(id) = name.strip_suffix(".genome.json") else {
-                continue;
-            };
-            let root: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for id in fixtures::ids() {
+            let root: Value = serde_json::from_slice(&fixtures::genome_json(&id)).unwrap();
             let stored = &root["genome"]["virtualAudioGraph"];
-            let ours = fixture_patch(id);
+            let ours = fixture_patch(&id);
             let stored_graph = stored["audioGraph"].as_object().unwrap();
             let our_keys: Vec<&str> = ours.audio_graph.keys().collect();
             let stored_keys: Vec<&str> = stored_graph.keys().map(String::as_str).collect();

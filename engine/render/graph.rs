@@ -26,11 +26,11 @@ use crate::dsp::{
     Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
     RENDER_QUANTUM, SAMPLE_RATE,
 };
+use crate::error::Error;
 use crate::patch::graph::{Kind, Samples, WebGraph};
-use crate::RenderError;
 
 use super::order::{order, Topology};
-use super::samples::Resolver;
+use super::resolver::Resolver;
 
 /// Most params any node has (the compressor's five).
 const MAX_PARAMS: usize = 5;
@@ -172,84 +172,13 @@ fn descriptor(params: &[ParamDescriptor], name: &str) -> ParamDescriptor {
         .unwrap_or_else(|| panic!("no param {name}"))
 }
 
-/// How far ahead of the block clock a buffer source may read, as a factor on the frame: its
-/// rate (at least 1) with a little margin for rounding; `None` when the rate can change during
-/// the render.
-fn buffer_read_rate(graph: &WebGraph, id: usize) -> Option<f64> {
-    buffer_rate(graph, id).map(|r| r.max(1.0) * 1.001)
-}
-
-/// Whether every lazily filled array of `graph` is read exactly at the block clock (value
-/// curves, and buffers played at rate 1), so that a window of recent samples is enough.
-pub fn reads_at_block_clock(graph: &WebGraph) -> bool {
-    graph
-        .nodes
-        .iter()
-        .enumerate()
-        .all(|(id, node)| match &node.kind {
-            Kind::BufferSource { buffer: Some(_) } => {
-                buffer_rate(graph, id).is_none_or(|r| r == 1.0)
-            }
-            _ => true,
-        })
-}
-
-/// A buffer source's playback rate when it is fixed before rendering (constant playbackRate
-/// and detune with nothing connected into them); `None` when it can change during the render.
-fn buffer_rate(graph: &WebGraph, id: usize) -> Option<f64> {
-    let (mut rate, mut detune) = (1.0f64, 0.0f64);
-    for &p in &graph.nodes[id].params {
-        let Kind::Param {
-            name, value, curve, ..
-        } = &graph.nodes[p].kind
-        else {
-            continue;
-        };
-        let driven = graph.nodes.iter().any(|n| {
-            n.outgoing
-                .iter()
-                .any(|e| e.target == p && !e.to_param_owner)
-        });
-        if curve.is_some() || driven {
-            return None;
-        }
-        match (*name, value) {
-            ("playbackRate", Some(v)) => rate = *v as f64,
-            ("detune", Some(v)) => detune = *v as f64,
-            _ => {}
-        }
-    }
-    // computedPlaybackRate = playbackRate * 2^(detune / 1200)
-    let r = (rate * (detune / 1200.0).exp2()).abs();
-    r.is_finite().then_some(r)
-}
-
-/// The samples some node of `graph` needs complete before the first block: convolver impulse
-/// responses and wave-shaper curves (taken at construction), and buffers that a source may read
-/// at a rate only known while rendering.
-pub fn whole_samples(graph: &WebGraph) -> Vec<Samples> {
-    let mut whole = Vec::new();
-    for (id, node) in graph.nodes.iter().enumerate() {
-        match &node.kind {
-            Kind::Convolver { buffer: Some(s) } | Kind::WaveShaper { curve: Some(s) } => {
-                whole.push(s.clone())
-            }
-            Kind::BufferSource { buffer: Some(s) } if buffer_read_rate(graph, id).is_none() => {
-                whole.push(s.clone())
-            }
-            _ => {}
-        }
-    }
-    whole
-}
-
 impl AudioGraph {
     /// Instantiates `graph` for a render of `duration` seconds with the resolved samples.
     pub fn new(
         graph: &WebGraph,
         resolver: &mut Resolver,
         duration: f64,
-    ) -> Result<AudioGraph, RenderError> {
+    ) -> Result<AudioGraph, Error> {
         let n = graph.nodes.len();
         let mut delays: Vec<Delay> = Vec::new();
         let mut delay_of_writer: Vec<Option<usize>> = vec![None; n];
@@ -284,7 +213,7 @@ impl AudioGraph {
                         Biquad::PARAMS,
                     ),
                     Kind::DelayWriter { max_delay_time, .. } => {
-                        delays.push(Delay::new(*max_delay_time, SAMPLE_RATE));
+                        delays.push(Delay::new(*max_delay_time, SAMPLE_RATE as f32));
                         delay_of_writer[id] = Some(delays.len() - 1);
                         (
                             Proc::DelayWriter(delays.len() - 1),
@@ -297,14 +226,14 @@ impl AudioGraph {
                         (Proc::DelayReader(d), ChannelConfig::DEFAULT, Delay::PARAMS)
                     }
                     Kind::DynamicsCompressor => (
-                        Proc::Node(Box::new(Compressor::new(SAMPLE_RATE))),
+                        Proc::Node(Box::new(Compressor::new(SAMPLE_RATE as f32))),
                         Compressor::channel_config(),
                         Compressor::PARAMS,
                     ),
                     Kind::Convolver { buffer } => {
                         let ir = whole(buffer, resolver);
                         (
-                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE))),
+                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE as f32))),
                             Convolver::channel_config(),
                             Convolver::PARAMS,
                         )
@@ -318,10 +247,12 @@ impl AudioGraph {
                         )
                     }
                     Kind::BufferSource { buffer } => {
-                        let rate = buffer_read_rate(graph, id).unwrap_or(1.0);
+                        let rate = graph.buffer_read_rate(id).unwrap_or(1.0);
                         let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, rate));
                         let proc = match samples {
-                            Some(b) => Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE))),
+                            Some(b) => {
+                                Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE as f32)))
+                            }
                             None => Proc::Silent,
                         };
                         (proc, BufferSource::channel_config(), BufferSource::PARAMS)
@@ -351,9 +282,8 @@ impl AudioGraph {
                 _ => descriptor(node_params[*owner], name),
             };
             let mut p = Param::new(desc);
-            let err = |e: param::AutomationError| {
-                RenderError(format!("cannot automate param {name}: {e}"))
-            };
+            let err =
+                |e: param::AutomationError| Error(format!("cannot automate param {name}: {e}"));
             p.set_value(desc.default_value).map_err(err)?;
             if let Some(v) = value {
                 p.set_value(*v).map_err(err)?;
@@ -403,7 +333,7 @@ impl AudioGraph {
                     continue; // muted: never runs
                 }
                 if position[t] < position[id] {
-                    return Err(RenderError(format!(
+                    return Err(Error(format!(
                         "internal: node {t} runs before its source {id}"
                     )));
                 }
@@ -459,7 +389,7 @@ impl AudioGraph {
     pub fn render_block(&mut self, frame: u64, out: &mut [f32; RENDER_QUANTUM]) {
         let scope = Scope {
             frame,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: SAMPLE_RATE as f32,
         };
         for k in 0..self.order.len() {
             let id = self.order[k];

@@ -4,24 +4,33 @@
 //! [`Render`]: the Web Audio graph for the request, its CPPN outputs evaluated, ready to yield
 //! blocks. [`render_batch`] runs one to the end and applies the original's normalization.
 
+pub mod filler;
 pub mod graph;
 pub mod order;
+pub mod outputs;
 pub mod post;
-pub mod samples;
+pub mod resolver;
 pub mod stream;
 
 use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
 use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
+use crate::error::Error;
 use crate::genome::{Genome, WaveNetwork};
 use crate::gpu::CppnBackend;
 use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
+use filler::Filler;
 use graph::AudioGraph;
-use samples::{Cppns, Filler, Resolver};
+use outputs::Cppns;
+use resolver::Resolver;
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
 pub const MAX_DURATION_SECONDS: f64 = 3600.0;
+
+/// The server's limit unless configured otherwise, in seconds: ten minutes is far beyond any
+/// sound a client evaluates, and bounds what one request can cost.
+pub const DEFAULT_MAX_DURATION_SECONDS: f64 = 600.0;
 
 /// What to render: the original's request fields plus the noise seed.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,18 +68,6 @@ pub struct Stats {
     pub peak: f32,
 }
 
-/// Why a genome or request cannot be rendered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RenderError(pub String);
-
-impl std::fmt::Display for RenderError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RenderError {}
-
 /// A genome parsed and compiled once, shareable between renders (`Arc<CompiledGenome>`):
 /// the synth.is patch and the compiled CPPN program(s). Everything that depends on the request
 /// (noteDelta, duration, velocity) happens in [`Render::new`].
@@ -83,20 +80,19 @@ pub struct CompiledGenome {
 impl CompiledGenome {
     /// Parses genome JSON in any of the kromosynth shapes (wrapped or bare, string-encoded
     /// layers) and compiles its CPPN and patch.
-    pub fn from_json(bytes: &[u8]) -> Result<CompiledGenome, RenderError> {
-        let genome = Genome::from_json(bytes).map_err(|e| RenderError(e.0))?;
+    pub fn from_json(bytes: &[u8]) -> Result<CompiledGenome, Error> {
+        let genome = Genome::from_json(bytes)?;
         CompiledGenome::from_genome(&genome)
     }
 
-    pub fn from_genome(genome: &Genome) -> Result<CompiledGenome, RenderError> {
-        let patch = patch_from_asneat(&genome.patch).map_err(|e| RenderError(e.0))?;
-        let compile = |g| Program::compile(g).map_err(|e| RenderError(e.0));
+    pub fn from_genome(genome: &Genome) -> Result<CompiledGenome, Error> {
+        let patch = patch_from_asneat(&genome.patch)?;
         let cppns = match &genome.wave_network {
-            WaveNetwork::Single(g) => Cppns::Single(compile(g)?),
+            WaveNetwork::Single(g) => Cppns::Single(Program::compile(g)?),
             WaveNetwork::PerFrequency(v) => Cppns::PerFrequency(
                 v.iter()
-                    .map(|(f, g)| Ok((*f, compile(g)?)))
-                    .collect::<Result<_, RenderError>>()?,
+                    .map(|(f, g)| Ok((*f, Program::compile(g)?)))
+                    .collect::<Result<_, Error>>()?,
             ),
         };
         Ok(CompiledGenome { patch, cppns })
@@ -140,7 +136,7 @@ pub struct Render {
 }
 
 impl Render {
-    pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, RenderError> {
+    pub fn new(genome: &CompiledGenome, request: &RenderRequest) -> Result<Render, Error> {
         Render::with_cppn(genome, request, &CppnBackend::Cpu)
     }
 
@@ -150,35 +146,34 @@ impl Render {
         genome: &CompiledGenome,
         request: &RenderRequest,
         backend: &CppnBackend,
-    ) -> Result<Render, RenderError> {
+    ) -> Result<Render, Error> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
         {
-            return Err(RenderError(format!(
+            return Err(Error(format!(
                 "duration must be a number in (0, {MAX_DURATION_SECONDS}] seconds, got {}",
                 request.duration
             )));
         }
         let total_frames = frames_for(request.duration);
         if total_frames < MIN_FRAMES {
-            return Err(RenderError(format!(
+            return Err(Error(format!(
                 "duration {} s is shorter than {MIN_FRAMES} samples",
                 request.duration
             )));
         }
         if !request.note_delta.is_finite() {
-            return Err(RenderError("noteDelta must be a finite number".into()));
+            return Err(Error("noteDelta must be a finite number".into()));
         }
         if !request.velocity.is_finite() {
-            return Err(RenderError("velocity must be a finite number".into()));
+            return Err(Error("velocity must be a finite number".into()));
         }
         let web = build_graph(
             &genome.patch,
             request.note_delta,
             genome.cppns.output_count(),
-        )
-        .map_err(|e| RenderError(e.0))?;
+        )?;
         let mut resolver = Resolver::new(
             &genome.cppns,
             &web,
@@ -191,14 +186,14 @@ impl Render {
         let mut filler = resolver.into_filler();
         // Everything the first default chunk reads, in one parallel fill now: its blocks then
         // never fill inside `next_block`, so the first chunk costs one fill, not two.
-        filler.ensure(samples::FILL_CHUNK);
+        filler.ensure(filler::FILL_CHUNK);
         Ok(Render {
             graph,
             filler,
             total_frames,
             position: 0,
             range: RunningRange::default(),
-            limiter: request.limiter.then(post::Limiter::new),
+            limiter: request.limiter.then(|| post::Limiter::new(SAMPLE_RATE)),
         })
     }
 
@@ -322,7 +317,7 @@ pub fn render_batch(
     genome: &CompiledGenome,
     request: &RenderRequest,
     normalize: bool,
-) -> Result<Vec<f32>, RenderError> {
+) -> Result<Vec<f32>, Error> {
     render_batch_with(genome, request, normalize, &CppnBackend::Cpu)
 }
 
@@ -332,7 +327,7 @@ pub fn render_batch_with(
     request: &RenderRequest,
     normalize: bool,
     backend: &CppnBackend,
-) -> Result<Vec<f32>, RenderError> {
+) -> Result<Vec<f32>, Error> {
     let mut render = Render::with_cppn(genome, request, backend)?;
     let mut out = Vec::with_capacity(render.total_frames());
     let mut block = [0.0f32; RENDER_QUANTUM];

@@ -6,7 +6,7 @@
 //! inside the render), then one normalization of the whole render.
 
 use crate::dsp::compressor::Compressor;
-use crate::dsp::{Bus, Processor, Scope, RENDER_QUANTUM, SAMPLE_RATE};
+use crate::dsp::{Bus, Processor, Scope, RENDER_QUANTUM};
 
 /// How a render's samples are scaled once the render is complete.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,6 +99,7 @@ pub fn peak_normalize(samples: &mut [f32]) {
 /// three blocks (the compressor's look-ahead line); the render keeps its length, so the last
 /// 384 frames of the graph's output are not heard, as in an offline context of that length.
 pub struct Limiter {
+    sample_rate: f32,
     compressor: Compressor,
     input: Bus,
     output: Bus,
@@ -112,9 +113,10 @@ impl Limiter {
     const ATTACK: [f32; 1] = [0.001];
     const RELEASE: [f32; 1] = [0.01];
 
-    pub fn new() -> Limiter {
+    pub fn new(sample_rate: u32) -> Limiter {
         Limiter {
-            compressor: Compressor::new(SAMPLE_RATE),
+            sample_rate: sample_rate as f32,
+            compressor: Compressor::new(sample_rate as f32),
             input: Bus::silent(),
             output: Bus::silent(),
             frame: 0,
@@ -134,7 +136,7 @@ impl Limiter {
         ];
         let scope = Scope {
             frame: self.frame,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: self.sample_rate,
         };
         self.compressor
             .process(&self.input, &params, &mut self.output, &scope);
@@ -143,15 +145,10 @@ impl Limiter {
     }
 }
 
-impl Default for Limiter {
-    fn default() -> Self {
-        Limiter::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsp::SAMPLE_RATE;
 
     /// The original's steps, written as plainly as its JavaScript.
     fn peak_normalize_plainly(input: &[f32]) -> Vec<f32> {
@@ -251,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_limiter_keeps_quiet_signals_and_tames_loud_ones() {
-        let mut limiter = Limiter::new();
+        let mut limiter = Limiter::new(SAMPLE_RATE);
         let mut peak_out = 0.0f32;
         let mut blocks = Vec::new();
         for b in 0..200 {

@@ -29,8 +29,9 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::{CompiledGenome, Render, RenderError, RenderRequest, Stats};
+use super::{CompiledGenome, Render, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
+use crate::error::Error;
 use crate::gpu::CppnBackend;
 
 /// One render quantum of samples; the last block of a render is zero-padded.
@@ -59,7 +60,7 @@ pub const EVENTS_PER_STREAM: usize = 3;
 
 /// Fetches and compiles the genome of a job, on the worker that first runs it (storage and
 /// caching belong to the caller; the engine only needs the result).
-pub type Prepare = Box<dyn FnOnce() -> Result<Arc<CompiledGenome>, RenderError> + Send>;
+pub type Prepare = Box<dyn FnOnce() -> Result<Arc<CompiledGenome>, Error> + Send>;
 
 /// State shared between a job and its consumer.
 #[derive(Debug, Default)]
@@ -89,7 +90,7 @@ pub enum JobEvent {
     /// Every block is in the ring.
     Finished(u64, Finished),
     /// The render could not start (genome missing or unrenderable) or failed.
-    Failed(u64, RenderError),
+    Failed(u64, Error),
 }
 
 /// Summary of a finished render.
@@ -346,9 +347,7 @@ mod tests {
     }
 
     fn job(seconds: f64) -> (RenderJob, StreamHandle) {
-        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/fixtures/reference/01M88X7T6Y68CC64GC56PAT2JM.genome.json");
-        let json = std::fs::read(path).unwrap();
+        let json = crate::fixtures::genome_json("01M88X7T6Y68CC64GC56PAT2JM");
         let request = RenderRequest {
             duration: seconds,
             note_delta: 0.0,

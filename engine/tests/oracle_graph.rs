@@ -4,11 +4,10 @@
 //! and processing order on the same graph. A failure says which side is off.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use krs_engine::patch::graph::{build, Kind, WebGraph, DESTINATION};
-use krs_engine::render::samples::Resolver;
-use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+use krs_engine::render::resolver::Resolver;
+use krs_engine::{fixtures, render_batch, CompiledGenome, RenderRequest};
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
 use web_audio_api::node::{
     AudioBufferSourceNode, AudioNode, AudioScheduledSourceNode, BiquadFilterNode, BiquadFilterType,
@@ -16,10 +15,6 @@ use web_audio_api::node::{
     OscillatorType, WaveShaperNode,
 };
 use web_audio_api::AudioParam;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference")
-}
 
 enum Wa {
     Gain(GainNode),
@@ -216,24 +211,22 @@ fn oracle(graph: &WebGraph, resolver: &mut Resolver, frames: usize, duration: f6
     out.get_channel_data(0).to_vec()
 }
 
-fn read_f32(path: PathBuf) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
-    let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
-    let genome = CompiledGenome::from_json(&bytes).unwrap();
+    let genome = CompiledGenome::from_json(&fixtures::genome_json(id)).unwrap();
     let frames = (48000.0 * duration) as usize;
     let graph = build(genome.patch(), note_delta, genome.cppns().output_count()).unwrap();
     let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, frames, velocity, 1);
     let mut theirs = oracle(&graph, &mut resolver, frames, duration);
     krs_engine::render::normalize_like_original(&mut theirs);
-    let reference =
-        read_f32(fixtures().join(format!("{id}.{note_delta}_{velocity}_{duration}.f32")));
+    let reference = fixtures::all()
+        .into_iter()
+        .find(|f| f.id == id)
+        .unwrap()
+        .renders
+        .into_iter()
+        .find(|r| (r.note_delta, r.velocity, r.duration) == (note_delta, velocity, duration))
+        .unwrap()
+        .samples();
     let request = RenderRequest {
         duration,
         note_delta,

@@ -7,56 +7,22 @@
 //! FFT or libm that picks other instructions on another CPU. Genomes with noise outputs use
 //! `Math.random` in the original and are compared by RMS (within 5%).
 
-use std::path::PathBuf;
-
 use krs_engine::difference::{rms, Difference};
+use krs_engine::fixtures::{self, Fixture, Reference};
 use krs_engine::{render_batch, CompiledGenome, Render, RenderRequest};
 
 const MIN_SNR_DB: f64 = 100.0;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference")
-}
-
-struct Case {
-    id: String,
-    file: String,
-    note_delta: f64,
-    velocity: f64,
-    duration: f64,
-    has_noise: bool,
-}
-
-fn cases() -> Vec<Case> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
-    let mut out = Vec::new();
-    for g in index["genomes"].as_array().unwrap() {
-        for r in g["renders"].as_array().unwrap() {
-            out.push(Case {
-                id: g["id"].as_str().unwrap().to_string(),
-                file: r["file"].as_str().unwrap().to_string(),
-                note_delta: r["noteDelta"].as_f64().unwrap(),
-                velocity: r["velocity"].as_f64().unwrap(),
-                duration: r["duration"].as_f64().unwrap(),
-                has_noise: g["hasNoise"].as_bool().unwrap(),
-            });
-        }
-    }
-    out
-}
-
-fn read_f32(path: &PathBuf) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+/// Every reference render, with its fixture.
+fn cases() -> Vec<(Fixture, Reference)> {
+    fixtures::all()
+        .into_iter()
+        .flat_map(|f| f.renders.clone().into_iter().map(move |r| (f.clone(), r)))
         .collect()
 }
 
 fn genome(id: &str) -> CompiledGenome {
-    let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
-    CompiledGenome::from_json(&bytes).unwrap()
+    CompiledGenome::from_json(&fixtures::genome_json(id)).unwrap()
 }
 
 #[test]
@@ -66,8 +32,8 @@ fn every_fixture_render_matches_the_original() {
         "{:<28} {:>3} {:>4} {:>3} {:>10} {:>12} {:>9}",
         "genome", "nd", "vel", "s", "SNR dB", "max abs err", "differing"
     );
-    for c in cases() {
-        let reference = read_f32(&fixtures().join(&c.file));
+    for (f, c) in cases() {
+        let reference = c.samples();
         let request = RenderRequest {
             duration: c.duration,
             note_delta: c.note_delta,
@@ -75,13 +41,13 @@ fn every_fixture_render_matches_the_original() {
             seed: 1,
             ..RenderRequest::default()
         };
-        let ours = render_batch(&genome(&c.id), &request, true).unwrap();
+        let ours = render_batch(&genome(&f.id), &request, true).unwrap();
         assert_eq!(ours.len(), reference.len(), "{}", c.file);
-        if c.has_noise {
+        if f.has_noise {
             let (a, b) = (rms(&ours), rms(&reference));
             println!(
                 "{:<28} {:>3} {:>4} {:>3} {:>10} rms {:.4} vs {:.4}",
-                c.id, c.note_delta, c.velocity, c.duration, "(noise)", a, b
+                f.id, c.note_delta, c.velocity, c.duration, "(noise)", a, b
             );
             if (a - b).abs() > 0.05 * b {
                 failures.push(format!("{}: RMS {a} vs {b}", c.file));
@@ -94,7 +60,7 @@ fn every_fixture_render_matches_the_original() {
             } = Difference::of(&ours, &reference);
             println!(
                 "{:<28} {:>3} {:>4} {:>3} {:>10.1} {:>12.3e} {:>9}",
-                c.id, c.note_delta, c.velocity, c.duration, snr, max_err, differing
+                f.id, c.note_delta, c.velocity, c.duration, snr, max_err, differing
             );
             if snr < MIN_SNR_DB {
                 failures.push(format!(
@@ -214,12 +180,12 @@ fn cppn_outputs_are_evaluated_ahead_of_the_block_clock_not_all_up_front() {
 #[test]
 fn prefetched_cppn_fills_give_the_original_samples_whoever_runs_them() {
     // Many lazily filled outputs, stored as windows (4 s is longer than one).
-    let c = cases()
+    let (f, c) = cases()
         .into_iter()
-        .find(|c| c.id == "01M88X99QVYYHHB5Y83SETHWK1" && c.duration == 4.0)
+        .find(|(f, c)| f.id == "01M88X99QVYYHHB5Y83SETHWK1" && c.duration == 4.0)
         .unwrap();
-    let reference = read_f32(&fixtures().join(&c.file));
-    let g = genome(&c.id);
+    let reference = c.samples();
+    let g = genome(&f.id);
     let request = RenderRequest {
         duration: c.duration,
         note_delta: c.note_delta,
@@ -293,7 +259,7 @@ fn long_renders_keep_only_a_window_of_each_lazy_output() {
         assert_eq!(ten, six_hundred, "{id}: storage grows with duration");
         // A window is 32 KiB; a 10 s whole array would be 1.9 MB.
         assert!(
-            ten % (krs_engine::render::samples::WINDOW * 4) == 0,
+            ten % (krs_engine::render::filler::WINDOW * 4) == 0,
             "{id}: {ten} bytes are not whole windows"
         );
     }

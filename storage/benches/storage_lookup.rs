@@ -8,17 +8,12 @@ use std::path::{Path, PathBuf};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use krs_engine::fixtures;
 use krs_storage::{GenomeStore, DEFAULT_GENOME_IDS};
 use rusqlite::Connection;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference");
-
 /// kromosynth-cli's compression level.
 const CLI_GZIP_LEVEL: u32 = 9;
-
-fn fixture(id: &str) -> Vec<u8> {
-    std::fs::read(Path::new(FIXTURES).join(format!("{id}.genome.json"))).expect("fixture")
-}
 
 /// A genomes.sqlite as kromosynth-cli writes it, holding the reference genomes.
 fn build_database(dir: &Path) -> PathBuf {
@@ -34,7 +29,7 @@ fn build_database(dir: &Path) -> PathBuf {
     .expect("schema");
     for id in DEFAULT_GENOME_IDS {
         let mut gz = GzEncoder::new(Vec::new(), Compression::new(CLI_GZIP_LEVEL));
-        gz.write_all(&fixture(id)).expect("gzip");
+        gz.write_all(&fixtures::genome_json(id)).expect("gzip");
         let data = gz.finish().expect("gzip");
         conn.execute(
             "INSERT OR REPLACE INTO genomes (id, data) VALUES (?, ?)",
@@ -50,7 +45,7 @@ fn bench(c: &mut Criterion, db: &Path) {
 
     let mut warm = c.benchmark_group("warm_get");
     for id in DEFAULT_GENOME_IDS {
-        warm.throughput(Throughput::Bytes(fixture(id).len() as u64));
+        warm.throughput(Throughput::Bytes(fixtures::genome_json(id).len() as u64));
         warm.bench_with_input(BenchmarkId::from_parameter(id), id, |b, id| {
             b.iter(|| store.get(black_box(id)).expect("get"))
         });
@@ -59,7 +54,7 @@ fn bench(c: &mut Criterion, db: &Path) {
 
     let mut warm_parse = c.benchmark_group("warm_get_parse");
     for id in DEFAULT_GENOME_IDS {
-        warm_parse.throughput(Throughput::Bytes(fixture(id).len() as u64));
+        warm_parse.throughput(Throughput::Bytes(fixtures::genome_json(id).len() as u64));
         warm_parse.bench_with_input(BenchmarkId::from_parameter(id), id, |b, id| {
             b.iter(|| {
                 let json = store.get(black_box(id)).expect("get");
@@ -71,7 +66,7 @@ fn bench(c: &mut Criterion, db: &Path) {
 
     let mut cold = c.benchmark_group("cold_open_get_parse");
     for id in DEFAULT_GENOME_IDS {
-        cold.throughput(Throughput::Bytes(fixture(id).len() as u64));
+        cold.throughput(Throughput::Bytes(fixtures::genome_json(id).len() as u64));
         cold.bench_with_input(BenchmarkId::from_parameter(id), id, |b, id| {
             b.iter(|| {
                 // Dropping the store at the end of the iteration closes its connection, so every

@@ -6,12 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use krs_engine::fixtures;
 use krs_storage::{
     import, EmbeddedGenomes, GenomeSource, GenomeStore, Genomes, StoreError, DEFAULT_GENOME_IDS,
 };
 use rusqlite::Connection;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference");
 
 /// A directory under the system temp dir, unique per test, removed on drop.
 struct TempDir(PathBuf);
@@ -41,14 +40,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn fixture_path(id: &str) -> PathBuf {
-    Path::new(FIXTURES).join(format!("{id}.genome.json"))
-}
-
-fn fixture(id: &str) -> Vec<u8> {
-    std::fs::read(fixture_path(id)).unwrap()
 }
 
 fn gzip9(bytes: &[u8]) -> Vec<u8> {
@@ -91,7 +82,7 @@ fn cli_database(path: &Path, rows: &[(&str, Vec<u8>)]) {
 fn fixtures_gzipped() -> Vec<(&'static str, Vec<u8>)> {
     DEFAULT_GENOME_IDS
         .iter()
-        .map(|id| (*id, gzip9(&fixture(id))))
+        .map(|id| (*id, gzip9(&fixtures::genome_json(id))))
         .collect()
 }
 
@@ -107,7 +98,7 @@ fn reads_a_cli_database_byte_for_byte() {
 
     let store = GenomeStore::open(&db).unwrap();
     for id in DEFAULT_GENOME_IDS {
-        assert_eq!(store.get(id).unwrap(), fixture(id), "{id}");
+        assert_eq!(store.get(id).unwrap(), fixtures::genome_json(id), "{id}");
     }
     assert_eq!(store.list(None).unwrap(), DEFAULT_GENOME_IDS);
     assert_eq!(store.list(Some(3)).unwrap(), &DEFAULT_GENOME_IDS[..3]);
@@ -117,7 +108,7 @@ fn reads_a_cli_database_byte_for_byte() {
     let reader = store.reader().unwrap();
     assert_eq!(
         reader.get(DEFAULT_GENOME_IDS[0]).unwrap(),
-        fixture(DEFAULT_GENOME_IDS[0])
+        fixtures::genome_json(DEFAULT_GENOME_IDS[0])
     );
 }
 
@@ -126,10 +117,10 @@ fn accepts_plain_json_blobs_and_text_values() {
     let dir = TempDir::new("plain");
     let db = dir.path("genomes.sqlite");
     let id = DEFAULT_GENOME_IDS[1];
-    cli_database(&db, &[(id, fixture(id))]);
+    cli_database(&db, &[(id, fixtures::genome_json(id))]);
     {
         let conn = Connection::open(&db).unwrap();
-        let text = String::from_utf8(fixture(id)).unwrap();
+        let text = String::from_utf8(fixtures::genome_json(id)).unwrap();
         conn.execute(
             "INSERT INTO genomes (id, data) VALUES ('as-text', ?)",
             [text],
@@ -137,8 +128,8 @@ fn accepts_plain_json_blobs_and_text_values() {
         .unwrap();
     }
     let store = GenomeStore::open(&db).unwrap();
-    assert_eq!(store.get(id).unwrap(), fixture(id));
-    assert_eq!(store.get("as-text").unwrap(), fixture(id));
+    assert_eq!(store.get(id).unwrap(), fixtures::genome_json(id));
+    assert_eq!(store.get("as-text").unwrap(), fixtures::genome_json(id));
 }
 
 #[test]
@@ -147,7 +138,7 @@ fn import_list_get_round_trip() {
     let db = dir.path("run/genomes.sqlite");
     // The fixture directory also holds renders (ignored: not .json) and index.json (skipped:
     // JSON, but not a genome).
-    let report = import(&db, &[PathBuf::from(FIXTURES)]).unwrap();
+    let report = import(&db, &[fixtures::dir()]).unwrap();
     assert_eq!(
         report.imported_count(),
         DEFAULT_GENOME_IDS.len(),
@@ -161,8 +152,8 @@ fn import_list_get_round_trip() {
     assert_eq!(store.list(None).unwrap(), DEFAULT_GENOME_IDS);
     for id in DEFAULT_GENOME_IDS {
         let got = store.get(id).unwrap();
-        assert_eq!(got, fixture(id), "{id}");
-        assert_eq!(json(&got), json(&fixture(id)));
+        assert_eq!(got, fixtures::genome_json(id), "{id}");
+        assert_eq!(json(&got), json(&fixtures::genome_json(id)));
     }
 
     // The file is what kromosynth-cli itself would have written.
@@ -205,7 +196,7 @@ fn import_list_get_round_trip() {
     assert_eq!(blob[8], 2, "gzip XFL = 2: maximum compression (level 9)");
 
     // Importing again replaces instead of failing on the primary key.
-    let again = import(&db, &[fixture_path(DEFAULT_GENOME_IDS[0])]).unwrap();
+    let again = import(&db, &[fixtures::genome_path(DEFAULT_GENOME_IDS[0])]).unwrap();
     assert_eq!(again.imported_count(), 1);
     assert_eq!(GenomeStore::open(&db).unwrap().list(None).unwrap().len(), 8);
 }
@@ -216,7 +207,7 @@ fn import_skips_broken_files_and_imports_the_rest() {
     let src = dir.path("src");
     std::fs::create_dir_all(src.join("nested")).unwrap();
     let good = DEFAULT_GENOME_IDS[2];
-    std::fs::write(src.join("a-good.json"), fixture(good)).unwrap();
+    std::fs::write(src.join("a-good.json"), fixtures::genome_json(good)).unwrap();
     std::fs::write(src.join("broken.json"), b"{\"_id\": \"genome_x_").unwrap();
     std::fs::write(src.join("bad-gzip.json.gz"), [0x1f, 0x8b, 0, 1, 2, 3]).unwrap();
     std::fs::write(src.join("array.json"), b"[1, 2]").unwrap();
@@ -252,7 +243,7 @@ fn import_skips_broken_files_and_imports_the_rest() {
     assert!(skipped.iter().any(|(p, _)| *p == missing));
 
     let store = GenomeStore::open(&db).unwrap();
-    assert_eq!(store.get(good).unwrap(), fixture(good));
+    assert_eq!(store.get(good).unwrap(), fixtures::genome_json(good));
     assert_eq!(
         json(&store.get("01BARE").unwrap()),
         serde_json::json!({"asNEATPatch": "{}", "waveNetwork": {}})
@@ -294,7 +285,7 @@ fn reads_while_another_connection_writes() {
         std::thread::spawn(move || {
             let conn = Connection::open(&db).unwrap();
             conn.busy_timeout(Duration::from_secs(5)).unwrap();
-            let data = gzip9(&fixture(DEFAULT_GENOME_IDS[7]));
+            let data = gzip9(&fixtures::genome_json(DEFAULT_GENOME_IDS[7]));
             for i in 0..WRITES {
                 conn.execute(
                     "INSERT OR REPLACE INTO genomes (id, data) VALUES (?, ?)",
@@ -314,7 +305,7 @@ fn reads_while_another_connection_writes() {
                 while !done.load(Ordering::Acquire) || lookups < DEFAULT_GENOME_IDS.len() {
                     let id = DEFAULT_GENOME_IDS[(lookups + r) % DEFAULT_GENOME_IDS.len()];
                     let got = store.get(id).unwrap_or_else(|e| panic!("reader {r}: {e}"));
-                    assert_eq!(got.len(), fixture(id).len());
+                    assert_eq!(got.len(), fixtures::genome_json(id).len());
                     lookups += 1;
                 }
                 lookups
@@ -332,7 +323,7 @@ fn reads_while_another_connection_writes() {
     );
     assert_eq!(
         store.get(&format!("new-{:05}", WRITES - 1)).unwrap(),
-        fixture(DEFAULT_GENOME_IDS[7])
+        fixtures::genome_json(DEFAULT_GENOME_IDS[7])
     );
 }
 
@@ -388,7 +379,7 @@ fn sqlite_file_without_genomes_table() {
 fn not_a_sqlite_file() {
     let dir = TempDir::new("notsqlite");
     let db = dir.path("genome.json");
-    std::fs::write(&db, fixture(DEFAULT_GENOME_IDS[0])).unwrap();
+    std::fs::write(&db, fixtures::genome_json(DEFAULT_GENOME_IDS[0])).unwrap();
     let err = GenomeStore::open(&db).unwrap_err();
     assert!(matches!(err, StoreError::NotSqlite { .. }), "{err:?}");
     let message = err.to_string();
@@ -417,7 +408,7 @@ fn corrupt_blobs_and_unknown_ids() {
             ),
             (
                 "truncated",
-                gzip9(&fixture(DEFAULT_GENOME_IDS[0]))[..200].to_vec(),
+                gzip9(&fixtures::genome_json(DEFAULT_GENOME_IDS[0]))[..200].to_vec(),
             ),
             ("not-json", b"hello".to_vec()),
             ("json-array", gzip9(b"[1,2,3]")),
@@ -496,7 +487,7 @@ fn embedded_default_holds_the_fixtures() {
     assert_eq!(genomes.list(Some(2)).unwrap(), &DEFAULT_GENOME_IDS[..2]);
     for id in DEFAULT_GENOME_IDS {
         let bytes = genomes.get(id).unwrap();
-        assert_eq!(bytes, fixture(id));
+        assert_eq!(bytes, fixtures::genome_json(id));
         let value = json(&bytes);
         let stored_id = value["_id"].as_str().unwrap();
         assert!(stored_id.ends_with(&format!("_{id}")), "{stored_id}");
@@ -511,15 +502,9 @@ fn embedded_default_holds_the_fixtures() {
     ));
 
     // Every fixture genome is embedded.
-    let mut on_disk: Vec<String> = std::fs::read_dir(FIXTURES)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".genome.json").map(str::to_owned)
-        })
-        .collect();
-    on_disk.sort();
-    assert_eq!(on_disk, DEFAULT_GENOME_IDS);
+    let mut ids = fixtures::ids();
+    ids.sort();
+    assert_eq!(ids, DEFAULT_GENOME_IDS);
 }
 
 #[test]
@@ -532,7 +517,7 @@ fn genomes_enum_over_a_database() {
     let source: &dyn GenomeSource = &genomes;
     assert_eq!(
         source.get(DEFAULT_GENOME_IDS[3]).unwrap(),
-        fixture(DEFAULT_GENOME_IDS[3])
+        fixtures::genome_json(DEFAULT_GENOME_IDS[3])
     );
     assert_eq!(source.list(None).unwrap(), DEFAULT_GENOME_IDS);
 }
@@ -585,7 +570,7 @@ fn dropping_a_store_and_reopening_works_on_the_same_thread() {
         drop(store);
         assert_eq!(
             clone.get(DEFAULT_GENOME_IDS[0]).unwrap(),
-            fixture(DEFAULT_GENOME_IDS[0])
+            fixtures::genome_json(DEFAULT_GENOME_IDS[0])
         );
     }
 }

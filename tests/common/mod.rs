@@ -8,13 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use krs_engine::fixtures::{self, genome_json};
 use krs_engine::{render_batch, CompiledGenome, RenderRequest};
 
 pub const GENOME: &str = "01M88X7T6Y68CC64GC56PAT2JM";
-
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
-}
 
 pub fn genome_ids() -> Vec<String> {
     krs_storage::DEFAULT_GENOME_IDS
@@ -25,19 +22,11 @@ pub fn genome_ids() -> Vec<String> {
 
 /// Genome ids of the fixtures without noise outputs (sample-exact deterministic).
 pub fn deterministic_ids() -> Vec<String> {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("index.json")).unwrap()).unwrap();
-    index["genomes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|g| !g["hasNoise"].as_bool().unwrap())
-        .map(|g| g["id"].as_str().unwrap().to_string())
+    fixtures::all()
+        .into_iter()
+        .filter(|f| !f.has_noise)
+        .map(|f| f.id)
         .collect()
-}
-
-pub fn genome_json(id: &str) -> Vec<u8> {
-    std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap()
 }
 
 /// The raw (unnormalized) batch render: what the stream must carry, bit for bit.

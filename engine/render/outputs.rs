@@ -1,0 +1,345 @@
+//! Network outputs as kromosynth computes them: CPPN activations (once per unique frequency,
+//! kromosynth `Activator.activateMember`), seeded noise, range remapping (`remapNumberToRange`)
+//! and wavetable gain curves (`gainValuesPerAudioWave`). Every array is f32, as the original's
+//! Float32Arrays, with the arithmetic done in f64 like JavaScript.
+
+use std::sync::Arc;
+
+use crate::cppn::{self, Program};
+use crate::gpu::CppnBackend;
+use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
+
+/// The CPPN(s) of a genome.
+#[derive(Debug)]
+pub enum Cppns {
+    Single(Program),
+    /// `oneCPPNPerFrequency`: (rounded frequency key, program), in JS key order.
+    PerFrequency(Vec<(f64, Program)>),
+}
+
+impl Cppns {
+    pub fn output_count(&self) -> usize {
+        match self {
+            Cppns::Single(p) => p.output_count,
+            Cppns::PerFrequency(v) => v.iter().map(|(_, p)| p.output_count).min().unwrap_or(0),
+        }
+    }
+
+    /// The program for outputs at `original_frequency` (kromosynth looks up
+    /// `getRoundedFrequencyValue(originalFrequency)`, else the nearest key).
+    fn program_for(&self, original_frequency: f64) -> &Program {
+        match self {
+            Cppns::Single(p) => p,
+            Cppns::PerFrequency(v) => {
+                let key = rounded_frequency(original_frequency);
+                if let Some((_, p)) = v.iter().find(|(k, _)| *k == key) {
+                    return p;
+                }
+                let mut best = &v[0];
+                for c in &v[1..] {
+                    if (c.0 - key).abs() < (best.0 - key).abs() {
+                        best = c;
+                    }
+                }
+                &best.1
+            }
+        }
+    }
+}
+
+/// kromosynth `getRoundedFrequencyValue` (JS Math.round is floor(x + 0.5)).
+fn rounded_frequency(f: f64) -> f64 {
+    if f < 20.0 {
+        (f + 0.5).floor()
+    } else {
+        ((f / 10.0) + 0.5).floor() * 10.0
+    }
+}
+
+/// Frequency groups of the network outputs, in first-seen order: the frequency, the program
+/// that kromosynth would run for it (chosen by the group's first member, as
+/// `Activator.activateMember` does), and the members as (network output, CPPN output index).
+pub(super) fn groups<'a>(cppns: &'a Cppns, outputs: &[NetworkOutput]) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, o) in outputs.iter().enumerate() {
+        if let Source::Cppn(index) = o.source {
+            match groups.iter_mut().find(|g| g.frequency == o.frequency) {
+                Some(g) => g.members.push((i, index)),
+                None => groups.push(Group {
+                    frequency: o.frequency,
+                    program: cppns.program_for(o.original_frequency),
+                    members: vec![(i, index)],
+                }),
+            }
+        }
+    }
+    groups
+}
+
+pub(super) struct Group<'a> {
+    pub frequency: f64,
+    pub program: &'a Program,
+    pub members: Vec<(usize, usize)>,
+}
+
+/// Raw samples of every network output (CPPN activation or noise), evaluated whole on the
+/// CPU; `None` where the original produces none. See [`evaluate_outputs_with`].
+pub fn evaluate_outputs(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+) -> Vec<Option<Arc<Vec<f32>>>> {
+    evaluate_outputs_with(cppns, outputs, frames, velocity, seed, &CppnBackend::Cpu)
+}
+
+/// [`evaluate_outputs`] with the CPPNs evaluated by `backend`.
+pub fn evaluate_outputs_with(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+    backend: &CppnBackend,
+) -> Vec<Option<Arc<Vec<f32>>>> {
+    let all: Vec<usize> = (0..outputs.len()).collect();
+    evaluate_some(cppns, outputs, &all, frames, velocity, seed, backend)
+}
+
+/// Like [`evaluate_outputs_with`], for the network outputs in `wanted` only. Every
+/// frequency's job is started before the first is awaited, so on the GPU they share a
+/// submission.
+pub(super) fn evaluate_some(
+    cppns: &Cppns,
+    outputs: &[NetworkOutput],
+    wanted: &[usize],
+    frames: usize,
+    velocity: f64,
+    seed: u64,
+    backend: &CppnBackend,
+) -> Vec<Option<Arc<Vec<f32>>>> {
+    let mut result: Vec<Option<Arc<Vec<f32>>>> = vec![None; outputs.len()];
+    for &i in wanted {
+        if let Source::Noise(kind) = outputs[i].source {
+            result[i] = Some(noise(kind, frames, seed, i as u64).into());
+        }
+    }
+    let groups = groups(cppns, outputs);
+    // Per group: the CPPN output indices wanted, and (network output, position in them).
+    type Plan = (Vec<usize>, Vec<(usize, usize)>);
+    let plans: Vec<Plan> = groups
+        .iter()
+        .map(|group| {
+            let mut indices: Vec<usize> = Vec::new();
+            let mut members = Vec::new();
+            for &(out, idx) in &group.members {
+                if !wanted.contains(&out) {
+                    continue;
+                }
+                let k = indices.iter().position(|&x| x == idx).unwrap_or_else(|| {
+                    indices.push(idx);
+                    indices.len() - 1
+                });
+                members.push((out, k));
+            }
+            (indices, members)
+        })
+        .collect();
+    let evaluations: Vec<_> = groups
+        .iter()
+        .zip(&plans)
+        .filter(|(_, (indices, _))| !indices.is_empty())
+        .map(|(group, (indices, members))| {
+            let periods =
+                cppn::input_periods(group.frequency, frames, crate::dsp::SAMPLE_RATE as f64);
+            let evaluation = backend.start(group.program, periods, velocity, frames, indices);
+            (evaluation, members)
+        })
+        .collect();
+    for (evaluation, members) in evaluations {
+        let buffers: Vec<Arc<Vec<f32>>> = evaluation.wait().into_iter().map(Arc::new).collect();
+        for &(out, k) in members {
+            result[out] = Some(buffers[k].clone());
+        }
+    }
+    result
+}
+
+/// splitmix64: a small, fast, well-mixed PRNG; noise only needs to be deterministic per seed.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 53 random bits in [0, 1), like Math.random.
+        (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// kromosynth `getNoiseSamples` with a seeded PRNG instead of Math.random, resumable: filling
+/// consecutive ranges gives the same samples as one call for the whole.
+#[derive(Clone, Debug)]
+pub struct NoiseGen {
+    kind: NoiseKind,
+    rng: SplitMix64,
+    /// Pink: the filter state b0..b6; brown: `last` in [0].
+    state: [f64; 7],
+}
+
+impl NoiseGen {
+    /// `stream` separates the network outputs.
+    pub fn new(kind: NoiseKind, seed: u64, stream: u64) -> NoiseGen {
+        NoiseGen {
+            kind,
+            rng: SplitMix64(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03)),
+            state: [0.0; 7],
+        }
+    }
+
+    /// The next sample.
+    #[inline]
+    pub fn next_sample(&mut self) -> f32 {
+        let white = self.rng.next_f64() * 2.0 - 1.0;
+        let b = &mut self.state;
+        match self.kind {
+            NoiseKind::White => white as f32,
+            NoiseKind::Pink => {
+                b[0] = 0.99886 * b[0] + white * 0.0555179;
+                b[1] = 0.99332 * b[1] + white * 0.0750759;
+                b[2] = 0.96900 * b[2] + white * 0.1538520;
+                b[3] = 0.86650 * b[3] + white * 0.3104856;
+                b[4] = 0.55000 * b[4] + white * 0.5329522;
+                b[5] = -0.7616 * b[5] - white * 0.0168980;
+                let v = (b[0] + b[1] + b[2] + b[3] + b[4] + b[5] + b[6] + white * 0.5362) as f32;
+                b[6] = white * 0.115926;
+                (v as f64 * 0.11) as f32
+            }
+            NoiseKind::Brown => {
+                let v = ((b[0] + 0.02 * white) / 1.02) as f32;
+                b[0] = v as f64;
+                (v as f64 * 3.5) as f32
+            }
+        }
+    }
+}
+
+/// `frames` samples of [`NoiseGen`] from its start.
+pub fn noise(kind: NoiseKind, frames: usize, seed: u64, stream: u64) -> Vec<f32> {
+    let mut generator = NoiseGen::new(kind, seed, stream);
+    (0..frames).map(|_| generator.next_sample()).collect()
+}
+
+/// `remapNumberToRange(s, -1, 1, lo, hi)`, stored as f32.
+#[inline(always)]
+pub(super) fn remap_one(s: f32, lo: f64, hi: f64) -> f32 {
+    ((s as f64 - -1.0) / (1.0 - -1.0) * (hi - lo) + lo) as f32
+}
+
+/// [`remap_one`] per sample.
+pub fn remap(samples: &[f32], lo: f64, hi: f64) -> Vec<f32> {
+    samples.iter().map(|&s| remap_one(s, lo, hi)).collect()
+}
+
+/// One wave's span in the wavetable mix (`gainValuesPerAudioWave`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WaveSpan {
+    fraction: f64,
+    start_fading: f64,
+    middle: f64,
+    end_fading: f64,
+}
+
+impl WaveSpan {
+    pub fn new(index: usize, count: usize) -> WaveSpan {
+        let fraction = 2.0 / count as f64;
+        let half = fraction / 2.0;
+        let start = index as f64 * fraction - 1.0;
+        let end = start + fraction;
+        WaveSpan {
+            fraction,
+            start_fading: start - if index > 0 { half } else { 0.0 },
+            middle: start + half,
+            end_fading: end + if index + 1 < count { half } else { 0.0 },
+        }
+    }
+
+    /// The gain for mix value `m`, then `remapControlArrayToValueCurveRange` to [0, 1].
+    #[inline(always)]
+    pub fn gain(&self, m: f32) -> f32 {
+        let m = m as f64;
+        // Computed whatever the branch, then selected: a straight loop the compiler vectorizes.
+        let inside = (1.0 - (self.middle - m).abs() / self.fraction) as f32;
+        let gain = if self.start_fading < m && m < self.end_fading {
+            inside
+        } else {
+            0.0f32
+        };
+        ((gain as f64 - -1.0) / (1.0 - -1.0) * (1.0 - 0.0) + 0.0) as f32
+    }
+}
+
+/// Wavetable gain curve `index` of `count` from the mix samples
+/// (`gainValuesPerAudioWave`, then `remapControlArrayToValueCurveRange`).
+pub fn wavetable_gain(mix: &[f32], index: usize, count: usize) -> Vec<f32> {
+    let span = WaveSpan::new(index, count);
+    mix.iter().map(|&m| span.gain(m)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remap_matches_the_js_formula() {
+        assert_eq!(remap(&[-1.0, 0.0, 1.0], 0.0, 1.0), vec![0.0, 0.5, 1.0]);
+        assert_eq!(remap(&[0.5], -1200.0, 1200.0), vec![600.0]);
+    }
+
+    #[test]
+    fn wavetable_gains_crossfade_and_are_remapped_to_half_and_up() {
+        // two waves: spans (-1, 0.5) and (-0.5, 1), middles -0.5 and 0.5
+        let mix = [-0.5f32, 0.0, 0.5, 0.9];
+        let g0 = wavetable_gain(&mix, 0, 2);
+        let g1 = wavetable_gain(&mix, 1, 2);
+        assert_eq!(g0, vec![1.0, 0.75, 0.5, 0.5]);
+        assert_eq!(g1, vec![0.5, 0.75, 1.0, 0.8]);
+    }
+
+    #[test]
+    fn noise_is_deterministic_per_seed_and_stream_and_bounded() {
+        for kind in [NoiseKind::White, NoiseKind::Pink, NoiseKind::Brown] {
+            let a = noise(kind, 4800, 7, 1);
+            assert_eq!(a, noise(kind, 4800, 7, 1));
+            assert_ne!(a, noise(kind, 4800, 8, 1));
+            assert_ne!(a, noise(kind, 4800, 7, 2));
+            assert!(a.iter().all(|s| s.abs() <= 1.5), "{kind:?}");
+        }
+        let w = noise(NoiseKind::White, 48000, 1, 0);
+        let rms = (w.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / w.len() as f64).sqrt();
+        // uniform on [-1, 1] has RMS 1/sqrt(3)
+        assert!((rms - 1.0 / 3f64.sqrt()).abs() < 0.01, "{rms}");
+    }
+
+    #[test]
+    fn noise_resumed_in_pieces_equals_noise_in_one_go() {
+        for kind in [NoiseKind::White, NoiseKind::Pink, NoiseKind::Brown] {
+            let whole = noise(kind, 10_000, 9, 4);
+            let mut generator = NoiseGen::new(kind, 9, 4);
+            let pieces: Vec<f32> = (0..10_000).map(|_| generator.next_sample()).collect();
+            assert_eq!(whole, pieces);
+        }
+    }
+
+    #[test]
+    fn rounded_frequency_keys() {
+        assert_eq!(rounded_frequency(7.5), 8.0);
+        assert_eq!(rounded_frequency(184.99), 180.0);
+        assert_eq!(rounded_frequency(445.0), 450.0);
+    }
+}
