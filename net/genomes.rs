@@ -2,6 +2,7 @@
 //! cache of compiled genomes, so a popular genome is parsed and compiled once.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use krs_engine::{CompiledGenome, Error};
@@ -18,8 +19,16 @@ pub const MAX_CACHED_GENOMES: usize = 256;
 /// once per render start, never per block.
 pub struct GenomeProvider {
     source: Genomes,
+    /// kromosynth-cli run folders (`<dir>/<evoRunId>/genomes.sqlite`) for `evoRunId` requests.
+    evoruns: Option<PathBuf>,
+    /// Run databases opened so far, at most [`MAX_OPEN_RUNS`] (each holds per-thread
+    /// read-only connections).
+    runs: Mutex<HashMap<String, Genomes>>,
     cache: Mutex<Cache>,
 }
+
+/// Run databases kept open at once; beyond that the least recently opened is closed.
+pub const MAX_OPEN_RUNS: usize = 64;
 
 #[derive(Default)]
 struct Cache {
@@ -31,8 +40,40 @@ impl GenomeProvider {
     pub fn new(source: Genomes) -> GenomeProvider {
         GenomeProvider {
             source,
+            evoruns: None,
+            runs: Mutex::new(HashMap::new()),
             cache: Mutex::new(Cache::default()),
         }
+    }
+
+    /// Also serves `genomeId` + `evoRunId` from the run folders under `dir`.
+    pub fn with_evoruns(mut self, dir: Option<PathBuf>) -> GenomeProvider {
+        self.evoruns = dir;
+        self
+    }
+
+    /// The database of one evolution run, opened on first use.
+    fn run(&self, run: &str) -> Result<Genomes, Error> {
+        let Some(dir) = &self.evoruns else {
+            return Err(Error::new(format!(
+                "evoRunId {run}: this server serves no evolution runs (start it with --evoruns-dir)"
+            )));
+        };
+        if let Some(genomes) = self.runs.lock().get(run) {
+            return Ok(genomes.clone());
+        }
+        // The protocol only lets plain folder names through; a run is a folder of `dir`.
+        let path = dir.join(run).join("genomes.sqlite");
+        let genomes =
+            Genomes::open(&path).map_err(|e| Error::new(format!("evoRunId {run}: {e}")))?;
+        let mut runs = self.runs.lock();
+        if runs.len() >= MAX_OPEN_RUNS {
+            if let Some(any) = runs.keys().next().cloned() {
+                runs.remove(&any);
+            }
+        }
+        runs.insert(run.to_owned(), genomes.clone());
+        Ok(genomes)
     }
 
     pub fn source(&self) -> &Genomes {
@@ -42,31 +83,33 @@ impl GenomeProvider {
     /// The compiled genome, from the cache or freshly fetched and compiled. Inline genomes are
     /// compiled every time: they are usually one-offs and would only churn the cache.
     pub fn get(&self, genome: &GenomeRef) -> Result<Arc<CompiledGenome>, Error> {
-        let id = match genome {
+        let (key, id) = match genome {
             GenomeRef::Inline(json) => {
                 return CompiledGenome::from_json(json)
                     .map(Arc::new)
                     .map_err(|e| Error::new(format!("Invalid genome: {e}")))
             }
-            GenomeRef::Id(id) => id,
-            GenomeRef::InRun { run, .. } => {
-                return Err(Error::new(format!(
-                    "evoRunId {run}: this server has no evolution runs (see --evoruns-dir)"
-                )))
-            }
+            GenomeRef::Id(id) => (id.clone(), id),
+            // '/' is in no run name, so run keys never collide with plain ids.
+            GenomeRef::InRun { run, id } => (format!("{run}/{id}"), id),
         };
+        let id_key = &key;
         {
             let mut cache = self.cache.lock();
             cache.clock += 1;
             let now = cache.clock;
-            if let Some((genome, used)) = cache.entries.get_mut(id) {
+            if let Some((genome, used)) = cache.entries.get_mut(id_key) {
                 *used = now;
                 return Ok(genome.clone());
             }
         }
         // Fetch and compile outside the lock; two workers racing on one id both compile it,
         // which costs a little CPU and nothing else.
-        let json = self.source.get(id).map_err(|e| Error::new(e.to_string()))?;
+        let json = match genome {
+            GenomeRef::InRun { run, .. } => self.run(run)?.get(id),
+            _ => self.source.get(id),
+        }
+        .map_err(|e| Error::new(e.to_string()))?;
         let compiled = Arc::new(
             CompiledGenome::from_json(&json)
                 .map_err(|e| Error::new(format!("Genome {id} cannot be rendered: {e}")))?,
@@ -84,7 +127,7 @@ impl GenomeProvider {
         }
         cache.clock += 1;
         let now = cache.clock;
-        cache.entries.insert(id.clone(), (compiled.clone(), now));
+        cache.entries.insert(key, (compiled.clone(), now));
         Ok(compiled)
     }
 

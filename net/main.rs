@@ -67,6 +67,10 @@ struct ServeArgs {
     /// A kromosynth-cli genomes.sqlite; the embedded default genomes when absent.
     #[arg(long, env = "DB_PATH")]
     db: Option<PathBuf>,
+    /// A folder of kromosynth-cli evolution run folders (`<dir>/<evoRunId>/genomes.sqlite`):
+    /// render-worker requests with `genomeId` and `evoRunId` read their genome there.
+    #[arg(long, env = "EVORUNS_DIR")]
+    evoruns_dir: Option<PathBuf>,
     /// Longest render a client may request, in seconds.
     #[arg(long, env = "MAX_DURATION", default_value_t = krs_engine::DEFAULT_MAX_DURATION_SECONDS)]
     max_duration: f64,
@@ -171,6 +175,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         port: args.port,
         worker_port: args.worker_port,
         db: args.db,
+        evoruns_dir: args.evoruns_dir,
         max_duration: args.max_duration,
         max_connections: args.max_connections,
         max_streams: args.max_renders,

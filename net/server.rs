@@ -63,6 +63,9 @@ pub struct Config {
     pub worker_port: Option<u16>,
     /// A kromosynth-cli `genomes.sqlite`; `None` serves the embedded default genomes.
     pub db: Option<PathBuf>,
+    /// A folder of kromosynth-cli evolution run folders, each with its `genomes.sqlite`, for
+    /// requests with `evoRunId`.
+    pub evoruns_dir: Option<PathBuf>,
     /// Longest render in seconds.
     pub max_duration: f64,
     /// Open connections (handshaking or established); more are accepted and closed at once.
@@ -84,6 +87,7 @@ impl Default for Config {
             port: 8080,
             worker_port: None,
             db: None,
+            evoruns_dir: None,
             max_duration: krs_engine::DEFAULT_MAX_DURATION_SECONDS,
             max_connections: 4096,
             max_streams: 4096,
@@ -184,6 +188,8 @@ impl Server {
             max_frame_size: Some(MAX_MESSAGE_BYTES),
             ..WebSocketConfig::default()
         };
+        let genomes =
+            Arc::new(GenomeProvider::new(genomes).with_evoruns(config.evoruns_dir.clone()));
         let worker_listener = match config.worker_port {
             None => None,
             Some(port) => {
@@ -209,7 +215,7 @@ impl Server {
                 },
                 config,
                 scheduler,
-                genomes: Arc::new(GenomeProvider::new(genomes)),
+                genomes,
                 gpu: CppnBackend::auto(),
                 ws_config,
                 open_sessions: 0,

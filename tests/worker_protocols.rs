@@ -400,3 +400,60 @@ fn kromosynth_cli_node_worker_client_gets_the_samples() {
         "node worker client",
     );
 }
+
+#[test]
+fn genome_id_with_evo_run_id_reads_that_runs_database() {
+    let root = std::env::temp_dir().join(format!("krs-evoruns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let run_dir = root.join("01-run_A.16k");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let imported = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"))
+        .args(["import", "--db"])
+        .arg(run_dir.join("genomes.sqlite"))
+        .arg(fixtures::genome_path(GENOME))
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let with_runs = ServerProcess::start(&[
+        "--worker-port",
+        "0",
+        "--evoruns-dir",
+        root.to_str().unwrap(),
+    ]);
+    let without = start();
+    let ask = |server: &ServerProcess, run: &str, id: &str| {
+        let mut socket = connect(server);
+        socket
+            .send(Message::Text(
+                json!({"genomeId": id, "evoRunId": run, "duration": 0.5, "noteDelta": 0,
+                    "velocity": 1, "sampleRate": 48000})
+                .to_string(),
+            ))
+            .unwrap();
+        first_message(&mut socket)
+    };
+    match ask(&with_runs, "01-run_A.16k", GENOME) {
+        Message::Binary(bytes) => assert_bits_eq(
+            &f32s(&bytes),
+            &normalized(GENOME, &request(0.5, 0.0, 1.0)),
+            "genome from the run's database",
+        ),
+        other => panic!("expected samples, got {other:?}"),
+    }
+    for (server, run, id, needle) in [
+        (
+            &with_runs,
+            "01-run_A.16k",
+            "01M88X7HMX6C9TPT2A9HCKMZQJ",
+            "01M88X7HMX6C9TPT2A9HCKMZQJ",
+        ),
+        (&with_runs, "no-such-run", GENOME, "no-such-run"),
+        (&without, "01-run_A.16k", GENOME, "--evoruns-dir"),
+    ] {
+        match ask(server, run, id) {
+            Message::Text(text) => assert!(text.contains(needle), "{needle}: {text}"),
+            other => panic!("{needle}: expected an error, got {other:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
