@@ -3,6 +3,7 @@
 
 pub mod audio_file;
 pub mod client;
+pub mod fds;
 pub mod genomes;
 pub mod http;
 pub mod protocol;

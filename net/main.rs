@@ -74,9 +74,18 @@ struct ServeArgs {
     /// Longest render a client may request, in seconds.
     #[arg(long, env = "MAX_DURATION", default_value_t = krs_engine::DEFAULT_MAX_DURATION_SECONDS)]
     max_duration: f64,
-    /// Most open connections.
+    /// Most open connections (fewer when the file descriptor limit allows fewer).
     #[arg(long, default_value_t = 4096)]
     max_connections: usize,
+    /// Most open connections from one IP address.
+    #[arg(long, default_value_t = 1024)]
+    max_connections_per_ip: usize,
+    /// Seconds a connection may stay open with no render and no message.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Seconds a render may wait for its client to read before it is dropped.
+    #[arg(long, default_value_t = 60)]
+    stall_timeout: u64,
     /// Most renders in progress over all connections.
     #[arg(long, default_value_t = 4096)]
     max_renders: usize,
@@ -178,6 +187,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         evoruns_dir: args.evoruns_dir,
         max_duration: args.max_duration,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
         max_streams: args.max_renders,
         threads: args.threads,
         log_renders: !args.quiet,
@@ -197,6 +209,11 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         server.genomes().source().describe(),
         server.worker_threads(),
         server.cppn_device()
+    );
+    let (connections, fds) = server.connection_limit();
+    eprintln!(
+        "open files: soft limit {} raised to {} (hard {}); at most {connections} connections",
+        fds.before, fds.soft, fds.hard
     );
     server.run().map_err(|e| format!("event loop failed: {e}"))
 }

@@ -651,6 +651,9 @@ pub struct ServerStats {
     pub waiting_new: usize,
     pub waiting_resumed: usize,
     pub cached_genomes: usize,
+    pub refused_connections: u64,
+    pub stalled_renders: u64,
+    pub idle_closed: u64,
 }
 
 pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
@@ -659,14 +662,18 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
     let _ = write!(
         out,
         ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\
-         \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{}}}",
+         \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
+         \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{}}}",
         s.connections,
         s.renders,
         s.parked,
         s.queued,
         s.waiting_new,
         s.waiting_resumed,
-        s.cached_genomes
+        s.cached_genomes,
+        s.refused_connections,
+        s.stalled_renders,
+        s.idle_closed
     );
     out
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::fds::{self, FdLimits, Spare};
 use crate::genomes::GenomeProvider;
 use crate::protocol::{Limits, ServerStats};
 use crate::session::{Alive, Kind, Outcome, Session};
@@ -69,7 +70,15 @@ pub struct Config {
     /// Longest render in seconds.
     pub max_duration: f64,
     /// Open connections (handshaking or established); more are accepted and closed at once.
+    /// Lowered at start-up when the file descriptor limit allows fewer (see `fds`).
     pub max_connections: usize,
+    /// Open connections from one IP address; more from it are accepted and closed at once.
+    pub max_connections_per_ip: usize,
+    /// A connection with no render and no message for this long is closed (1001).
+    pub idle_timeout: Duration,
+    /// A render whose client has not read for this long (its ring full, its job parked) is
+    /// dropped with an `error`, and its memory freed.
+    pub stall_timeout: Duration,
     /// Renders in progress over all connections.
     pub max_streams: usize,
     /// Render worker threads; 0 means one per core.
@@ -90,6 +99,9 @@ impl Default for Config {
             evoruns_dir: None,
             max_duration: krs_engine::DEFAULT_MAX_DURATION_SECONDS,
             max_connections: 4096,
+            max_connections_per_ip: 1024,
+            idle_timeout: Duration::from_secs(300),
+            stall_timeout: Duration::from_secs(60),
             max_streams: 4096,
             threads: 0,
             log_renders: true,
@@ -117,6 +129,13 @@ pub struct Shared {
     /// Renders parked on a full ring, and renders queued behind another on their connection.
     pub parked: usize,
     pub queued: usize,
+    /// Open connections per peer address (for `max_connections_per_ip`).
+    pub per_ip: HashMap<IpAddr, usize>,
+    /// Since start: connections closed at accept (over a limit), renders dropped because their
+    /// client stopped reading, connections closed for being idle.
+    pub refused_connections: u64,
+    pub stalled_renders: u64,
+    pub idle_closed: u64,
 }
 
 impl Shared {
@@ -131,6 +150,9 @@ impl Shared {
             waiting_new,
             waiting_resumed,
             cached_genomes: self.genomes.cached(),
+            refused_connections: self.refused_connections,
+            stalled_renders: self.stalled_renders,
+            idle_closed: self.idle_closed,
         }
     }
 }
@@ -144,11 +166,16 @@ pub struct Server {
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
     shared: Shared,
+    fd_limits: FdLimits,
+    spare: Spare,
 }
 
 impl Server {
     /// Opens the genome source and binds the listening socket.
-    pub fn bind(config: Config) -> Result<Server, String> {
+    pub fn bind(mut config: Config) -> Result<Server, String> {
+        let fd_limits =
+            fds::raise_limit().map_err(|e| format!("cannot read RLIMIT_NOFILE: {e}"))?;
+        config.max_connections = fd_limits.connections(config.max_connections);
         let genomes = Genomes::from_config(config.db.as_deref()).map_err(|e| e.to_string())?;
         let addr = (config.host.as_str(), config.port)
             .to_socket_addrs()
@@ -224,7 +251,13 @@ impl Server {
                 dirty: Vec::new(),
                 parked: 0,
                 queued: 0,
+                per_ip: HashMap::new(),
+                refused_connections: 0,
+                stalled_renders: 0,
+                idle_closed: 0,
             },
+            fd_limits,
+            spare: Spare::new(),
         })
     }
 
@@ -247,6 +280,11 @@ impl Server {
             CppnBackend::Gpu(gpu) => format!("Vulkan device {}", gpu.device().name),
             CppnBackend::Cpu => "the CPU".into(),
         }
+    }
+
+    /// The connection limit in force and the file descriptor limits it was derived from.
+    pub fn connection_limit(&self) -> (usize, FdLimits) {
+        (self.shared.config.max_connections, self.fd_limits)
     }
 
     pub fn worker_threads(&self) -> usize {
@@ -323,13 +361,27 @@ impl Server {
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.shared.open_sessions >= self.shared.config.max_connections {
-                        eprintln!(
-                            "connection from {peer} refused: {} connections open (max)",
+                    let from_peer = self.shared.per_ip.get(&peer.ip()).copied().unwrap_or(0);
+                    let refuse = if self.shared.open_sessions >= self.shared.config.max_connections
+                    {
+                        Some(format!(
+                            "{} connections open (max)",
                             self.shared.open_sessions
-                        );
+                        ))
+                    } else if from_peer >= self.shared.config.max_connections_per_ip {
+                        Some(format!("{from_peer} connections from it open (max per IP)"))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = refuse {
+                        // Logged once per burst: the first refusal and every 1000th.
+                        if self.shared.refused_connections.is_multiple_of(1000) {
+                            eprintln!("connection from {peer} refused: {why}");
+                        }
+                        self.shared.refused_connections += 1;
                         continue;
                     }
+                    *self.shared.per_ip.entry(peer.ip()).or_default() += 1;
                     let _ = stream.set_nodelay(true);
                     let index = self.free.pop().unwrap_or_else(|| {
                         self.sessions.push(None);
@@ -352,9 +404,20 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if fds::is_out_of_descriptors(&e) => {
+                    // The limit derived from RLIMIT_NOFILE normally prevents this (other files
+                    // count too); take the connection with the spare descriptor and close it,
+                    // so that it is refused rather than left in the backlog unanswered.
+                    let taken = self.spare.lend(|| listener.accept().is_ok());
+                    if self.shared.refused_connections.is_multiple_of(1000) {
+                        eprintln!("accept failed: {e}; connection closed at accept");
+                    }
+                    self.shared.refused_connections += 1;
+                    if !taken {
+                        return;
+                    }
+                }
                 Err(e) => {
-                    // Usually out of file descriptors; the pending connection stays queued
-                    // and is retried on the next readable event.
                     eprintln!("accept failed: {e}");
                     return;
                 }
@@ -405,21 +468,38 @@ impl Server {
         let Some(session) = self.sessions.get_mut(index).and_then(Option::take) else {
             return;
         };
+        if let Some(n) = self.shared.per_ip.get_mut(&session.peer().ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.shared.per_ip.remove(&session.peer().ip());
+            }
+        }
         session.end(&mut self.shared, Outcome::Disconnected);
         self.shared.open_sessions -= 1;
         self.free.push(index);
     }
 
-    /// Drops handshakes past their deadline and drained connections past their time.
+    /// Drops handshakes past their deadline and drained connections past their time, closes
+    /// idle connections, and drops renders whose client stopped reading.
     fn sweep(&mut self) {
         let now = Instant::now();
+        let (idle, stall) = (
+            self.shared.config.idle_timeout,
+            self.shared.config.stall_timeout,
+        );
         for index in 0..self.sessions.len() {
+            let token = Token(index + FIRST_SESSION);
             if self.sessions[index]
                 .as_ref()
                 .is_some_and(|s| s.is_stale(now))
             {
-                self.drop_session(Token(index + FIRST_SESSION));
+                self.drop_session(token);
+                continue;
             }
+            self.with_session(token, |session, shared| {
+                session.drop_stalled(shared, now, stall)?;
+                session.close_if_idle(shared, now, idle)
+            });
         }
     }
 }

@@ -65,6 +65,8 @@ struct Stream {
     spec: RenderSpec,
     handle: StreamHandle,
     parked: Option<RenderJob>,
+    /// Since when the job has been parked (its client not reading).
+    parked_at: Option<Instant>,
     finished: Option<Finished>,
     total_frames: usize,
     /// Frames taken out of the ring so far.
@@ -251,6 +253,8 @@ pub struct Session {
     ws: Ws,
     peer: SocketAddr,
     connected: Instant,
+    /// The last message from the client, or the end of the last render.
+    last_active: Instant,
     streams: Vec<Stream>,
     queued: VecDeque<RenderSpec>,
     next_wire_id: u32,
@@ -274,6 +278,7 @@ impl Session {
             ws: Ws::Request(Box::new(Conn::new(stream))),
             peer,
             connected: Instant::now(),
+            last_active: Instant::now(),
             streams: Vec::new(),
             queued: VecDeque::new(),
             next_wire_id: 1,
@@ -289,6 +294,49 @@ impl Session {
         (matches!(self.ws, Ws::Request(_) | Ws::Handshake(_) | Ws::Http(_))
             && now.duration_since(self.connected) > HANDSHAKE_TIMEOUT)
             || self.draining_until.is_some_and(|t| now > t)
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Closes (1001) a connection that has had no render and no message for `timeout`.
+    pub fn close_if_idle(&mut self, shared: &mut Shared, now: Instant, timeout: Duration) -> Alive {
+        let idle = matches!(self.ws, Ws::Open(_))
+            && self.streams.is_empty()
+            && self.queued.is_empty()
+            && !self.closing
+            && self.draining_until.is_none()
+            && now.duration_since(self.last_active) > timeout;
+        if !idle {
+            return Ok(());
+        }
+        shared.idle_closed += 1;
+        let reason = format!("idle for {} s", timeout.as_secs());
+        self.close_with(shared, CloseCode::Away, &reason)
+    }
+
+    /// Drops the renders whose client has read nothing for `timeout` (the ring full, the job
+    /// parked), telling the client why; the connection stays.
+    pub fn drop_stalled(&mut self, shared: &mut Shared, now: Instant, timeout: Duration) -> Alive {
+        while let Some(i) = self
+            .streams
+            .iter()
+            .position(|s| s.parked_at.is_some_and(|t| now.duration_since(t) > timeout))
+        {
+            shared.stalled_renders += 1;
+            let (form, request_id) = (
+                self.streams[i].spec.form,
+                self.streams[i].spec.request_id.clone(),
+            );
+            let message = format!(
+                "Render dropped: the client read nothing for {} s",
+                timeout.as_secs()
+            );
+            self.send_error(shared, form, request_id.as_ref(), &message)?;
+            self.end_stream(shared, i, Outcome::Failed("stalled"))?;
+        }
+        Ok(())
     }
 
     /// The session's position in its list of streams of render `id`.
@@ -478,6 +526,7 @@ impl Session {
     }
 
     fn client_text(&mut self, shared: &mut Shared, text: &str) -> Alive {
+        self.last_active = Instant::now();
         if self.kind == Kind::OneShot {
             return match protocol::parse_one_shot(text, &shared.limits) {
                 Ok(spec) => self.request_render(shared, spec),
@@ -528,6 +577,11 @@ impl Session {
                     return Ok(());
                 }
             }
+            // An untagged render counts towards the connection's concurrent renders too.
+            None if self.streams.len() >= MAX_STREAMS_PER_CONNECTION => Some(format!(
+                "Too many renders on this connection (at most \
+                 {MAX_STREAMS_PER_CONNECTION} at once)"
+            )),
             None => None,
         };
         let active = shared.stream_owner.len();
@@ -588,6 +642,7 @@ impl Session {
             spec,
             handle,
             parked: None,
+            parked_at: None,
             finished: None,
             total_frames,
             taken: 0,
@@ -627,6 +682,7 @@ impl Session {
             JobEvent::Ready(_) => {}
             JobEvent::Parked(_, job) => {
                 self.streams[i].parked = Some(job);
+                self.streams[i].parked_at = Some(Instant::now());
                 shared.parked += 1;
             }
             JobEvent::Finished(_, finished) => self.streams[i].finished = Some(finished),
@@ -723,6 +779,7 @@ impl Session {
         for s in &mut self.streams {
             if s.handle.consumer.slots() <= RING_BLOCKS / 2 {
                 if let Some(job) = s.parked.take() {
+                    s.parked_at = None;
                     shared.parked -= 1;
                     shared.scheduler.submit(job);
                 }
@@ -830,6 +887,7 @@ impl Session {
     /// Removes stream `i` (cancelling its job), logs it, and starts the next queued render.
     fn end_stream(&mut self, shared: &mut Shared, i: usize, outcome: Outcome) -> Alive {
         let s = self.remove_stream(shared, i);
+        self.last_active = Instant::now();
         let next = if s.spec.request_id.is_none() {
             self.queued.pop_front()
         } else {

@@ -75,11 +75,18 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(extra: &[&str]) -> ServerProcess {
+        Self::start_with(extra, |_| {})
+    }
+
+    /// [`ServerProcess::start`], with `configure` applied to the command first.
+    pub fn start_with(extra: &[&str], configure: impl FnOnce(&mut Command)) -> ServerProcess {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log =
             std::env::temp_dir().join(format!("krs-test-server-{}-{n}.log", std::process::id()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kromosynth-render-socket"));
+        configure(&mut command);
+        let mut child = command
             .args(["serve", "--port", "0", "--host", "127.0.0.1"])
             .args(extra)
             .env_remove("DB_PATH")

@@ -1,0 +1,230 @@
+//! The server's limits on what one client or one host can hold, over real sockets: the file
+//! descriptor limit, connections per IP, renders per connection, idle connections and renders
+//! whose client stopped reading. Each limit is set low by its flag so the test stays short;
+//! every wait is bounded.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kromosynth_render_socket::client::{self, read_json};
+use serde_json::json;
+use tungstenite::Message;
+
+/// Starts the server with RLIMIT_NOFILE set to (soft, hard).
+fn start_with_fd_limit(soft: u64, hard: u64, extra: &[&str]) -> ServerProcess {
+    ServerProcess::start_with(extra, |command| {
+        // SAFETY: setrlimit is async-signal-safe; it only touches the child's own limits.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    })
+}
+
+/// Whether the server closes a fresh connection without a word (refused at accept).
+fn closed_at_accept(server: &ServerProcess) -> bool {
+    let mut raw = TcpStream::connect(server.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    matches!(raw.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn the_connection_limit_holds_under_a_low_file_descriptor_limit() {
+    // A hard limit of 256 cannot be raised: 256 - 128 reserved = 128 connections.
+    let server = start_with_fd_limit(256, 256, &[]);
+    assert!(
+        server.wait_for_log("at most 128 connections", 1, Duration::from_secs(5)),
+        "{}",
+        server.log_text()
+    );
+    let mut open = Vec::new();
+    for _ in 0..128 {
+        open.push(client::connect(&server.url).expect("within the limit"));
+    }
+    for _ in 0..20 {
+        assert!(
+            closed_at_accept(&server),
+            "over the limit: closed at accept"
+        );
+    }
+    // Two slots again: one for stats, one for a render.
+    drop(open.pop());
+    drop(open.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = server.stats();
+    assert_eq!(stats["connections"], 127, "{stats}");
+    assert_eq!(stats["refusedConnections"], 20, "{stats}");
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    let got = client::render(
+        &mut socket,
+        &json!({"type": "render", "genomeId": GENOME, "duration": 0.1}),
+    )
+    .unwrap();
+    assert_bits_eq(
+        &got.samples,
+        &reference(GENOME, &request(0.1, 0.0, 0.5)),
+        "after",
+    );
+}
+
+#[test]
+fn the_soft_file_descriptor_limit_is_raised_to_the_hard_one() {
+    // A child may keep at most this process's hard limit.
+    let mut ours = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut ours) },
+        0
+    );
+    let hard = ours.rlim_max.min(4096);
+    if hard <= 512 {
+        eprintln!("skipping: the hard limit here ({hard}) leaves nothing to raise to");
+        return;
+    }
+    let server = start_with_fd_limit(256, hard, &[]);
+    let line = format!(
+        "soft limit 256 raised to {hard} (hard {hard}); at most {} connections",
+        hard - 128
+    );
+    assert!(
+        server.wait_for_log(&line, 1, Duration::from_secs(5)),
+        "{line}: {}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn connections_per_ip_are_capped() {
+    let server = ServerProcess::start(&["--max-connections-per-ip", "3"]);
+    let open: Vec<_> = (0..3)
+        .map(|_| client::connect(&server.url).unwrap())
+        .collect();
+    assert!(closed_at_accept(&server));
+    drop(open);
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = server.stats();
+    assert_eq!(stats["refusedConnections"], 1, "{stats}");
+}
+
+#[test]
+fn eight_renders_at_once_per_connection_tagged_or_not() {
+    let server = ServerProcess::start(&[]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    for i in 0..8 {
+        socket
+            .send(Message::Text(
+                json!({"type": "render", "genomeId": GENOME, "duration": 30,
+                    "requestId": i, "format": "binary"})
+                .to_string(),
+            ))
+            .unwrap();
+    }
+    socket
+        .send(Message::Text(
+            json!({"type": "render", "genomeId": GENOME, "duration": 1}).to_string(),
+        ))
+        .unwrap();
+    loop {
+        match socket.read().unwrap() {
+            Message::Text(text) if text.contains("\"error\"") => {
+                assert!(text.contains("at most 8"), "{text}");
+                assert!(!text.contains("requestId"), "{text}");
+                break;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn idle_connections_are_closed_and_busy_ones_kept() {
+    let server = ServerProcess::start(&["--idle-timeout", "1"]);
+    let (mut idle, _) = client::connect(&server.url).unwrap();
+    let (mut busy, _) = client::connect(&server.url).unwrap();
+    // A render that takes longer than the idle timeout to read: its connection is not idle.
+    busy.send(Message::Text(
+        json!({"type": "render", "genomeId": GENOME, "duration": 3, "format": "binary"})
+            .to_string(),
+    ))
+    .unwrap();
+    let start = Instant::now();
+    let close = loop {
+        match idle.read() {
+            Ok(Message::Close(frame)) => break frame,
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    // The busy client reads slowly, past the idle timeout, and gets its whole render.
+    let mut chunks = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        match busy.read().unwrap() {
+            Message::Binary(_) => chunks += 1,
+            Message::Text(text) if text.contains("complete") => break,
+            Message::Text(text) => assert!(!text.contains("error"), "{text}"),
+            _ => {}
+        }
+    }
+    assert_eq!(chunks, 36);
+    // The busy connection may be closed too once its render is sent: then it is idle.
+    assert!(server.stats()["idleClosed"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_render_whose_client_stopped_reading_is_dropped_and_freed() {
+    let server = ServerProcess::start(&["--stall-timeout", "1"]);
+    let (mut stalled, _) = client::connect(&server.url).unwrap();
+    stalled
+        .send(Message::Text(
+            json!({"type": "render", "genomeId": "01M88X99QVYYHHB5Y83SETHWK1", "duration": 120,
+                "requestId": "s", "format": "binary"})
+            .to_string(),
+        ))
+        .unwrap();
+    let stats = server.wait_for_no_renders(Duration::from_secs(15));
+    assert_eq!(stats["renders"], 0, "{stats}");
+    assert_eq!(stats["stalledRenders"], 1, "{stats}");
+    // What was sent before the drop, then the error, and the connection still works.
+    let error = loop {
+        match stalled.read().unwrap() {
+            Message::Text(text) if text.contains("\"error\"") => break text,
+            _ => {}
+        }
+    };
+    assert!(
+        error.contains("read nothing") && error.contains("\"s\""),
+        "{error}"
+    );
+    stalled
+        .send(Message::Text(
+            json!({"type": "render", "genomeId": GENOME, "duration": 0.1}).to_string(),
+        ))
+        .unwrap();
+    loop {
+        let v = read_json(&mut stalled).unwrap();
+        if v["type"] == "complete" {
+            break;
+        }
+    }
+}
