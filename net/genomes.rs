@@ -22,12 +22,13 @@ pub struct GenomeProvider {
     /// kromosynth-cli run folders (`<dir>/<evoRunId>/genomes.sqlite`) for `evoRunId` requests.
     evoruns: Option<PathBuf>,
     /// Run databases opened so far, at most [`MAX_OPEN_RUNS`] (each holds per-thread
-    /// read-only connections).
+    /// read-only connections; evolution runs read one run at a time, so which one is closed
+    /// first hardly matters).
     runs: Mutex<HashMap<String, Genomes>>,
     cache: Mutex<Cache>,
 }
 
-/// Run databases kept open at once; beyond that the least recently opened is closed.
+/// Run databases kept open at once; beyond that one of them (any) is closed to make room.
 pub const MAX_OPEN_RUNS: usize = 64;
 
 #[derive(Default)]

@@ -1,7 +1,10 @@
 //! The wire protocol: client messages parsed into validated requests, server messages written
 //! out. The seed protocol's messages and field names are kept exactly (see README "Protocol");
-//! the extensions (`requestId`, `genome`, `chunkSamples`, `seed`, `format`, `cancel`) are opt-in,
-//! so a client that never sends them sees exactly the original's messages.
+//! the extensions (`requestId`, `genome`, `chunkSamples`, `seed`, `format`, `cancel`, `stats`,
+//! `normalize`, `compressor`) are opt-in, so a client that never sends them sees exactly the
+//! original's messages. The newest original server's batch form (`batch`) and the one-shot
+//! protocols of the worker port (kromosynth-cli's render worker, the PCM server) are parsed
+//! here too.
 
 use std::fmt::Write as _;
 

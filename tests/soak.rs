@@ -30,10 +30,9 @@ const CLIENT_THREADS: usize = 16;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Why the RSS bound is what it is. A render keeps its compiled genome (tens of KiB, cached)
-/// and, for its whole life, every CPPN output it uses evaluated over the whole duration (the
-/// engine evaluates them before the first block): at most a few outputs x 3 s x 48 kHz x 4 B,
-/// about 0.6 MiB per output; plus its DSP graph (a convolver's impulse response is the
+/// Why the RSS bound is what it is. A render keeps its compiled genome (tens of KiB, cached),
+/// its lazily evaluated CPPN outputs in 8192-sample windows, the outputs some node needs whole
+/// (at most a few outputs x 3 s x 48 kHz x 4 B, about 0.6 MiB per output); plus its DSP graph (a convolver's impulse response is the
 /// largest part), its 32 KiB ring and a connection's write buffer of up to 64 KiB plus one
 /// chunk. 16 MiB per render covers the largest fixture genome with room to spare, and at most
 /// CLIENT_THREADS renders run at once. On top of the idle server's RSS: that times 16 renders,

@@ -1,7 +1,7 @@
 //! Streaming renders: a [`RenderJob`] runs on the [`Scheduler`]'s rayon pool and hands its
 //! blocks to the consumer (the server's event loop) through a bounded SPSC ring.
 //!
-//! No worker ever waits for a consumer (design.md, steps 5 to 8):
+//! No worker ever waits for a consumer:
 //! - the worker pushes blocks until the ring is full, then returns the job to the consumer as
 //!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half;
 //! - a job that keeps finding room renders at most [`SLICE_BLOCKS`] blocks per turn and then
