@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::cppn::{evaluate_range, input_periods};
-use krs_engine::{render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
+use krs_engine::{render_batch, CompiledGenome, RenderRequest, DEFAULT_SAMPLE_RATE as SAMPLE_RATE};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference")
@@ -70,6 +70,7 @@ fn render(c: &mut Criterion) {
                 note_delta,
                 velocity,
                 seed: 1,
+                ..RenderRequest::default()
             };
             let start = Instant::now();
             render_batch(&g, &request, true).unwrap();

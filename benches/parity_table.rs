@@ -62,6 +62,7 @@ fn table() {
                 note_delta: r["noteDelta"].as_f64().unwrap(),
                 velocity: r["velocity"].as_f64().unwrap(),
                 seed: 1,
+                ..RenderRequest::default()
             };
             let ours = render_batch(&genome, &request, true).unwrap();
             let reference = read_f32(&dir.join(r["file"].as_str().unwrap()));

@@ -200,6 +200,7 @@ fn render(args: RenderArgs) -> Result<(), String> {
         note_delta: args.note_delta,
         velocity: args.velocity,
         seed: args.seed,
+        ..RenderRequest::default()
     };
     let backend = if args.gpu {
         CppnBackend::Gpu(Gpu::shared().map_err(|e| format!("--gpu: {e}"))?)

@@ -9,7 +9,7 @@ use krs_engine::dsp::RENDER_QUANTUM;
 use krs_engine::RenderRequest;
 use serde_json::{Map, Value};
 
-pub use krs_engine::SAMPLE_RATE;
+pub use krs_engine::DEFAULT_SAMPLE_RATE as SAMPLE_RATE;
 
 /// Samples per chunk message unless the client asks otherwise: the original's capture worklet
 /// posts 4096-sample chunks.
@@ -238,6 +238,7 @@ fn parse_render(
             note_delta,
             velocity,
             seed,
+            ..RenderRequest::default()
         },
         use_gpu,
         chunk_samples,

@@ -357,7 +357,7 @@ impl Session {
             backend,
             Box::new(move || provider.get(&genome)),
         );
-        let total_frames = frames_for(spec.request.duration);
+        let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
         let start = (spec.format == Format::Binary).then(|| {

@@ -17,7 +17,7 @@ use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::{Message, WebSocket};
 
-pub use krs_engine::SAMPLE_RATE;
+pub use krs_engine::DEFAULT_SAMPLE_RATE as SAMPLE_RATE;
 const BINARY_HEADER_BYTES: usize = 16;
 
 pub fn root() -> PathBuf {

@@ -355,6 +355,7 @@ mod tests {
             note_delta: 0.0,
             velocity: 1.0,
             seed: 1,
+            ..RenderRequest::default()
         };
         let prepare: Prepare = Box::new(move || CompiledGenome::from_json(&json).map(Arc::new));
         stream(7, request, CppnBackend::Cpu, prepare)

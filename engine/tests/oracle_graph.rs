@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use krs_engine::patch::graph::{build, Kind, WebGraph, DESTINATION};
+use krs_engine::render::outputs::Timeline;
 use krs_engine::render::resolver::Resolver;
 use krs_engine::{render_batch, CompiledGenome, RenderRequest};
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
@@ -228,8 +229,15 @@ fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
     let bytes = std::fs::read(fixtures().join(format!("{id}.genome.json"))).unwrap();
     let genome = CompiledGenome::from_json(&bytes).unwrap();
     let frames = (48000.0 * duration) as usize;
-    let graph = build(genome.patch(), note_delta, genome.cppns().output_count()).unwrap();
-    let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, frames, velocity, 1);
+    let graph = build(
+        genome.patch(),
+        note_delta,
+        false,
+        genome.cppns().output_count(),
+    )
+    .unwrap();
+    let timeline = Timeline::new(frames);
+    let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, timeline, velocity, 1);
     let mut theirs = oracle(&graph, &mut resolver, frames, duration);
     krs_engine::render::normalize_like_original(&mut theirs);
     let reference =
@@ -239,6 +247,7 @@ fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
         note_delta,
         velocity,
         seed: 1,
+        ..RenderRequest::default()
     };
     let ours = render_batch(&genome, &request, true).unwrap();
     let diff = |a: &[f32], b: &[f32]| {

@@ -73,6 +73,7 @@ fn every_fixture_render_matches_the_original() {
             note_delta: c.note_delta,
             velocity: c.velocity,
             seed: 1,
+            ..RenderRequest::default()
         };
         let ours = render_batch(&genome(&c.id), &request, true).unwrap();
         assert_eq!(ours.len(), reference.len(), "{}", c.file);
@@ -114,6 +115,7 @@ fn block_pulling_pattern_does_not_change_the_samples() {
         note_delta: 12.0,
         velocity: 0.5,
         seed: 3,
+        ..RenderRequest::default()
     };
     let all = render_batch(&g, &request, false).unwrap();
 
@@ -152,6 +154,7 @@ fn stats_track_the_raw_stream_and_normalization_uses_them() {
         note_delta: 0.0,
         velocity: 1.0,
         seed: 0,
+        ..RenderRequest::default()
     };
     let mut r = Render::new(&g, &request).unwrap();
     let mut raw = Vec::new();
@@ -222,6 +225,7 @@ fn prefetched_cppn_fills_give_the_original_samples_whoever_runs_them() {
         note_delta: c.note_delta,
         velocity: c.velocity,
         seed: 1,
+        ..RenderRequest::default()
     };
     // The most a fill of the render's own (not a prefetch) leaves filled beyond the frames
     // rendered: a chunk past the margin that the next block needs.
