@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::cppn::{evaluate_range, input_periods};
-use krs_engine::{fixtures, render_batch, CompiledGenome, RenderRequest, SAMPLE_RATE};
+use krs_engine::{
+    fixtures, render_batch, CompiledGenome, RenderRequest, DEFAULT_SAMPLE_RATE as SAMPLE_RATE,
+};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {
     fixtures::all()

@@ -1,6 +1,6 @@
 //! krs-engine: a kromosynth genome becomes sound.
 //!
-//! Pure computation: genome JSON bytes in, blocks of 48 kHz mono f32 out. No sockets, no SQLite.
+//! Pure computation: genome JSON bytes in, blocks of mono f32 out at the request's sample rate (48 kHz by default). No sockets, no SQLite.
 
 pub mod cppn;
 pub mod difference;
@@ -13,7 +13,7 @@ pub mod js_object;
 pub mod patch;
 pub mod render;
 
-pub use dsp::SAMPLE_RATE;
+pub use dsp::{DEFAULT_SAMPLE_RATE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 pub use error::Error;
 pub use gpu::{CppnBackend, Gpu};
 pub use render::render_batch_with;

@@ -1,14 +1,12 @@
-//! Writing mono 48 kHz float audio: `.wav` (IEEE float, 32 bit) or `.f32` (raw little-endian).
+//! Writing mono float audio at the render's rate: `.wav` (IEEE float, 32 bit) or `.f32` (raw little-endian).
 
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::protocol::SAMPLE_RATE;
-
 /// Writes `samples` to `path`; the extension picks the format.
-pub fn write(path: &Path, samples: &[f32]) -> Result<(), String> {
+pub fn write(path: &Path, samples: &[f32], sample_rate: u32) -> Result<(), String> {
     let bytes = match path.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("wav") => wav(samples),
+        Some(e) if e.eq_ignore_ascii_case("wav") => wav(samples, sample_rate),
         Some(e) if e.eq_ignore_ascii_case("f32") => raw(samples),
         _ => {
             return Err(format!(
@@ -27,7 +25,7 @@ fn raw(samples: &[f32]) -> Vec<u8> {
 }
 
 /// A WAVE file with a `fmt ` chunk of format 3 (IEEE float), one channel, 32 bits.
-pub fn wav(samples: &[f32]) -> Vec<u8> {
+pub fn wav(samples: &[f32], sample_rate: u32) -> Vec<u8> {
     let data_len = (samples.len() * 4) as u32;
     let mut out = Vec::with_capacity(44 + samples.len() * 4);
     out.extend_from_slice(b"RIFF");
@@ -36,8 +34,8 @@ pub fn wav(samples: &[f32]) -> Vec<u8> {
     out.extend_from_slice(&16u32.to_le_bytes());
     out.extend_from_slice(&3u16.to_le_bytes()); // WAVE_FORMAT_IEEE_FLOAT
     out.extend_from_slice(&1u16.to_le_bytes()); // channels
-    out.extend_from_slice(&SAMPLE_RATE.to_le_bytes());
-    out.extend_from_slice(&(SAMPLE_RATE * 4).to_le_bytes()); // bytes per second
+    out.extend_from_slice(&sample_rate.to_le_bytes());
+    out.extend_from_slice(&(sample_rate * 4).to_le_bytes()); // bytes per second
     out.extend_from_slice(&4u16.to_le_bytes()); // block align
     out.extend_from_slice(&32u16.to_le_bytes()); // bits per sample
     out.extend_from_slice(b"data");
@@ -67,7 +65,7 @@ mod tests {
 
     #[test]
     fn wav_header_describes_mono_float_48k() {
-        let w = wav(&[0.5, -0.25]);
+        let w = wav(&[0.5, -0.25], 48_000);
         assert_eq!(w.len(), 44 + 8);
         assert_eq!(&w[0..4], b"RIFF");
         assert_eq!(u32::from_le_bytes(w[4..8].try_into().unwrap()), 44);

@@ -121,10 +121,20 @@ struct RenderArgs {
     /// Seed of the noise outputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Sample rate in Hz, 8000 to 192000.
+    #[arg(long, default_value_t = krs_engine::DEFAULT_SAMPLE_RATE)]
+    rate: u32,
+    /// kromosynth's antiAliasing: the CPPN at twice the rate, low-passed.
+    #[arg(long)]
+    anti_aliasing: bool,
+    /// kromosynth's frequencyUpdatesApplyToAllPathcNetworkOutputs: noteDelta transposes the
+    /// value-curve outputs too.
+    #[arg(long)]
+    transpose_all_outputs: bool,
     /// Skip the original's batch normalization (what the stream carries).
     #[arg(long)]
     raw: bool,
-    /// Output: .wav (32-bit float, 48 kHz, mono) or .f32 (raw little-endian).
+    /// Output: .wav (32-bit float, mono, at the render's rate) or .f32 (raw little-endian).
     #[arg(long)]
     out: PathBuf,
     /// Evaluate the CPPN with Vulkan (any device, software ones included); fails without one.
@@ -238,6 +248,9 @@ fn render(args: RenderArgs) -> Result<(), String> {
         note_delta: args.note_delta,
         velocity: args.velocity,
         seed: args.seed,
+        sample_rate: args.rate,
+        anti_aliasing: args.anti_aliasing,
+        frequency_updates_apply_to_all_outputs: args.transpose_all_outputs,
         ..RenderRequest::default()
     };
     let backend = if args.gpu {
@@ -251,7 +264,7 @@ fn render(args: RenderArgs) -> Result<(), String> {
     // the other workers instead of being handed over from this thread one by one.
     let samples = rayon::scope(|_| render_batch_with(&genome, &request, !args.raw, &backend))
         .map_err(|e| e.to_string())?;
-    audio_file::write(&args.out, &samples)
+    audio_file::write(&args.out, &samples, args.rate)
 }
 
 fn import(db: &Path, paths: &[PathBuf]) -> Result<(), String> {
@@ -297,6 +310,9 @@ fn run_client(args: ClientArgs) -> Result<(), String> {
     }
     let mut received = client::render(&mut socket, &request)?;
     let _ = socket.close(None);
+    let sample_rate = received.complete["sampleRate"]
+        .as_u64()
+        .map_or(krs_engine::DEFAULT_SAMPLE_RATE, |r| r as u32);
     println!(
         "first chunk after {:.1} ms",
         received.first_chunk.as_secs_f64() * 1e3
@@ -306,14 +322,14 @@ fn run_client(args: ClientArgs) -> Result<(), String> {
         received.total.as_secs_f64() * 1e3,
         received.chunks,
         received.samples.len(),
-        received.samples.len() as f64 / 48_000.0,
+        received.samples.len() as f64 / sample_rate as f64,
         received.complete["peak"],
     );
     if let Some(out) = args.out {
         if args.normalize {
             krs_engine::render::normalize_like_original(&mut received.samples);
         }
-        audio_file::write(&out, &received.samples)?;
+        audio_file::write(&out, &received.samples, sample_rate)?;
         println!("wrote {}", out.display());
     }
     Ok(())

@@ -13,7 +13,7 @@ use krs_engine::render::post::Normalization;
 use krs_engine::RenderRequest;
 use serde_json::{Map, Value};
 
-pub use krs_engine::SAMPLE_RATE;
+pub use krs_engine::DEFAULT_SAMPLE_RATE as SAMPLE_RATE;
 
 /// Samples per chunk message unless the client asks otherwise: the original's capture worklet
 /// posts 4096-sample chunks.
@@ -23,10 +23,7 @@ pub const DEFAULT_CHUNK_SAMPLES: usize = 4096;
 /// 1.4 MB of JSON, which bounds one message in the connection's write buffer.
 pub const MAX_CHUNK_SAMPLES: usize = 65_536;
 
-/// The sample rates a request may ask for (the original's Web Audio contexts accept 8 to 96 kHz
-/// and more; 192 kHz covers studio rates).
-pub const MIN_SAMPLE_RATE: u64 = 8_000;
-pub const MAX_SAMPLE_RATE: u64 = 192_000;
+pub use krs_engine::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
 /// Largest `batchChannels` accepted (the newest original server's legacy renderer makes a
 /// context of that many channels; 32 is Web Audio's limit).
@@ -98,8 +95,6 @@ pub struct RenderSpec {
     pub request_id: Option<Value>,
     pub genome: GenomeRef,
     pub request: RenderRequest,
-    /// Hz; every message of the render says it.
-    pub sample_rate: u32,
     pub use_gpu: bool,
     pub chunk_samples: usize,
     pub format: Format,
@@ -279,13 +274,8 @@ fn parse_one_shot_render(
                 return Err("Must provide either genomeId or genomeString".into());
             }
         };
-    let (request, sample_rate) = sound(object, limits)?;
+    let request = sound(object, limits)?;
     for (field, what) in [
-        ("antiAliasing", "anti-aliased CPPN evaluation"),
-        (
-            "frequencyUpdatesApplyToAllPathcNetworkOutputs",
-            "transposing the value-curve outputs",
-        ),
         ("reverse", "reversed CPPN input"),
         (
             "useOvertoneInharmonicityFactors",
@@ -313,7 +303,6 @@ fn parse_one_shot_render(
         request_id: None,
         genome,
         request,
-        sample_rate,
         use_gpu,
         chunk_samples: DEFAULT_CHUNK_SAMPLES,
         format: Format::Binary,
@@ -344,17 +333,15 @@ fn request_id(v: &Value) -> Result<Value, String> {
     }
 }
 
-/// What every form of render request says about the sound: duration, noteDelta, velocity and
-/// sampleRate, validated. The seed is the render's default; the caller sets the rest.
-fn sound(object: &Map<String, Value>, limits: &Limits) -> Result<(RenderRequest, u32), String> {
+/// What every form of render request says about the sound: duration, noteDelta, velocity,
+/// sampleRate and kromosynth's two CPPN options, validated. The seed is the render's default;
+/// the caller sets the rest.
+fn sound(object: &Map<String, Value>, limits: &Limits) -> Result<RenderRequest, String> {
     let sample_rate = match object.get("sampleRate") {
         None | Some(Value::Null) => SAMPLE_RATE,
         Some(v) => match v.as_u64() {
-            Some(rate) if rate == SAMPLE_RATE as u64 => SAMPLE_RATE,
-            Some(rate) if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) => {
-                return Err(format!(
-                    "sampleRate {rate} is not supported yet: the engine renders at {SAMPLE_RATE} Hz"
-                ))
+            Some(rate) if (MIN_SAMPLE_RATE as u64..=MAX_SAMPLE_RATE as u64).contains(&rate) => {
+                rate as u32
             }
             _ => {
                 return Err(format!(
@@ -390,9 +377,16 @@ fn sound(object: &Map<String, Value>, limits: &Limits) -> Result<(RenderRequest,
         duration,
         note_delta,
         velocity,
+        sample_rate,
+        anti_aliasing: flag(object, "antiAliasing")?.unwrap_or(false),
+        frequency_updates_apply_to_all_outputs: flag(
+            object,
+            "frequencyUpdatesApplyToAllPathcNetworkOutputs",
+        )?
+        .unwrap_or(false),
         ..RenderRequest::default()
     };
-    Ok((request, sample_rate))
+    Ok(request)
 }
 
 fn parse_render(
@@ -416,7 +410,7 @@ fn parse_render(
         (Some(_), None) => return Err("genomeId must be a string".into()),
         (None, None) => return Err("render needs a genomeId (or an inline genome)".into()),
     };
-    let (request, sample_rate) = sound(object, limits)?;
+    let request = sound(object, limits)?;
     let use_gpu = flag(object, "useGPU")?.unwrap_or(true);
     let batch = flag(object, "batch")?.unwrap_or(false);
     // The newest original server's flags: `controlledResume` changes nothing there either, and
@@ -481,7 +475,6 @@ fn parse_render(
         request_id,
         genome,
         request: RenderRequest { seed, ..request },
-        sample_rate,
         use_gpu,
         chunk_samples,
         format,
@@ -566,12 +559,17 @@ pub fn worker_error(message: &str) -> String {
 
 /// The batch form's first message: what the one binary frame after it holds (`totalSamples`
 /// little-endian f32 samples, no header). The newest original server's fields and order.
-pub fn batch_result(request_id: Option<&Value>, total_samples: usize, duration: f64) -> String {
+pub fn batch_result(
+    request_id: Option<&Value>,
+    total_samples: usize,
+    duration: f64,
+    sample_rate: u32,
+) -> String {
     let mut out = String::new();
     open_message(&mut out, "batch-result", request_id);
     let _ = write!(
         out,
-        ",\"totalSamples\":{total_samples},\"duration\":{},\"sampleRate\":{SAMPLE_RATE}}}",
+        ",\"totalSamples\":{total_samples},\"duration\":{},\"sampleRate\":{sample_rate}}}",
         Value::from(duration)
     );
     out
@@ -579,13 +577,18 @@ pub fn batch_result(request_id: Option<&Value>, total_samples: usize, duration: 
 
 /// The batch form's last message, after the binary frame: the newest original server's
 /// `complete`, one chunk.
-pub fn batch_complete(request_id: Option<&Value>, total_samples: usize, duration: f64) -> String {
+pub fn batch_complete(
+    request_id: Option<&Value>,
+    total_samples: usize,
+    duration: f64,
+    sample_rate: u32,
+) -> String {
     let mut out = String::new();
     open_message(&mut out, "complete", request_id);
     let _ = write!(
         out,
         ",\"totalChunks\":1,\"totalSamples\":{total_samples},\"duration\":{},\
-         \"sampleRate\":{SAMPLE_RATE}}}",
+         \"sampleRate\":{sample_rate}}}",
         Value::from(duration)
     );
     out
@@ -598,13 +601,14 @@ pub fn start(
     stream_id: u32,
     total_samples: usize,
     chunk_samples: usize,
+    sample_rate: u32,
 ) -> String {
     let mut out = String::new();
     open_message(&mut out, "start", request_id);
     let _ = write!(
         out,
         ",\"streamId\":{stream_id},\"format\":\"binary\",\"totalSamples\":{total_samples},\
-         \"chunkSamples\":{chunk_samples},\"sampleRate\":{SAMPLE_RATE}}}"
+         \"chunkSamples\":{chunk_samples},\"sampleRate\":{sample_rate}}}"
     );
     out
 }
@@ -615,6 +619,7 @@ pub struct Completion {
     pub total_chunks: u64,
     pub total_samples: usize,
     pub duration: f64,
+    pub sample_rate: u32,
     pub min: f32,
     pub max: f32,
     pub peak: f32,
@@ -627,11 +632,12 @@ pub fn complete(request_id: Option<&Value>, c: &Completion) -> String {
     let num = |x: f64| Value::from(x).to_string();
     let _ = write!(
         out,
-        ",\"totalChunks\":{},\"totalSamples\":{},\"duration\":{},\"sampleRate\":{SAMPLE_RATE},\
+        ",\"totalChunks\":{},\"totalSamples\":{},\"duration\":{},\"sampleRate\":{},\
          \"min\":{},\"max\":{},\"peak\":{},\"renderMs\":{}}}",
         c.total_chunks,
         c.total_samples,
         num(c.duration),
+        c.sample_rate,
         num(c.min as f64),
         num(c.max as f64),
         num(c.peak as f64),

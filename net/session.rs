@@ -615,7 +615,7 @@ impl Session {
             backend,
             Box::new(move || provider.get(&genome)),
         );
-        let total_frames = frames_for(spec.request.duration);
+        let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
         let start = (spec.format == Format::Binary && spec.form == Form::Stream).then(|| {
@@ -624,12 +624,13 @@ impl Session {
                 wire_id,
                 total_frames,
                 spec.chunk_samples,
+                spec.request.sample_rate,
             )
         });
         self.streams.push(Stream {
             id,
             wire_id,
-            frame: ChunkFrame::new(spec.format, spec.chunk_samples),
+            frame: ChunkFrame::new(spec.format, spec.chunk_samples, spec.request.sample_rate),
             delivery: if spec.is_held() {
                 Delivery::Held {
                     samples: Vec::new(),
@@ -723,6 +724,7 @@ impl Session {
                         s.spec.request_id.as_ref(),
                         s.total_frames,
                         s.spec.request.duration,
+                        s.spec.request.sample_rate,
                     );
                     if !queue(&mut self.ws, &mut self.blocked, Message::Text(text)) {
                         return Err(Gone);
@@ -827,6 +829,7 @@ impl Session {
                         total_chunks: s.chunks_sent,
                         total_samples: s.total_frames,
                         duration: s.spec.request.duration,
+                        sample_rate: s.spec.request.sample_rate,
                         min: finished.stats.min,
                         max: finished.stats.max,
                         peak: finished.stats.peak,
@@ -838,6 +841,7 @@ impl Session {
                 request_id,
                 s.total_frames,
                 s.spec.request.duration,
+                s.spec.request.sample_rate,
             )),
             Form::Worker | Form::Pcm => None,
         };

@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use mio::net::TcpStream;
 use serde_json::Value;
 
-use crate::protocol::{open_message, Format, SAMPLE_RATE};
+use crate::protocol::{open_message, Format};
 
 /// Bytes before the samples in a binary chunk frame.
 pub const BINARY_HEADER_BYTES: usize = 16;
@@ -44,6 +44,8 @@ pub struct ChunkFrame {
     format: Format,
     /// Samples in a whole chunk (the last chunk of a render may hold fewer).
     chunk_samples: usize,
+    /// The render's rate, for the JSON chunk's `timestamp` and `sampleRate`.
+    sample_rate: u32,
     bytes: Vec<u8>,
     samples: usize,
 }
@@ -112,10 +114,11 @@ impl Frame {
 }
 
 impl ChunkFrame {
-    pub fn new(format: Format, chunk_samples: usize) -> ChunkFrame {
+    pub fn new(format: Format, chunk_samples: usize, sample_rate: u32) -> ChunkFrame {
         ChunkFrame {
             format,
             chunk_samples,
+            sample_rate,
             bytes: Vec::new(),
             samples: 0,
         }
@@ -191,10 +194,10 @@ impl ChunkFrame {
         let opcode = match self.format {
             Format::Json => {
                 bytes.extend_from_slice(b"],\"timestamp\":");
-                push_number_bytes(&mut bytes, end_sample as f64 / SAMPLE_RATE as f64);
+                push_number_bytes(&mut bytes, end_sample as f64 / self.sample_rate as f64);
                 let _ = std::io::Write::write_fmt(
                     &mut bytes,
-                    format_args!(",\"sampleRate\":{SAMPLE_RATE}}}"),
+                    format_args!(",\"sampleRate\":{}}}", self.sample_rate),
                 );
                 // A text frame must be UTF-8: the numbers and names are ASCII, and a string
                 // requestId is written by serde_json from a valid `str`.
@@ -357,7 +360,7 @@ mod tests {
 
     /// One chunk, pushed in the given pieces.
     fn chunk(format: Format, pieces: &[&[f32]], request_id: Option<&Value>) -> Frame {
-        let mut frame = ChunkFrame::new(format, 16);
+        let mut frame = ChunkFrame::new(format, 16, 48_000);
         frame.begin(request_id, 3, 2, 4096);
         let mut n = 0;
         for piece in pieces {
@@ -429,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_frame_is_ready_for_the_next_chunk_after_finish() {
-        let mut frame = ChunkFrame::new(Format::Json, 4);
+        let mut frame = ChunkFrame::new(Format::Json, 4, 48_000);
         frame.begin(None, 0, 1, 0);
         frame.push(&[1.0, 2.0]);
         let first = frame.finish(2);

@@ -249,3 +249,55 @@ fn render_gpu_matches_render_cpu_on_every_fixture() {
         );
     }
 }
+
+#[test]
+fn render_at_another_rate_with_both_cppn_options_reproduces_the_originals_files() {
+    let rates = fixtures::dir().join("../rates");
+    for (suffix, args) in [
+        (
+            "16000_5_0.7_2",
+            &[
+                "--rate",
+                "16000",
+                "--note-delta",
+                "5",
+                "--velocity",
+                "0.7",
+                "--duration",
+                "2",
+            ][..],
+        ),
+        (
+            "48000_0_1_1_aa",
+            &["--anti-aliasing", "--velocity", "1", "--duration", "1"][..],
+        ),
+        (
+            "48000_-7_1_1_fu",
+            &[
+                "--transpose-all-outputs",
+                "--note-delta",
+                "-7",
+                "--velocity",
+                "1",
+                "--duration",
+                "1",
+            ][..],
+        ),
+    ] {
+        let id = "01M88X99QVYYHHB5Y83SETHWK1";
+        let wav = temp(&format!("rate-{suffix}.wav"));
+        let got = render_to(id, args, &wav);
+        let want = read_f32(&rates.join(format!("{id}.{suffix}.f32")));
+        assert_bits_eq(&got, &want, suffix);
+        let bytes = std::fs::read(&wav).unwrap();
+        let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+        assert_eq!(
+            rate,
+            if suffix.starts_with("16000") {
+                16_000
+            } else {
+                48_000
+            }
+        );
+    }
+}

@@ -318,3 +318,47 @@ fn queued_renders_never_interleave_their_messages() {
         "each render's messages end before the next one's begin"
     );
 }
+
+#[test]
+fn a_stream_at_another_rate_says_so_in_every_message() {
+    let server = ServerProcess::start(&[]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    for format in ["json", "binary"] {
+        let got = client::render(
+            &mut socket,
+            &json!({"type": "render", "genomeId": GENOME, "duration": 1.1, "sampleRate": 16000,
+                "noteDelta": 5, "format": format, "requestId": format}),
+        )
+        .unwrap();
+        let want = reference(
+            GENOME,
+            &krs_engine::RenderRequest {
+                sample_rate: 16_000,
+                ..request(1.1, 5.0, 0.5)
+            },
+        );
+        assert_bits_eq(&got.samples, &want, format);
+        assert_eq!(got.complete["sampleRate"], 16000);
+        assert_eq!(got.complete["totalSamples"], 17600);
+    }
+    send(
+        &mut socket,
+        json!({"type": "render", "genomeId": GENOME, "duration": 0.3, "sampleRate": 22050}),
+    );
+    let chunk = read_json(&mut socket).unwrap();
+    assert_eq!(chunk["sampleRate"], 22050, "{chunk}");
+    // serde_json parses floats fast, not always to the nearest double: compare closely.
+    assert!((chunk["timestamp"].as_f64().unwrap() - 4096.0 / 22050.0).abs() < 1e-15);
+    send(
+        &mut socket,
+        json!({"type": "render", "genomeId": GENOME, "duration": 1, "sampleRate": 4000,
+            "requestId": "low"}),
+    );
+    loop {
+        let v = read_json(&mut socket).unwrap();
+        if v["type"] == "error" {
+            assert!(v["message"].as_str().unwrap().contains("sampleRate"), "{v}");
+            break;
+        }
+    }
+}

@@ -95,6 +95,43 @@ fn render_worker_answers_every_fixture_genome_with_the_originals_samples() {
     }
 }
 
+/// The original's renders at other rates and with its two CPPN options
+/// (tests/fixtures/rates), asked for as kromosynth-cli asks.
+#[test]
+fn render_worker_matches_the_original_at_every_reference_rate_and_option() {
+    let server = start();
+    let dir = fixtures::dir().join("../rates");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for g in index["genomes"].as_array().unwrap() {
+        let id = g["id"].as_str().unwrap();
+        for r in g["renders"].as_array().unwrap() {
+            let mut socket = connect(&server);
+            socket
+                .send(Message::Text(
+                    json!({"genomeString": genome_string(id), "duration": r["duration"],
+                        "noteDelta": r["noteDelta"], "velocity": r["velocity"], "useGPU": false,
+                        "antiAliasing": r["antiAliasing"],
+                        "frequencyUpdatesApplyToAllPathcNetworkOutputs":
+                            r["frequencyUpdatesApplyToAllPathcNetworkOutputs"],
+                        "sampleRate": r["sampleRate"]})
+                    .to_string(),
+                ))
+                .unwrap();
+            let file = r["file"].as_str().unwrap();
+            let got = match first_message(&mut socket) {
+                Message::Binary(bytes) => f32s(&bytes),
+                other => panic!("{file}: expected samples, got {other:?}"),
+            };
+            let original = f32s(&std::fs::read(dir.join(file)).unwrap());
+            assert_bits_eq(&got, &original, file);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 49, "every reference render");
+}
+
 #[test]
 fn the_worker_port_sends_nothing_before_the_answer_and_accepts_every_genome_wrapping() {
     let server = start();
@@ -142,12 +179,20 @@ fn render_worker_failures_are_error_texts_naming_the_field() {
     let genome = genome_string(GENOME);
     for (message, needle) in [
         (
-            json!({"genomeString": genome, "duration": 1, "antiAliasing": true}),
+            json!({"genomeString": genome, "duration": 1, "antiAliasing": "yes"}),
             "antiAliasing",
         ),
         (
-            json!({"genomeString": genome, "duration": 1, "frequencyUpdatesApplyToAllPathcNetworkOutputs": true}),
+            json!({"genomeString": genome, "duration": 1, "frequencyUpdatesApplyToAllPathcNetworkOutputs": 1}),
             "frequencyUpdatesApplyToAllPathcNetworkOutputs",
+        ),
+        (
+            json!({"genomeString": genome, "duration": 1, "sampleRate": 7999}),
+            "sampleRate",
+        ),
+        (
+            json!({"genomeString": genome, "duration": 1, "sampleRate": 192001}),
+            "sampleRate",
         ),
         (
             json!({"genomeString": genome, "duration": 1, "reverse": true}),

@@ -16,7 +16,7 @@ use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 use tungstenite::{Message, WebSocket};
 
-pub use krs_engine::SAMPLE_RATE;
+pub use krs_engine::DEFAULT_SAMPLE_RATE as SAMPLE_RATE;
 const BINARY_HEADER_BYTES: usize = 16;
 
 /// A fixture genome: its id (also its id in the embedded default database) and its JSON.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use krs_engine::patch::graph::build;
 use krs_engine::render::frames_for;
-use krs_engine::render::outputs::evaluate_outputs_with;
-use krs_engine::{fixtures, CompiledGenome, CppnBackend, Gpu};
+use krs_engine::render::outputs::{evaluate_outputs_with, Timeline};
+use krs_engine::{fixtures, CompiledGenome, CppnBackend, Gpu, DEFAULT_SAMPLE_RATE};
 
 fn genomes() -> Vec<(String, CompiledGenome)> {
     fixtures::all()
@@ -41,11 +41,11 @@ fn per_genome(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    let frames = frames_for(1.0);
+    let frames = Timeline::new(frames_for(1.0, DEFAULT_SAMPLE_RATE));
     let backends = backends();
     for (id, g) in genomes() {
-        let web = build(g.patch(), 0.0, g.cppns().output_count()).unwrap();
-        group.throughput(Throughput::Elements(frames as u64));
+        let web = build(g.patch(), 0.0, false, g.cppns().output_count()).unwrap();
+        group.throughput(Throughput::Elements(frames.frames as u64));
         for (name, backend) in &backends {
             group.bench_function(BenchmarkId::new(*name, &id), |b| {
                 b.iter(|| evaluate_outputs_with(g.cppns(), &web.outputs, frames, 1.0, 1, backend))
@@ -63,16 +63,16 @@ fn batched(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    let frames = frames_for(1.0);
+    let frames = Timeline::new(frames_for(1.0, DEFAULT_SAMPLE_RATE));
     let genomes = genomes();
     let mut jobs = Vec::new();
     for (_, g) in &genomes {
         for note_delta in [0.0, 12.0, -12.0, 7.0] {
-            let web = build(g.patch(), note_delta, g.cppns().output_count()).unwrap();
+            let web = build(g.patch(), note_delta, false, g.cppns().output_count()).unwrap();
             jobs.push((g, web.outputs));
         }
     }
-    group.throughput(Throughput::Elements((frames * jobs.len()) as u64));
+    group.throughput(Throughput::Elements((frames.frames * jobs.len()) as u64));
     for (name, backend) in &backends() {
         group.bench_function(*name, |b| {
             b.iter(|| {

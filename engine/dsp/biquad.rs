@@ -20,8 +20,8 @@
 use std::f64::consts::{PI, SQRT_2};
 
 use super::{
-    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, MAX_CHANNELS, RENDER_QUANTUM,
-    SAMPLE_RATE,
+    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, DEFAULT_SAMPLE_RATE, MAX_CHANNELS,
+    RENDER_QUANTUM,
 };
 
 /// Filter types (web-audio-api `BiquadFilterType`).
@@ -155,7 +155,8 @@ pub struct Biquad {
 }
 
 impl Biquad {
-    /// In the order of `process`'s param slices: `frequency` (default 350, 0..=Nyquist),
+    /// In the order of `process`'s param slices: `frequency` (default 350, 0..=Nyquist at
+    /// the default rate; see [`Biquad::params_at`]),
     /// `detune` (default 0, ±153600 cents), `Q` (default 1, unbounded), `gain` (default 0 dB,
     /// f32::MIN..=40·log10(f32::MAX)). All a-rate in web-audio-api 1.1.0.
     pub const PARAMS: &'static [ParamDescriptor] = &[
@@ -164,7 +165,7 @@ impl Biquad {
             automation_rate: AutomationRate::A,
             default_value: 350.,
             min_value: 0.,
-            max_value: SAMPLE_RATE as f32 / 2.,
+            max_value: DEFAULT_SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -188,6 +189,19 @@ impl Biquad {
             max_value: GAIN_MAX,
         },
     ];
+
+    /// [`Biquad::PARAMS`] (given at the default rate) in a context at `sample_rate`: the
+    /// frequency's maximum is that context's Nyquist frequency.
+    pub fn params_at(sample_rate: f32) -> [ParamDescriptor; 4] {
+        let mut params = [
+            Self::PARAMS[0],
+            Self::PARAMS[1],
+            Self::PARAMS[2],
+            Self::PARAMS[3],
+        ];
+        params[0].max_value = sample_rate / 2.;
+        params
+    }
 
     pub fn new(kind: BiquadType) -> Self {
         Biquad {
@@ -324,7 +338,10 @@ mod tests {
 
     fn wa_buffer(ctx: &OfflineAudioContext, channels: &[Vec<f32>]) -> AudioBufferSourceNode {
         let mut src = ctx.create_buffer_source();
-        src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE as f32));
+        src.set_buffer(AudioBuffer::from(
+            channels.to_vec(),
+            DEFAULT_SAMPLE_RATE as f32,
+        ));
         src.start();
         src
     }
@@ -546,7 +563,7 @@ mod tests {
         let mut f = Biquad::new(kind);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let params: [&[f32]; 4] = [&v[0..1], &v[1..2], &v[2..3], &v[3..4]];
         let mut out = Bus::silent();
@@ -576,7 +593,7 @@ mod tests {
         let mut f = Biquad::new(BiquadType::Lowpass);
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let mut out = Bus::silent();
         let params: [&[f32]; 4] = [&[1000.], &[0.], &[1.], &[0.]];

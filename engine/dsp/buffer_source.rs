@@ -241,7 +241,7 @@ mod tests {
     use super::*;
     use crate::dsp::testing::*;
     use crate::dsp::Processor;
-    use crate::dsp::SAMPLE_RATE;
+    use crate::dsp::DEFAULT_SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::{AudioNode, AudioScheduledSourceNode};
     use web_audio_api::{AudioBuffer, AudioParam, AutomationRate};
@@ -261,9 +261,12 @@ mod tests {
         rate: &dyn Fn(&AudioParam),
         detune: &dyn Fn(&AudioParam),
     ) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(1, frames, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(1, frames, DEFAULT_SAMPLE_RATE as f32);
         let mut src = ctx.create_buffer_source();
-        src.set_buffer(AudioBuffer::from(vec![buffer.to_vec()], SAMPLE_RATE as f32));
+        src.set_buffer(AudioBuffer::from(
+            vec![buffer.to_vec()],
+            DEFAULT_SAMPLE_RATE as f32,
+        ));
         rate(src.playback_rate());
         detune(src.detune());
         src.connect(&ctx.destination());
@@ -289,7 +292,7 @@ mod tests {
             p.set_value(0.);
             detune(p)
         });
-        let mut src = BufferSource::new(buffer.to_vec(), SAMPLE_RATE as f32);
+        let mut src = BufferSource::new(buffer.to_vec(), DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let none = Bus::silent();
         render_ours(frames, 1, 0, |s| {
@@ -395,13 +398,13 @@ mod tests {
 
     #[test]
     fn ends_after_the_buffer_and_stays_silent() {
-        let mut src = BufferSource::new(vec![0.5; 300], SAMPLE_RATE as f32);
+        let mut src = BufferSource::new(vec![0.5; 300], DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let mut tails = vec![];
         for b in 0..4 {
             let scope = Scope {
                 frame: (b * RENDER_QUANTUM) as u64,
-                sample_rate: SAMPLE_RATE as f32,
+                sample_rate: DEFAULT_SAMPLE_RATE as f32,
             };
             tails.push(src.process(&Bus::silent(), &[&[1.], &[0.]], &mut out, &scope));
             assert_eq!(out.is_silent(), b == 3, "block {b}");

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
     use crate::dsp::testing::*;
     use crate::dsp::Processor;
-    use crate::dsp::SAMPLE_RATE;
+    use crate::dsp::DEFAULT_SAMPLE_RATE;
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::AudioNode;
 
@@ -238,7 +238,7 @@ mod tests {
     }
 
     fn oracle(input: &[Vec<f32>], p: Settings, channels: usize, channel: usize) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(channels, FRAMES, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(channels, FRAMES, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, input);
         let comp = ctx.create_dynamics_compressor();
         comp.threshold().set_value(p[0]);
@@ -252,7 +252,7 @@ mod tests {
     }
 
     fn ours(input: &[Vec<f32>], p: Settings, channels: usize, channel: usize) -> Vec<f32> {
-        let mut comp = Compressor::new(SAMPLE_RATE as f32);
+        let mut comp = Compressor::new(DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let params: Vec<&[f32]> = p.iter().map(std::slice::from_ref).collect();
         render_ours(FRAMES, channels, channel, |s| {
@@ -296,12 +296,12 @@ mod tests {
 
     #[test]
     fn ring_is_four_blocks_and_delays_by_three() {
-        let mut comp = Compressor::new(SAMPLE_RATE as f32);
+        let mut comp = Compressor::new(DEFAULT_SAMPLE_RATE as f32);
         assert_eq!(comp.ring.len(), 4);
         let params: Vec<&[f32]> = DEFAULTS.iter().map(std::slice::from_ref).collect();
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let mut out = Bus::silent();
         let mut quiet = Bus::silent();

@@ -467,7 +467,7 @@ impl Processor for Convolver {
 mod tests {
     use super::*;
     use crate::dsp::testing::*;
-    use crate::dsp::SAMPLE_RATE;
+    use crate::dsp::DEFAULT_SAMPLE_RATE;
     use web_audio_api::context::OfflineAudioContext;
     use web_audio_api::node::{AudioNode, ConvolverNode, ConvolverOptions};
     use web_audio_api::AudioBuffer;
@@ -482,10 +482,10 @@ mod tests {
     }
 
     fn oracle(input: &[Vec<f32>], ir: Option<&[f32]>, normalize: bool) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(1, FRAMES, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(1, FRAMES, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, input);
         let options = ConvolverOptions {
-            buffer: ir.map(|ir| AudioBuffer::from(vec![ir.to_vec()], SAMPLE_RATE as f32)),
+            buffer: ir.map(|ir| AudioBuffer::from(vec![ir.to_vec()], DEFAULT_SAMPLE_RATE as f32)),
             disable_normalization: !normalize,
             ..ConvolverOptions::default()
         };
@@ -496,7 +496,11 @@ mod tests {
     }
 
     fn ours(input: &[Vec<f32>], ir: Option<&[f32]>, normalize: bool) -> Vec<f32> {
-        let mut conv = Convolver::new(ir.map(<[f32]>::to_vec), normalize, SAMPLE_RATE as f32);
+        let mut conv = Convolver::new(
+            ir.map(<[f32]>::to_vec),
+            normalize,
+            DEFAULT_SAMPLE_RATE as f32,
+        );
         let mut out = Bus::silent();
         render_ours(FRAMES, 1, 0, |s| {
             let b = s.frame as usize / RENDER_QUANTUM;
@@ -661,11 +665,11 @@ mod tests {
     #[test]
     fn tail_lasts_the_ir_length_of_silent_input() {
         let ir = ir(300);
-        let mut conv = Convolver::new(Some(ir.clone()), true, SAMPLE_RATE as f32);
+        let mut conv = Convolver::new(Some(ir.clone()), true, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let tails: Vec<bool> = (0..4)
             .map(|_| conv.process(&Bus::silent(), &[], &mut out, &scope))

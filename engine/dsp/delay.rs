@@ -343,14 +343,14 @@ fn tap(
 mod tests {
     use super::*;
     use crate::dsp::testing::*;
-    use crate::dsp::{ChannelCountMode, SAMPLE_RATE};
+    use crate::dsp::{ChannelCountMode, DEFAULT_SAMPLE_RATE};
     use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
     use web_audio_api::node::AudioNode;
 
     fn scope(block: usize) -> Scope {
         Scope {
             frame: (block * RENDER_QUANTUM) as u64,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         }
     }
 
@@ -377,16 +377,16 @@ mod tests {
 
     #[test]
     fn ring_holds_one_block_more_than_the_longest_delay() {
-        assert_eq!(Delay::new(1.0, SAMPLE_RATE as f32).ring_len, 376);
-        assert_eq!(Delay::new(5.0, SAMPLE_RATE as f32).ring_len, 1876);
-        assert_eq!(Delay::new(0.001, SAMPLE_RATE as f32).ring_len, 2);
+        assert_eq!(Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32).ring_len, 376);
+        assert_eq!(Delay::new(5.0, DEFAULT_SAMPLE_RATE as f32).ring_len, 1876);
+        assert_eq!(Delay::new(0.001, DEFAULT_SAMPLE_RATE as f32).ring_len, 2);
     }
 
     #[test]
     fn whole_sample_delays_are_exact_outside_a_cycle() {
         for samples in [0usize, 1, 127, 128, 131, 197, 47_999] {
-            let mut d = Delay::new(1.0, SAMPLE_RATE as f32);
-            let t = samples as f32 / SAMPLE_RATE as f32;
+            let mut d = Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32);
+            let t = samples as f32 / DEFAULT_SAMPLE_RATE as f32;
             assert_eq!(impulse_position(&mut d, t, 380), Some(samples), "{samples}");
             assert!(!d.in_cycle());
         }
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn reading_before_writing_is_a_cycle_with_a_one_quantum_minimum() {
-        let mut d = Delay::new(1.0, SAMPLE_RATE as f32);
+        let mut d = Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         for b in 0..3 {
             d.read(&[&[0.0]], &mut out, &scope(b));
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn stereo_input_remixes_the_ring_and_output_follows_it() {
-        let mut d = Delay::new(0.01, SAMPLE_RATE as f32);
+        let mut d = Delay::new(0.01, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         d.process(&impulse_bus(), &[&[0.001]], &mut out, &scope(0));
         let mut stereo = Bus::silent();
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn channels_that_only_held_zeros_take_no_storage() {
-        let mut d = Delay::new(1.0, SAMPLE_RATE as f32);
+        let mut d = Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let mut six = Bus::silent();
         six.set_number_of_channels(6);
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn subnormal_output_becomes_silence() {
-        let mut d = Delay::new(1.0, SAMPLE_RATE as f32);
+        let mut d = Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32);
         let mut input = Bus::silent();
         input.channel_mut(0).fill(f32::MIN_POSITIVE / 2.0);
         let mut out = Bus::silent();
@@ -470,7 +470,7 @@ mod tests {
         frames: usize,
         (channels, channel): (usize, usize),
     ) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(channels, frames, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(channels, frames, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, input);
         let delay = ctx.create_delay(max);
         delay.delay_time().set_value(time);
@@ -485,7 +485,7 @@ mod tests {
         frames: usize,
         (channels, channel): (usize, usize),
     ) -> Vec<f32> {
-        let mut d = Delay::new(max, SAMPLE_RATE as f32);
+        let mut d = Delay::new(max, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         render_ours(frames, channels, channel, |s| {
             let b = s.frame as usize / RENDER_QUANTUM;
@@ -505,7 +505,7 @@ mod tests {
             (1.0, 1.0),
         ] {
             // a little over one second of output after the delay
-            let frames = FRAMES + (time * SAMPLE_RATE as f32) as usize;
+            let frames = FRAMES + (time * DEFAULT_SAMPLE_RATE as f32) as usize;
             assert_bit_exact(
                 &ours_constant(&input, (max, time), frames, (1, 0)),
                 &oracle_constant(&input, (max, time), frames, (1, 0)),
@@ -564,7 +564,7 @@ mod tests {
         );
         let input = vec![noise(45_001, 11)];
 
-        let ctx = OfflineAudioContext::new(1, FRAMES, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(1, FRAMES, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, &input);
         let delay = ctx.create_delay(1.0);
         automate(delay.delay_time());
@@ -572,7 +572,7 @@ mod tests {
         to_destination(&ctx, &delay);
         let expected = oracle_render(ctx, 0);
 
-        let mut d = Delay::new(1.0, SAMPLE_RATE as f32);
+        let mut d = Delay::new(1.0, DEFAULT_SAMPLE_RATE as f32);
         let mut out = Bus::silent();
         let ours = render_ours(FRAMES, 1, 0, |s| {
             let b = s.frame as usize / RENDER_QUANTUM;
@@ -586,7 +586,7 @@ mod tests {
     /// kromosynth's feedbackDelay: src -> pass(gain 1) -> delay(max 5) -> fb(gain) -> pass,
     /// pass -> destination.
     fn oracle_feedback(input: &[Vec<f32>], time: f32, feedback: f32) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(1, FRAMES, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(1, FRAMES, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, input);
         let pass = ctx.create_gain();
         let delay = ctx.create_delay(5.0);
@@ -622,7 +622,7 @@ mod tests {
         assert_eq!(config.mode, ChannelCountMode::Max);
         for (time, feedback) in [(0.3, 0.2), (0.0001, 0.7), (0.0, 0.5)] {
             let expected = oracle_feedback(&input, time, feedback);
-            let mut d = Delay::new(5.0, SAMPLE_RATE as f32);
+            let mut d = Delay::new(5.0, DEFAULT_SAMPLE_RATE as f32);
             let (mut delayed, mut fed_back, mut pass) =
                 (Bus::silent(), Bus::silent(), Bus::silent());
             let ours = render_ours(FRAMES, 1, 0, |s| {

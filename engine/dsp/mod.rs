@@ -30,9 +30,15 @@ pub const RENDER_QUANTUM: usize = 128;
 /// wavetable and additive nodes has the Web Audio default of 6 inputs, so 6 channels (5.1).
 pub const MAX_CHANNELS: usize = 6;
 
-/// Sample rate of every render (the original server's `SAMPLE_RATE`), in Hz. The processors
-/// take the rate as an argument (an f32, as in web-audio-api), so only this constant fixes it.
-pub const SAMPLE_RATE: u32 = 48_000;
+/// Sample rate of a render that asks for none (the original server's `SAMPLE_RATE`), in Hz.
+/// Every processor takes the context rate as an argument (an f32, as in web-audio-api) and
+/// derives its rate-dependent constants from it once, at construction or per block.
+pub const DEFAULT_SAMPLE_RATE: u32 = 48_000;
+
+/// Lowest and highest sample rates a render accepts: the range every browser's
+/// OfflineAudioContext supports, from telephone quality to the highest studio rate.
+pub const MIN_SAMPLE_RATE: u32 = 8_000;
+pub const MAX_SAMPLE_RATE: u32 = 192_000;
 
 /// One channel of one block.
 pub type Channel = [f32; RENDER_QUANTUM];

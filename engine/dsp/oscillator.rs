@@ -14,7 +14,7 @@
 use std::sync::OnceLock;
 
 use super::{
-    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, RENDER_QUANTUM, SAMPLE_RATE,
+    AutomationRate, Bus, ChannelConfig, ParamDescriptor, Scope, DEFAULT_SAMPLE_RATE, RENDER_QUANTUM,
 };
 
 const TABLE_LENGTH: usize = 8192;
@@ -90,14 +90,15 @@ pub struct Oscillator {
 }
 
 impl Oscillator {
-    /// `frequency` (a-rate, default 440, ±Nyquist), `detune` (a-rate, default 0, ±153600 cents).
+    /// `frequency` (a-rate, default 440, ±Nyquist at the default rate; see
+    /// [`Oscillator::params_at`]), `detune` (a-rate, default 0, ±153600 cents).
     pub const PARAMS: &'static [ParamDescriptor] = &[
         ParamDescriptor {
             name: "frequency",
             automation_rate: AutomationRate::A,
             default_value: 440.,
-            min_value: -(SAMPLE_RATE as f32) / 2.,
-            max_value: SAMPLE_RATE as f32 / 2.,
+            min_value: -(DEFAULT_SAMPLE_RATE as f32) / 2.,
+            max_value: DEFAULT_SAMPLE_RATE as f32 / 2.,
         },
         ParamDescriptor {
             name: "detune",
@@ -107,6 +108,15 @@ impl Oscillator {
             max_value: 153_600.,
         },
     ];
+
+    /// [`Oscillator::PARAMS`] (given at the default rate) in a context at `sample_rate`: the
+    /// frequency's range is ±Nyquist of that context.
+    pub fn params_at(sample_rate: f32) -> [ParamDescriptor; 2] {
+        let [mut frequency, detune] = [Self::PARAMS[0], Self::PARAMS[1]];
+        frequency.min_value = -sample_rate / 2.;
+        frequency.max_value = sample_rate / 2.;
+        [frequency, detune]
+    }
 
     pub fn new(kind: OscillatorType) -> Self {
         Oscillator {
@@ -716,7 +726,7 @@ mod tests {
 
     #[test]
     fn closed_form_phases_are_the_additions_one_by_one() {
-        let rate = SAMPLE_RATE as f64;
+        let rate = DEFAULT_SAMPLE_RATE as f64;
         let mut increments: Vec<f64> = [
             440., 184.997, 27.5, 3000., 23_999., 24_000., 1e-3, 1e-9, 0.0, -440., 1.0, 55.0,
         ]
@@ -802,7 +812,7 @@ mod tests {
         }
         for (kind, _) in TYPES {
             for &f in &frequencies {
-                let incr = increment_from(f, SAMPLE_RATE as f64);
+                let incr = increment_from(f, DEFAULT_SAMPLE_RATE as f64);
                 let mut phase = (xorshift(&mut seed) >> 11) as f64 / (1u64 << 53) as f64;
                 for n in [RENDER_QUANTUM, 1, 17, 100] {
                     for _ in 0..200 {
@@ -835,7 +845,7 @@ mod tests {
         let mut out = Bus::silent();
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         for _ in 0..100 {
             osc.process(&Bus::silent(), &[&[18_000.], &[0.]], &mut out, &scope);

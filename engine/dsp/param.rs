@@ -630,7 +630,7 @@ mod tests {
     }
     use crate::dsp::gain::Gain;
     use crate::dsp::testing::{assert_same_bits, noise, oracle, Graph, Signal};
-    use crate::dsp::SAMPLE_RATE;
+    use crate::dsp::DEFAULT_SAMPLE_RATE;
     use web_audio_api::context::BaseAudioContext;
     use web_audio_api::node::{AudioNode, AudioScheduledSourceNode, GainNode, GainOptions};
     use web_audio_api::AudioBuffer;
@@ -650,7 +650,7 @@ mod tests {
     fn scope(block: u64) -> Scope {
         Scope {
             frame: block * RENDER_QUANTUM as u64,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         }
     }
 
@@ -687,7 +687,7 @@ mod tests {
     fn curve_interpolates_then_holds_its_last_point() {
         let mut p = Param::new(A_RATE);
         // 3 points over 256 frames: 0 at frame 0, 1 at frame 128, -1 from frame 256 on.
-        let duration = 256. / SAMPLE_RATE as f64;
+        let duration = 256. / DEFAULT_SAMPLE_RATE as f64;
         p.set_value_curve_at_time(vec![0., 1., -1.], 0., duration)
             .unwrap();
         let b0 = block(&mut p, 0);
@@ -713,7 +713,7 @@ mod tests {
         k.set_value(0.25).unwrap();
         k.set_value_curve_at_time(vec![1., 2.], 0., 1.).unwrap();
         assert_eq!(block(&mut k, 0), [0.25]);
-        let expected = 1. + (RENDER_QUANTUM as f32 / SAMPLE_RATE as f32);
+        let expected = 1. + (RENDER_QUANTUM as f32 / DEFAULT_SAMPLE_RATE as f32);
         assert!((block(&mut k, 1)[0] - expected).abs() < 1e-6);
     }
 
@@ -793,7 +793,10 @@ mod tests {
         let ones = vec![1.0; FRAMES];
         let theirs = oracle(1, FRAMES, |ctx| {
             let mut src = ctx.create_buffer_source();
-            src.set_buffer(AudioBuffer::from(vec![ones.clone()], SAMPLE_RATE as f32));
+            src.set_buffer(AudioBuffer::from(
+                vec![ones.clone()],
+                DEFAULT_SAMPLE_RATE as f32,
+            ));
             src.start();
             let gain = GainNode::new(
                 ctx,
@@ -875,7 +878,7 @@ mod tests {
         let theirs = oracle(1, FRAMES, |ctx| {
             let buffer_source = |data: Vec<Vec<f32>>| {
                 let mut src = ctx.create_buffer_source();
-                src.set_buffer(AudioBuffer::from(data, SAMPLE_RATE as f32));
+                src.set_buffer(AudioBuffer::from(data, DEFAULT_SAMPLE_RATE as f32));
                 src.start();
                 src
             };

@@ -10,7 +10,7 @@ use super::denormals::FlushDenormals;
 use super::param::{Param, INPUT_CHANNEL_CONFIG};
 use super::{
     Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
-    RENDER_QUANTUM, SAMPLE_RATE,
+    DEFAULT_SAMPLE_RATE, RENDER_QUANTUM,
 };
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
 use web_audio_api::node::{AudioBufferSourceNode, AudioNode, AudioScheduledSourceNode};
@@ -105,7 +105,7 @@ impl Graph {
         for block in 0..frames.div_ceil(RENDER_QUANTUM) {
             let scope = Scope {
                 frame: (block * RENDER_QUANTUM) as u64,
-                sample_rate: SAMPLE_RATE as f32,
+                sample_rate: DEFAULT_SAMPLE_RATE as f32,
             };
             for (i, node) in self.nodes.iter_mut().enumerate() {
                 let mut input = Bus::silent();
@@ -177,7 +177,7 @@ pub fn oracle<T>(
     frames: usize,
     build: impl FnOnce(&OfflineAudioContext) -> T,
 ) -> Vec<Vec<f32>> {
-    let mut ctx = OfflineAudioContext::new(channels, frames, SAMPLE_RATE as f32);
+    let mut ctx = OfflineAudioContext::new(channels, frames, DEFAULT_SAMPLE_RATE as f32);
     let handles = build(&ctx);
     let buffer = ctx.start_rendering_sync();
     drop(handles);
@@ -217,7 +217,10 @@ pub fn source_bus(channels: &[Vec<f32>], block: usize) -> Bus {
 /// An oracle AudioBufferSourceNode playing `channels` from time 0.
 pub fn oracle_source(ctx: &OfflineAudioContext, channels: &[Vec<f32>]) -> AudioBufferSourceNode {
     let mut src = ctx.create_buffer_source();
-    src.set_buffer(AudioBuffer::from(channels.to_vec(), SAMPLE_RATE as f32));
+    src.set_buffer(AudioBuffer::from(
+        channels.to_vec(),
+        DEFAULT_SAMPLE_RATE as f32,
+    ));
     src.start();
     src
 }
@@ -255,7 +258,7 @@ pub fn render_ours(
     while out.len() < frames {
         let scope = Scope {
             frame,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let rendered = no_denormals::no_denormals(|| block(&scope));
         let mut dest = Bus::silent();
@@ -277,7 +280,7 @@ pub fn oracle_param_values(
     rate: web_audio_api::AutomationRate,
     automate: impl FnOnce(&web_audio_api::AudioParam),
 ) -> Vec<f32> {
-    let ctx = OfflineAudioContext::new(1, frames, SAMPLE_RATE as f32);
+    let ctx = OfflineAudioContext::new(1, frames, DEFAULT_SAMPLE_RATE as f32);
     let mut one = ctx.create_constant_source();
     let gain = ctx.create_gain();
     gain.gain().set_automation_rate(rate);

@@ -97,7 +97,7 @@ mod tests {
     use super::*;
     use crate::dsp::testing::*;
     use crate::dsp::Processor;
-    use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
+    use crate::dsp::{DEFAULT_SAMPLE_RATE, RENDER_QUANTUM};
     use web_audio_api::context::OfflineAudioContext;
     use web_audio_api::node::{AudioNode, WaveShaperNode, WaveShaperOptions};
 
@@ -112,7 +112,7 @@ mod tests {
     }
 
     fn oracle(input: &[Vec<f32>], curve: Option<&[f32]>, channels: usize, ch: usize) -> Vec<f32> {
-        let ctx = OfflineAudioContext::new(channels, FRAMES, SAMPLE_RATE as f32);
+        let ctx = OfflineAudioContext::new(channels, FRAMES, DEFAULT_SAMPLE_RATE as f32);
         let src = oracle_source(&ctx, input);
         let options = WaveShaperOptions {
             curve: curve.map(<[f32]>::to_vec),
@@ -190,7 +190,7 @@ mod tests {
     fn silence_propagates_only_through_a_zero_centred_curve() {
         let scope = Scope {
             frame: 0,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: DEFAULT_SAMPLE_RATE as f32,
         };
         let mut out = Bus::silent();
         WaveShaper::new(Some(vec![-1., 0., 1.])).process(&Bus::silent(), &[], &mut out, &scope);

@@ -234,13 +234,18 @@ struct Child {
 }
 
 /// Builds the Web Audio graph for one request. `cppn_outputs` is the number of CPPN outputs
-/// (output indices at or above it are an error).
+/// (output indices at or above it are an error); `transpose_all`: kromosynth
+/// `frequencyUpdatesApplyToAllPathcNetworkOutputs` (see [`apply_note_delta`]).
+///
+/// [`apply_note_delta`]: super::synthis::apply_note_delta
 pub fn build(
     patch: &SynthIsPatch,
     note_delta: f64,
+    transpose_all: bool,
     cppn_outputs: usize,
 ) -> Result<WebGraph, Error> {
-    let outputs = super::synthis::apply_note_delta(&patch.network_outputs, note_delta);
+    let outputs =
+        super::synthis::apply_note_delta(&patch.network_outputs, note_delta, transpose_all);
     for o in &outputs {
         if let Source::Cppn(i) = o.source {
             if i >= cppn_outputs {
@@ -903,7 +908,7 @@ mod tests {
     fn graph(id: &str, note_delta: f64) -> WebGraph {
         let g = Genome::from_json(&fixtures::genome_json(id)).unwrap();
         let patch = super::super::synthis::patch_from_asneat(&g.patch).unwrap();
-        build(&patch, note_delta, 18).unwrap()
+        build(&patch, note_delta, false, 18).unwrap()
     }
 
     fn kinds(g: &WebGraph) -> Vec<String> {

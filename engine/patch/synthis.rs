@@ -350,9 +350,15 @@ pub fn patch_from_asneat(net: &AsNeatPatch) -> Result<SynthIsPatch, Error> {
 }
 
 /// Splits each network output into its `buffer`, `partialBuffer` and other-param connections
-/// and shifts the frequencies of the first two by `note_delta` semitones. Outputs with no
-/// connections disappear, as in the original.
-pub fn apply_note_delta(outputs: &[NetworkOutput], note_delta: f64) -> Vec<NetworkOutput> {
+/// and shifts the frequencies of the first two by `note_delta` semitones, and of the third too
+/// with `transpose_all` (kromosynth `frequencyUpdatesApplyToAllPathcNetworkOutputs`, which
+/// makes the CPPN run at the shifted frequency for value-curve outputs as well). Outputs with
+/// no connections disappear, as in the original.
+pub fn apply_note_delta(
+    outputs: &[NetworkOutput],
+    note_delta: f64,
+    transpose_all: bool,
+) -> Vec<NetworkOutput> {
     let mut result = Vec::new();
     for output in outputs {
         let mut groups: [JsObject<Vec<ParamConnection>>; 3] = Default::default();
@@ -394,7 +400,11 @@ pub fn apply_note_delta(outputs: &[NetworkOutput], note_delta: f64) -> Vec<Netwo
             result.push(with(partial, frequency));
         }
         if !other.is_empty() {
-            result.push(with(other, output.frequency));
+            let frequency = match transpose_all {
+                true => frequency_to_note_delta(output.frequency, note_delta),
+                false => output.frequency,
+            };
+            result.push(with(other, frequency));
         }
     }
     result
@@ -482,7 +492,7 @@ mod tests {
     #[test]
     fn note_delta_splits_and_shifts_only_buffers() {
         let patch = fixture_patch("01M88X99QVYYHHB5Y83SETHWK1");
-        let split = apply_note_delta(&patch.network_outputs, 12.0);
+        let split = apply_note_delta(&patch.network_outputs, 12.0, false);
         for o in &split {
             let params: Vec<_> = o
                 .targets

@@ -24,7 +24,7 @@ use crate::dsp::param::{self, Param};
 use crate::dsp::waveshaper::WaveShaper;
 use crate::dsp::{
     Bus, ChannelConfig, ChannelCountMode, ChannelInterpretation, ParamDescriptor, Processor, Scope,
-    RENDER_QUANTUM, SAMPLE_RATE,
+    RENDER_QUANTUM,
 };
 use crate::error::Error;
 use crate::patch::graph::{Kind, Samples, WebGraph};
@@ -139,6 +139,8 @@ pub struct AudioGraph {
     param_values: Vec<[f32; RENDER_QUANTUM]>,
     param_len: Vec<usize>,
     delays: Vec<Delay>,
+    /// The context's rate, as web-audio-api hands it to every node (f32).
+    sample_rate: f32,
 }
 
 fn oscillator_type(name: &str) -> OscillatorType {
@@ -173,12 +175,15 @@ fn descriptor(params: &[ParamDescriptor], name: &str) -> ParamDescriptor {
 }
 
 impl AudioGraph {
-    /// Instantiates `graph` for a render of `duration` seconds with the resolved samples.
+    /// Instantiates `graph` for a render of `duration` seconds at `sample_rate` with the
+    /// resolved samples.
     pub fn new(
         graph: &WebGraph,
         resolver: &mut Resolver,
         duration: f64,
+        sample_rate: u32,
     ) -> Result<AudioGraph, Error> {
+        let rate = sample_rate as f32;
         let n = graph.nodes.len();
         let mut delays: Vec<Delay> = Vec::new();
         let mut delay_of_writer: Vec<Option<usize>> = vec![None; n];
@@ -213,7 +218,7 @@ impl AudioGraph {
                         Biquad::PARAMS,
                     ),
                     Kind::DelayWriter { max_delay_time, .. } => {
-                        delays.push(Delay::new(*max_delay_time, SAMPLE_RATE as f32));
+                        delays.push(Delay::new(*max_delay_time, rate));
                         delay_of_writer[id] = Some(delays.len() - 1);
                         (
                             Proc::DelayWriter(delays.len() - 1),
@@ -226,14 +231,14 @@ impl AudioGraph {
                         (Proc::DelayReader(d), ChannelConfig::DEFAULT, Delay::PARAMS)
                     }
                     Kind::DynamicsCompressor => (
-                        Proc::Node(Box::new(Compressor::new(SAMPLE_RATE as f32))),
+                        Proc::Node(Box::new(Compressor::new(rate))),
                         Compressor::channel_config(),
                         Compressor::PARAMS,
                     ),
                     Kind::Convolver { buffer } => {
                         let ir = whole(buffer, resolver);
                         (
-                            Proc::Node(Box::new(Convolver::new(ir, true, SAMPLE_RATE as f32))),
+                            Proc::Node(Box::new(Convolver::new(ir, true, rate))),
                             Convolver::channel_config(),
                             Convolver::PARAMS,
                         )
@@ -247,12 +252,10 @@ impl AudioGraph {
                         )
                     }
                     Kind::BufferSource { buffer } => {
-                        let rate = graph.buffer_read_rate(id).unwrap_or(1.0);
-                        let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, rate));
+                        let read_rate = graph.buffer_read_rate(id).unwrap_or(1.0);
+                        let samples = buffer.as_ref().and_then(|s| resolver.resolve(s, read_rate));
                         let proc = match samples {
-                            Some(b) => {
-                                Proc::Node(Box::new(BufferSource::new(b, SAMPLE_RATE as f32)))
-                            }
+                            Some(b) => Proc::Node(Box::new(BufferSource::new(b, rate))),
                             None => Proc::Silent,
                         };
                         (proc, BufferSource::channel_config(), BufferSource::PARAMS)
@@ -279,6 +282,9 @@ impl AudioGraph {
             };
             let desc = match &graph.nodes[*owner].kind {
                 Kind::DelayReader { max_delay_time, .. } => Delay::params(*max_delay_time)[0],
+                // Their frequency ranges end at the context's Nyquist frequency.
+                Kind::Oscillator { .. } => descriptor(&Oscillator::params_at(rate), name),
+                Kind::BiquadFilter { .. } => descriptor(&Biquad::params_at(rate), name),
                 _ => descriptor(node_params[*owner], name),
             };
             let mut p = Param::new(desc);
@@ -382,6 +388,7 @@ impl AudioGraph {
             param_values: vec![[0.0; RENDER_QUANTUM]; values],
             param_len: vec![1; values],
             delays,
+            sample_rate: rate,
         })
     }
 
@@ -389,7 +396,7 @@ impl AudioGraph {
     pub fn render_block(&mut self, frame: u64, out: &mut [f32; RENDER_QUANTUM]) {
         let scope = Scope {
             frame,
-            sample_rate: SAMPLE_RATE as f32,
+            sample_rate: self.sample_rate,
         };
         for k in 0..self.order.len() {
             let id = self.order[k];

@@ -3,6 +3,20 @@
 //! A [`CompiledGenome`] (parsed once, cached by the server) and a [`RenderRequest`] become a
 //! [`Render`]: the Web Audio graph for the request, its CPPN outputs evaluated, ready to yield
 //! blocks. [`render_batch`] runs one to the end and applies the original's normalization.
+//!
+//! # Sample rate and options
+//!
+//! A request renders at any rate from 8 to 192 kHz (`RenderRequest::sample_rate`, 48 kHz by
+//! default), as the original does with its offline context at that rate: the render has
+//! `round(rate * duration)` frames, the CPPN's periodic input advances by `frequency / rate`
+//! periods per frame, and every node derives its rate-dependent constants from the rate when it
+//! is built or once per block, as web-audio-api does (nothing rate-related is computed per
+//! sample that was not before). `anti_aliasing` runs the CPPN over twice the frames and filters
+//! each output as the original does ([`outputs::anti_alias`]); those outputs are evaluated whole
+//! before the first block, so such a render starts later and holds its outputs in memory.
+//! `frequency_updates_apply_to_all_outputs` transposes value-curve outputs too
+//! ([`crate::patch::synthis::apply_note_delta`]). All three match the original bit for bit on
+//! the fixture renders in tests/fixtures/rates (engine/tests/rates.rs).
 
 pub mod filler;
 pub mod graph;
@@ -14,7 +28,7 @@ pub mod stream;
 
 use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
-use crate::dsp::{RENDER_QUANTUM, SAMPLE_RATE};
+use crate::dsp::{DEFAULT_SAMPLE_RATE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RENDER_QUANTUM};
 use crate::error::Error;
 use crate::genome::{Genome, WaveNetwork};
 use crate::gpu::CppnBackend;
@@ -22,7 +36,7 @@ use crate::patch::graph::build as build_graph;
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
 use filler::Filler;
 use graph::AudioGraph;
-use outputs::Cppns;
+use outputs::{Cppns, Timeline};
 use resolver::Resolver;
 
 /// Longest render the engine accepts, in seconds; the server may set a lower limit.
@@ -35,7 +49,7 @@ pub const DEFAULT_MAX_DURATION_SECONDS: f64 = 600.0;
 /// What to render: the original's request fields plus the noise seed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderRequest {
-    /// Seconds; the render has `round(48000 * duration)` frames.
+    /// Seconds; the render has `round(sample_rate * duration)` frames.
     pub duration: f64,
     /// Pitch shift in semitones.
     pub note_delta: f64,
@@ -43,6 +57,15 @@ pub struct RenderRequest {
     pub velocity: f64,
     /// Seed of the noise outputs' PRNG.
     pub seed: u64,
+    /// Hz, [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`]: the rate of the original's offline
+    /// context, which both its CPPN inputs and every DSP node depend on.
+    pub sample_rate: u32,
+    /// kromosynth `antiAliasing`: the CPPN runs over twice the frames and each output is
+    /// low-passed at the render's Nyquist frequency (see [`outputs::anti_alias`]).
+    pub anti_aliasing: bool,
+    /// kromosynth `frequencyUpdatesApplyToAllPathcNetworkOutputs`: noteDelta transposes the
+    /// network outputs that drive value curves too, not only those feeding buffers.
+    pub frequency_updates_apply_to_all_outputs: bool,
     /// The newest original server's limiter between the graph and the destination
     /// ([`post::Limiter`]).
     pub limiter: bool,
@@ -55,6 +78,9 @@ impl Default for RenderRequest {
             note_delta: 0.0,
             velocity: 0.5,
             seed: 0,
+            sample_rate: DEFAULT_SAMPLE_RATE,
+            anti_aliasing: false,
+            frequency_updates_apply_to_all_outputs: false,
             limiter: false,
         }
     }
@@ -118,9 +144,22 @@ impl CompiledGenome {
 /// Fewest frames a render may have: the CPPN ramp divides by `frames - 1`.
 pub const MIN_FRAMES: usize = 2;
 
-/// Frames of a render of `duration` seconds (kromosynth `Math.round(sampleRate * duration)`).
-pub fn frames_for(duration: f64) -> usize {
-    (SAMPLE_RATE as f64 * duration).round() as usize
+/// Frames of a render of `duration` seconds at `sample_rate` (kromosynth
+/// `Math.round(sampleRate * duration)`).
+pub fn frames_for(duration: f64, sample_rate: u32) -> usize {
+    (sample_rate as f64 * duration).round() as usize
+}
+
+/// Checks a request's sample rate against [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
+pub fn check_sample_rate(sample_rate: u32) -> Result<(), Error> {
+    if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+        Ok(())
+    } else {
+        Err(Error(format!(
+            "sampleRate must be an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, \
+             got {sample_rate}"
+        )))
+    }
 }
 
 /// One render in progress. Yields one block of `RENDER_QUANTUM` frames per call and can be
@@ -156,7 +195,8 @@ impl Render {
                 request.duration
             )));
         }
-        let total_frames = frames_for(request.duration);
+        check_sample_rate(request.sample_rate)?;
+        let total_frames = frames_for(request.duration, request.sample_rate);
         if total_frames < MIN_FRAMES {
             return Err(Error(format!(
                 "duration {} s is shorter than {MIN_FRAMES} samples",
@@ -172,17 +212,23 @@ impl Render {
         let web = build_graph(
             &genome.patch,
             request.note_delta,
+            request.frequency_updates_apply_to_all_outputs,
             genome.cppns.output_count(),
         )?;
+        let timeline = Timeline {
+            frames: total_frames,
+            sample_rate: request.sample_rate,
+            anti_aliasing: request.anti_aliasing,
+        };
         let mut resolver = Resolver::new(
             &genome.cppns,
             &web,
-            total_frames,
+            timeline,
             request.velocity,
             request.seed,
             backend,
         );
-        let graph = AudioGraph::new(&web, &mut resolver, request.duration)?;
+        let graph = AudioGraph::new(&web, &mut resolver, request.duration, request.sample_rate)?;
         let mut filler = resolver.into_filler();
         // Everything the first default chunk reads, in one parallel fill now: its blocks then
         // never fill inside `next_block`, so the first chunk costs one fill, not two.
@@ -193,7 +239,9 @@ impl Render {
             total_frames,
             position: 0,
             range: RunningRange::default(),
-            limiter: request.limiter.then(|| post::Limiter::new(SAMPLE_RATE)),
+            limiter: request
+                .limiter
+                .then(|| post::Limiter::new(request.sample_rate)),
         })
     }
 

@@ -82,29 +82,65 @@ pub(super) struct Group<'a> {
     pub members: Vec<(usize, usize)>,
 }
 
+/// Where a render's network outputs sit in time: its frames, its sample rate and whether the
+/// CPPN is oversampled (kromosynth `antiAliasing`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timeline {
+    pub frames: usize,
+    pub sample_rate: u32,
+    pub anti_aliasing: bool,
+}
+
+impl Timeline {
+    /// `frames` at the default rate, without anti-aliasing.
+    pub fn new(frames: usize) -> Timeline {
+        Timeline {
+            frames,
+            sample_rate: crate::dsp::DEFAULT_SAMPLE_RATE,
+            anti_aliasing: false,
+        }
+    }
+
+    /// Samples of the CPPN's input ramp: with anti-aliasing the original activates twice the
+    /// frames and keeps the first half.
+    pub fn cppn_frames(&self) -> usize {
+        if self.anti_aliasing {
+            2 * self.frames
+        } else {
+            self.frames
+        }
+    }
+
+    /// The periodic input's `inputPeriods` for outputs at `frequency`. Over the doubled ramp
+    /// it doubles too, so the input advances by the same phase per sample.
+    pub fn input_periods(&self, frequency: f64) -> f64 {
+        cppn::input_periods(frequency, self.cppn_frames(), self.sample_rate as f64)
+    }
+}
+
 /// Raw samples of every network output (CPPN activation or noise), evaluated whole on the
 /// CPU; `None` where the original produces none. See [`evaluate_outputs_with`].
 pub fn evaluate_outputs(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
-    frames: usize,
+    timeline: Timeline,
     velocity: f64,
     seed: u64,
 ) -> Vec<Option<Arc<Vec<f32>>>> {
-    evaluate_outputs_with(cppns, outputs, frames, velocity, seed, &CppnBackend::Cpu)
+    evaluate_outputs_with(cppns, outputs, timeline, velocity, seed, &CppnBackend::Cpu)
 }
 
 /// [`evaluate_outputs`] with the CPPNs evaluated by `backend`.
 pub fn evaluate_outputs_with(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
-    frames: usize,
+    timeline: Timeline,
     velocity: f64,
     seed: u64,
     backend: &CppnBackend,
 ) -> Vec<Option<Arc<Vec<f32>>>> {
     let all: Vec<usize> = (0..outputs.len()).collect();
-    evaluate_some(cppns, outputs, &all, frames, velocity, seed, backend)
+    evaluate_some(cppns, outputs, &all, timeline, velocity, seed, backend)
 }
 
 /// Like [`evaluate_outputs_with`], for the network outputs in `wanted` only. Every
@@ -114,13 +150,16 @@ pub(super) fn evaluate_some(
     cppns: &Cppns,
     outputs: &[NetworkOutput],
     wanted: &[usize],
-    frames: usize,
+    timeline: Timeline,
     velocity: f64,
     seed: u64,
     backend: &CppnBackend,
 ) -> Vec<Option<Arc<Vec<f32>>>> {
+    let frames = timeline.frames;
     let mut result: Vec<Option<Arc<Vec<f32>>>> = vec![None; outputs.len()];
     for &i in wanted {
+        // Noise comes from the original's graph stage, at the render's frames, never
+        // oversampled.
         if let Source::Noise(kind) = outputs[i].source {
             result[i] = Some(noise(kind, frames, seed, i as u64).into());
         }
@@ -151,19 +190,66 @@ pub(super) fn evaluate_some(
         .zip(&plans)
         .filter(|(_, (indices, _))| !indices.is_empty())
         .map(|(group, (indices, members))| {
-            let periods =
-                cppn::input_periods(group.frequency, frames, crate::dsp::SAMPLE_RATE as f64);
-            let evaluation = backend.start(group.program, periods, velocity, frames, indices);
+            let periods = timeline.input_periods(group.frequency);
+            let n = timeline.cppn_frames();
+            let evaluation = backend.start(group.program, periods, velocity, n, indices);
             (evaluation, members)
         })
         .collect();
     for (evaluation, members) in evaluations {
-        let buffers: Vec<Arc<Vec<f32>>> = evaluation.wait().into_iter().map(Arc::new).collect();
+        let buffers: Vec<Arc<Vec<f32>>> = evaluation
+            .wait()
+            .into_iter()
+            .map(|b| match timeline.anti_aliasing {
+                true => anti_alias(&b, frames, timeline.sample_rate),
+                false => b,
+            })
+            .map(Arc::new)
+            .collect();
         for &(out, k) in members {
             result[out] = Some(buffers[k].clone());
         }
     }
     result
+}
+
+/// kromosynth `Activator.downsampleAndFilterOversampledSignal` on an output activated over
+/// `2 * frames` samples: in an offline context at twice `sample_rate`, a buffer source plays
+/// it into a lowpass BiquadFilter at `sample_rate / 2` (default Q, gain, detune); the first
+/// `frames` filtered samples are the output (the original copies them into a buffer at
+/// `sample_rate` and plays that through unchanged). Run with our web-audio-api nodes, so the
+/// result is the original's bit for bit.
+pub fn anti_alias(oversampled: &[f32], frames: usize, sample_rate: u32) -> Vec<f32> {
+    use crate::dsp::biquad::{Biquad, BiquadType};
+    use crate::dsp::buffer_source::BufferSource;
+    use crate::dsp::{Bus, Processor, Scope, RENDER_QUANTUM};
+
+    let _ftz = crate::dsp::denormals::FlushDenormals::new();
+    // The original computes the context's rate as `sampleRate * (2N / N)`, exactly 2 * rate.
+    let rate = (2 * sample_rate) as f32;
+    let mut source = BufferSource::new(oversampled.to_vec(), rate);
+    let mut filter = Biquad::new(BiquadType::Lowpass);
+    let cutoff = [(sample_rate as f64 / 2.0) as f32];
+    let filter_params: [&[f32]; 4] = [&cutoff, &[0.0], &[1.0], &[0.0]];
+    let (mut played, mut filtered) = (Bus::silent(), Bus::silent());
+    let mut out = Vec::with_capacity(frames.next_multiple_of(RENDER_QUANTUM));
+    let mut frame = 0;
+    while out.len() < frames {
+        let scope = Scope {
+            frame,
+            sample_rate: rate,
+        };
+        source.process(&Bus::silent(), &[&[1.0], &[0.0]], &mut played, &scope);
+        filter.process(&played, &filter_params, &mut filtered, &scope);
+        if filtered.is_silent() {
+            out.extend_from_slice(&[0.0; RENDER_QUANTUM]);
+        } else {
+            out.extend_from_slice(filtered.channel(0));
+        }
+        frame += RENDER_QUANTUM as u64;
+    }
+    out.truncate(frames);
+    out
 }
 
 /// splitmix64: a small, fast, well-mixed PRNG; noise only needs to be deterministic per seed.

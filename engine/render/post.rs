@@ -148,7 +148,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::SAMPLE_RATE;
+    use crate::dsp::DEFAULT_SAMPLE_RATE as SAMPLE_RATE;
 
     /// The original's steps, written as plainly as its JavaScript.
     fn peak_normalize_plainly(input: &[f32]) -> Vec<f32> {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::cppn;
 use crate::dsp::sample_array::SampleArray;
 use crate::gpu::CppnBackend;
 use crate::patch::graph::{Samples, WebGraph};
@@ -11,7 +10,7 @@ use crate::patch::synthis::{NetworkOutput, Source};
 
 use super::filler::{Derivation, Derived, Filler, LazyGroup, Signal, WINDOW};
 use super::outputs::{evaluate_outputs, evaluate_outputs_with, evaluate_some, groups, remap};
-use super::outputs::{Cppns, NoiseGen, WaveSpan};
+use super::outputs::{Cppns, NoiseGen, Timeline, WaveSpan};
 
 /// Resolves `Samples` descriptions to arrays, each distinct one once.
 ///
@@ -23,6 +22,7 @@ use super::outputs::{Cppns, NoiseGen, WaveSpan};
 pub struct Resolver<'a> {
     cppns: &'a Cppns,
     outputs: &'a [NetworkOutput],
+    timeline: Timeline,
     frames: usize,
     velocity: f64,
     /// Whole raw outputs (noise, and what `whole` needed).
@@ -57,24 +57,26 @@ impl<'a> Resolver<'a> {
     pub fn new(
         cppns: &'a Cppns,
         graph: &'a WebGraph,
-        frames: usize,
+        timeline: Timeline,
         velocity: f64,
         seed: u64,
         backend: &CppnBackend,
     ) -> Self {
         let outputs = &graph.outputs[..];
         // The GPU evaluates everything whole, in one submission: there the whole CPPN costs
-        // less than the round trips of chunked evaluation would.
-        if let CppnBackend::Gpu(_) = backend {
-            let mut r = Resolver::lazy(cppns, outputs, frames, velocity, seed, &[], false);
-            r.whole = evaluate_outputs_with(cppns, outputs, frames, velocity, seed, backend);
+        // less than the round trips of chunked evaluation would. Anti-aliased outputs are
+        // whole too: the filter runs through each output in order, so it cannot be filled
+        // in the pieces that the lazy fills evaluate in parallel.
+        if matches!(backend, CppnBackend::Gpu(_)) || timeline.anti_aliasing {
+            let mut r = Resolver::lazy(cppns, outputs, timeline, velocity, seed, &[], false);
+            r.whole = evaluate_outputs_with(cppns, outputs, timeline, velocity, seed, backend);
             r.eager = true;
             return r;
         }
         Resolver::lazy(
             cppns,
             outputs,
-            frames,
+            timeline,
             velocity,
             seed,
             &graph.whole_samples(),
@@ -86,7 +88,7 @@ impl<'a> Resolver<'a> {
     fn lazy(
         cppns: &'a Cppns,
         outputs: &'a [NetworkOutput],
-        frames: usize,
+        timeline: Timeline,
         velocity: f64,
         seed: u64,
         whole: &[Samples],
@@ -103,7 +105,7 @@ impl<'a> Resolver<'a> {
                 cppns,
                 outputs,
                 &wanted,
-                frames,
+                timeline,
                 velocity,
                 seed,
                 &CppnBackend::Cpu,
@@ -111,7 +113,8 @@ impl<'a> Resolver<'a> {
             lazy: vec![None; outputs.len()],
             cppns,
             outputs,
-            frames,
+            timeline,
+            frames: timeline.frames,
             velocity,
             derived: Vec::new(),
             noise: Vec::new(),
@@ -128,12 +131,12 @@ impl<'a> Resolver<'a> {
     pub fn eager(
         cppns: &'a Cppns,
         outputs: &'a [NetworkOutput],
-        frames: usize,
+        timeline: Timeline,
         velocity: f64,
         seed: u64,
     ) -> Self {
-        let mut r = Resolver::lazy(cppns, outputs, frames, velocity, seed, &[], false);
-        r.whole = evaluate_outputs(cppns, outputs, frames, velocity, seed);
+        let mut r = Resolver::lazy(cppns, outputs, timeline, velocity, seed, &[], false);
+        r.whole = evaluate_outputs(cppns, outputs, timeline, velocity, seed);
         r.eager = true;
         r
     }
@@ -278,11 +281,7 @@ impl<'a> Resolver<'a> {
             }
             lazy_groups.push(LazyGroup {
                 program: group.program.pruned(&indices),
-                periods: cppn::input_periods(
-                    group.frequency,
-                    self.frames,
-                    crate::dsp::SAMPLE_RATE as f64,
-                ),
+                periods: self.timeline.input_periods(group.frequency),
                 indices,
                 signals,
             });

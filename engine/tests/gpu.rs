@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use krs_engine::cppn::{self, input_periods, Program};
 use krs_engine::difference::Difference;
 use krs_engine::patch::graph::build;
-use krs_engine::render::outputs::{evaluate_outputs_with, Cppns};
+use krs_engine::render::outputs::{evaluate_outputs_with, Cppns, Timeline};
 use krs_engine::render::{frames_for, render_batch_with};
 use krs_engine::{fixtures, render_batch, CompiledGenome, CppnBackend, Error, Gpu, RenderRequest};
 
@@ -81,8 +81,8 @@ fn cppn_outputs_match_the_cpu_on_every_fixture_genome() {
         for (pi, p) in programs(&g).into_iter().enumerate() {
             let outputs: Vec<usize> = (0..p.output_count).collect();
             for (freq, seconds) in [(440.0, 1.0), (55.0, 4.0), (2000.0, 10.0)] {
-                let n = frames_for(seconds);
-                let periods = input_periods(freq, n, krs_engine::SAMPLE_RATE as f64);
+                let n = frames_for(seconds, 48_000);
+                let periods = input_periods(freq, n, 48_000.0);
                 let cpu = cppn::evaluate_parallel(p, periods, 1.0, n, &outputs);
                 let ours = gpu.evaluate(p, periods, 1.0, n, &outputs).unwrap();
                 let cpu: Vec<f32> = cpu.concat();
@@ -111,24 +111,34 @@ fn render_network_outputs_match_the_cpu() {
     let Some(gpu) = gpu() else { return };
     let backend = CppnBackend::Gpu(gpu);
     for (id, g) in fixture_genomes() {
-        for (note_delta, velocity, duration) in [(0.0, 1.0, 1.0), (12.0, 0.5, 4.0)] {
-            let frames = frames_for(duration);
-            let web = build(g.patch(), note_delta, g.cppns().output_count()).unwrap();
+        // The rate moves the periodic input's frequency per sample; the GPU takes it through
+        // `inputPeriods`, so a low rate must match too.
+        for (note_delta, velocity, duration, rate) in [
+            (0.0, 1.0, 1.0, 48_000),
+            (12.0, 0.5, 4.0, 48_000),
+            (5.0, 0.7, 2.0, 16_000),
+        ] {
+            let timeline = Timeline {
+                frames: frames_for(duration, rate),
+                sample_rate: rate,
+                anti_aliasing: false,
+            };
+            let web = build(g.patch(), note_delta, false, g.cppns().output_count()).unwrap();
             let cpu = evaluate_outputs_with(
                 g.cppns(),
                 &web.outputs,
-                frames,
+                timeline,
                 velocity,
                 1,
                 &CppnBackend::Cpu,
             );
             let ours =
-                evaluate_outputs_with(g.cppns(), &web.outputs, frames, velocity, 1, &backend);
+                evaluate_outputs_with(g.cppns(), &web.outputs, timeline, velocity, 1, &backend);
             for (i, (a, b)) in ours.iter().zip(&cpu).enumerate() {
                 match (a, b) {
                     (Some(a), Some(b)) => {
                         let (snr, err) = compare(a, b);
-                        println!("{id} {note_delta}_{velocity}_{duration} output {i}: {snr:.1} dB, {err:.3e}");
+                        println!("{id} {rate}_{note_delta}_{velocity}_{duration} output {i}: {snr:.1} dB, {err:.3e}");
                         assert!(
                             snr >= MIN_CPPN_SNR_DB && err <= MAX_CPPN_ABS_ERR,
                             "{id} output {i}: {snr} dB, {err}"

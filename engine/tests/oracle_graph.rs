@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use krs_engine::patch::graph::{build, Kind, WebGraph, DESTINATION};
+use krs_engine::render::outputs::Timeline;
 use krs_engine::render::resolver::Resolver;
 use krs_engine::{fixtures, render_batch, CompiledGenome, RenderRequest};
 use web_audio_api::context::{BaseAudioContext, OfflineAudioContext};
@@ -80,13 +81,20 @@ enum Handle {
     Skip,
 }
 
-/// Renders `graph` in a 2-channel OfflineAudioContext and returns channel 0, unnormalized.
-fn oracle(graph: &WebGraph, resolver: &mut Resolver, frames: usize, duration: f64) -> Vec<f32> {
-    let mut ctx = OfflineAudioContext::new(2, frames, 48000.0);
+/// Renders `graph` in a 2-channel OfflineAudioContext at `rate` and returns channel 0,
+/// unnormalized.
+fn oracle(
+    graph: &WebGraph,
+    resolver: &mut Resolver,
+    frames: usize,
+    duration: f64,
+    rate: f32,
+) -> Vec<f32> {
+    let mut ctx = OfflineAudioContext::new(2, frames, rate);
     let mut handles: Vec<Handle> = Vec::new();
     let mut delay_of_reader: HashMap<usize, usize> = HashMap::new();
     let buffer = |ctx: &OfflineAudioContext, data: &[f32]| {
-        let mut b = ctx.create_buffer(1, data.len(), 48000.0);
+        let mut b = ctx.create_buffer(1, data.len(), rate);
         b.copy_to_channel(data, 0);
         b
     };
@@ -214,9 +222,16 @@ fn oracle(graph: &WebGraph, resolver: &mut Resolver, frames: usize, duration: f6
 fn check(id: &str, note_delta: f64, velocity: f64, duration: f64) {
     let genome = CompiledGenome::from_json(&fixtures::genome_json(id)).unwrap();
     let frames = (48000.0 * duration) as usize;
-    let graph = build(genome.patch(), note_delta, genome.cppns().output_count()).unwrap();
-    let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, frames, velocity, 1);
-    let mut theirs = oracle(&graph, &mut resolver, frames, duration);
+    let graph = build(
+        genome.patch(),
+        note_delta,
+        false,
+        genome.cppns().output_count(),
+    )
+    .unwrap();
+    let timeline = Timeline::new(frames);
+    let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, timeline, velocity, 1);
+    let mut theirs = oracle(&graph, &mut resolver, frames, duration, 48000.0);
     krs_engine::render::normalize_like_original(&mut theirs);
     let reference = fixtures::all()
         .into_iter()
@@ -265,4 +280,52 @@ fn convolver_and_feedback_delay_fixture() {
 #[test]
 fn biquad_compressor_convolver_fixture() {
     check("01M88X8EMSXWZE35NP3PBFS4V7", 0.0, 1.0, 1.0);
+}
+
+/// Every fixture genome's graph at rates from 8 to 192 kHz, ours against web-audio-api's
+/// nodes in a context at that rate (the same CPPN outputs fed to both): each node's
+/// rate-dependent constants (phase increments, filter coefficients, delay and compressor rings,
+/// convolver normalization, param ranges and automation times) must follow the crate's.
+#[test]
+fn every_fixture_graph_matches_web_audio_api_at_other_rates() {
+    for f in fixtures::all() {
+        let genome = CompiledGenome::from_json(&f.genome_json()).unwrap();
+        for (rate, note_delta) in [(8_000, 0.0), (22_050, -7.0), (96_000, 5.0), (192_000, 0.0)] {
+            let duration = 0.5;
+            let request = RenderRequest {
+                duration,
+                note_delta,
+                velocity: 0.8,
+                seed: 1,
+                sample_rate: rate,
+                ..RenderRequest::default()
+            };
+            let frames = krs_engine::render::frames_for(duration, rate);
+            let graph = build(
+                genome.patch(),
+                note_delta,
+                false,
+                genome.cppns().output_count(),
+            )
+            .unwrap();
+            let timeline = Timeline {
+                frames,
+                sample_rate: rate,
+                anti_aliasing: false,
+            };
+            let mut resolver = Resolver::eager(genome.cppns(), &graph.outputs, timeline, 0.8, 1);
+            let theirs = oracle(&graph, &mut resolver, frames, duration, rate as f32);
+            let ours = render_batch(&genome, &request, false).unwrap();
+            assert_eq!(ours.len(), theirs.len());
+            let first = ours
+                .iter()
+                .zip(&theirs)
+                .position(|(x, y)| x.to_bits() != y.to_bits());
+            assert_eq!(
+                first, None,
+                "{} at {rate} Hz: our DSP differs from web-audio-api",
+                f.id
+            );
+        }
+    }
 }
