@@ -54,6 +54,29 @@ pub fn json_chunk_samples(chunk: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// Little-endian f32 samples, as binary messages and .f32 files carry them.
+pub fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// A short seed-protocol render on `socket` comes back bit-exact: the connection (and the
+/// server) still work.
+pub fn assert_still_renders(socket: &mut kromosynth_render_socket::client::Socket, what: &str) {
+    let got = kromosynth_render_socket::client::render(
+        socket,
+        &serde_json::json!({"type": "render", "genomeId": GENOME, "duration": 0.1}),
+    )
+    .unwrap();
+    assert_bits_eq(
+        &got.samples,
+        &reference(GENOME, &request(0.1, 0.0, 0.5)),
+        what,
+    );
+}
+
 pub fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: sample count");
     if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
