@@ -1,0 +1,7 @@
+//! libFuzzer target; the check is `checks::frames`.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::frames(data));
