@@ -1,10 +1,14 @@
 //! Plain HTTP on the service's ports: a request that does not ask for a WebSocket upgrade gets
 //! an HTTP answer instead of a dropped connection. `GET /health` answers as the original PCM
 //! server does (`{"status":"ok","timestamp":"<ISO 8601>"}`), so a proxy or an orchestrator can
-//! check the process; everything else is 404, or 426 where a WebSocket was expected.
+//! check the process. The service port also serves `/` (the player page, built into the
+//! binary), `/metrics` (Prometheus text) and `/genomes?limit=N&after=ID` (ids as JSON); the
+//! worker port, whose clients are programs, answers `/` with 426. Everything else is 404, other
+//! methods 405, a malformed request line 400.
 //!
-//! Only the request head is looked at (bounded like the WebSocket handshake: 16 KiB, 10 s), and
-//! every answer closes the connection.
+//! Only the request head is looked at (bounded like the WebSocket handshake: 16 KiB, 10 s), no
+//! request body is read, and every answer closes the connection. Nothing is served from the
+//! file system, so no path can reach a file.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,8 +36,88 @@ pub fn is_websocket_upgrade(head: &[u8]) -> bool {
     })
 }
 
-/// The whole response to a plain HTTP request head.
-pub fn respond(head: &[u8], now: SystemTime) -> Vec<u8> {
+/// The value of header `name` in a request head (the first one, trimmed).
+pub fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+    let head = std::str::from_utf8(head).ok()?;
+    head.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Which web origins may open a WebSocket (`--allowed-origins`): a browser sends its page's
+/// origin with every handshake, so this keeps other sites' pages from using the service with
+/// their visitors' browsers. Clients that send no `Origin` (every non-browser client) are not
+/// affected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`, the original's behaviour.
+    #[default]
+    Any,
+    /// Exact origins (`scheme://host[:port]`), compared without case and trailing `/`.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// `*`, or a comma-separated list of origins.
+    pub fn parse(text: &str) -> Result<AllowedOrigins, String> {
+        let items: Vec<String> = text
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if items.iter().any(|o| o == "*") {
+            return if items.len() == 1 {
+                Ok(AllowedOrigins::Any)
+            } else {
+                Err("`*` cannot be combined with other origins".into())
+            };
+        }
+        if items.is_empty() {
+            return Err("no origin given (use `*` to allow every origin)".into());
+        }
+        if let Some(bad) = items.iter().find(|o| !o.contains("://")) {
+            return Err(format!("{bad:?} is not an origin (scheme://host[:port])"));
+        }
+        Ok(AllowedOrigins::List(items))
+    }
+
+    /// Whether a handshake with this request head may go on.
+    pub fn allows(&self, head: &[u8]) -> bool {
+        match (self, header(head, "origin")) {
+            (AllowedOrigins::Any, _) | (_, None) => true,
+            (AllowedOrigins::List(list), Some(origin)) => {
+                let origin = origin.trim_end_matches('/');
+                list.iter().any(|o| o.eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
+/// What the service port serves besides `/health`; the event loop's state implements it.
+pub trait Endpoints {
+    /// The `/metrics` text.
+    fn metrics(&self) -> String;
+    /// At most `limit` genome ids after `after`, in id order.
+    fn genomes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String>;
+}
+
+/// The player page, built into the binary: no file is ever read for a request.
+pub const PLAYER_HTML: &str = include_str!("player.html");
+
+/// Ids in one `/genomes` answer when the request names no `limit`, and at most.
+pub const DEFAULT_GENOMES_LIMIT: usize = 100;
+pub const MAX_GENOMES_LIMIT: usize = 1000;
+
+/// A response: its status code and all its bytes.
+pub struct Response {
+    pub status: u16,
+    pub bytes: Vec<u8>,
+}
+
+/// The whole response to a plain HTTP request head. `service` is `None` on the worker port,
+/// which answers only `/health`.
+pub fn respond(head: &[u8], now: SystemTime, service: Option<&dyn Endpoints>) -> Response {
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let parts: Vec<&str> = line.split(' ').collect();
@@ -42,54 +126,157 @@ pub fn respond(head: &[u8], now: SystemTime) -> Vec<u8> {
         && parts[0].bytes().all(|b| b.is_ascii_uppercase())
         && parts[1].starts_with('/')
         && parts[2].starts_with("HTTP/1.");
-    let (method, path) = if well_formed {
-        (parts[0], parts[1].split('?').next().unwrap_or(""))
+    let (method, path, query) = if well_formed {
+        let (path, query) = parts[1].split_once('?').unwrap_or((parts[1], ""));
+        (parts[0], path, query)
     } else {
-        ("", "")
+        ("", "", "")
     };
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/health") => (
-            "200 OK",
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let (status, content_type, body): (u16, &str, Vec<u8>) = match (method, path, service) {
+        ("GET" | "HEAD", "/health", _) => (
+            200,
             "application/json",
-            format!("{{\"status\":\"ok\",\"timestamp\":\"{}\"}}", iso8601(now)),
+            format!("{{\"status\":\"ok\",\"timestamp\":\"{}\"}}", iso8601(now)).into_bytes(),
         ),
-        ("GET" | "HEAD", "/") => (
-            "426 Upgrade Required",
-            "text/plain; charset=utf-8",
-            "This is a WebSocket service: connect with a WebSocket client.\n".to_owned(),
+        ("GET" | "HEAD", "/", Some(_)) => (
+            200,
+            "text/html; charset=utf-8",
+            PLAYER_HTML.as_bytes().to_vec(),
         ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "Not Found\n".to_owned(),
+        ("GET" | "HEAD", "/", None) => (
+            426,
+            TEXT,
+            b"This is a WebSocket service: connect with a WebSocket client.\n".to_vec(),
         ),
-        ("", _) => (
-            "400 Bad Request",
-            "text/plain; charset=utf-8",
-            "Bad Request\n".to_owned(),
+        ("GET" | "HEAD", "/metrics", Some(service)) => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            service.metrics().into_bytes(),
         ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "Method Not Allowed\n".to_owned(),
-        ),
+        ("GET" | "HEAD", "/genomes", Some(service)) => match genomes_query(query) {
+            Err(message) => (400, TEXT, format!("{message}\n").into_bytes()),
+            Ok((after, limit)) => match service.genomes(after.as_deref(), limit) {
+                Ok(ids) => {
+                    // A full page may have more after it; `next` is where to go on.
+                    let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
+                    let body = serde_json::json!({ "ids": ids, "next": next });
+                    (200, "application/json", body.to_string().into_bytes())
+                }
+                Err(message) => (500, TEXT, format!("{message}\n").into_bytes()),
+            },
+        },
+        ("GET" | "HEAD", _, _) => (404, TEXT, b"Not Found\n".to_vec()),
+        ("", _, _) => (400, TEXT, b"Bad Request\n".to_vec()),
+        _ => (405, TEXT, b"Method Not Allowed\n".to_vec()),
     };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n",
+    let mut extra = String::new();
+    if status == 426 {
+        extra.push_str("Upgrade: websocket\r\n");
+    }
+    if status == 405 {
+        extra.push_str("Allow: GET, HEAD\r\n");
+    }
+    if content_type.starts_with("text/html") {
+        // The page's script is inline and talks only to this server.
+        extra.push_str(
+            "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; \
+             style-src 'unsafe-inline'; img-src data: blob:; media-src blob:; \
+             connect-src 'self' ws: wss:\r\n",
+        );
+    }
+    response(status, content_type, &extra, &body, method == "HEAD")
+}
+
+/// The answer to a WebSocket handshake whose `Origin` is not allowed.
+pub fn forbidden_origin() -> Response {
+    let body = b"Origin not allowed\n";
+    response(403, "text/plain; charset=utf-8", "", body, false)
+}
+
+fn response(
+    status: u16,
+    content_type: &str,
+    extra_headers: &str,
+    body: &[u8],
+    head_only: bool,
+) -> Response {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        _ => "Internal Server Error",
+    };
+    // A HEAD answer says how long the GET body is, and leaves it out.
+    let mut bytes = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\
+         {extra_headers}\r\n",
         body.len()
-    );
-    if status.starts_with("426") {
-        out.push_str("Upgrade: websocket\r\n");
+    )
+    .into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(body);
     }
-    if status.starts_with("405") {
-        out.push_str("Allow: GET, HEAD\r\n");
+    Response { status, bytes }
+}
+
+/// `limit` (1..=1000, default 100) and `after` (an id, percent-decoded) of a `/genomes` query.
+fn genomes_query(query: &str) -> Result<(Option<String>, usize), String> {
+    let (mut after, mut limit) = (None, DEFAULT_GENOMES_LIMIT);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_GENOMES_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        format!("limit must be an integer from 1 to {MAX_GENOMES_LIMIT}")
+                    })?;
+            }
+            "after" => {
+                let id = percent_decode(value).ok_or("after is not valid percent-encoded UTF-8")?;
+                if id.len() > krs_storage::MAX_ID_LEN {
+                    return Err(format!(
+                        "after is longer than {} bytes",
+                        krs_storage::MAX_ID_LEN
+                    ));
+                }
+                after = Some(id);
+            }
+            _ => {}
+        }
     }
-    out.push_str("\r\n");
-    if method != "HEAD" {
-        out.push_str(&body);
+    Ok((after, limit))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
     }
-    out.into_bytes()
+    String::from_utf8(out).ok()
 }
 
 /// `2026-12-04T18:15:38.123Z`, as JavaScript's `Date.toISOString`.
@@ -149,8 +336,32 @@ mod tests {
         assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
     }
 
+    struct Stub;
+    impl Endpoints for Stub {
+        fn metrics(&self) -> String {
+            "krs_connections 1\n".into()
+        }
+        fn genomes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+            let ids = ["a", "b", "c"];
+            let from = after.map_or(0, |a| ids.partition_point(|id| *id <= a));
+            Ok(ids[from..]
+                .iter()
+                .take(limit)
+                .map(|s| s.to_string())
+                .collect())
+        }
+    }
+
+    fn answer_on(request: &str, service: Option<&dyn Endpoints>) -> String {
+        String::from_utf8(respond(request.as_bytes(), UNIX_EPOCH, service).bytes).unwrap()
+    }
+
     fn answer(request: &str) -> String {
-        String::from_utf8(respond(request.as_bytes(), UNIX_EPOCH)).unwrap()
+        answer_on(request, Some(&Stub))
+    }
+
+    fn body(answer: &str) -> &str {
+        answer.split_once("\r\n\r\n").unwrap().1
     }
 
     #[test]
@@ -161,8 +372,10 @@ mod tests {
         assert!(health.ends_with(r#"{"status":"ok","timestamp":"1970-01-01T00:00:00.000Z"}"#));
         let head = answer("HEAD /health?x=1 HTTP/1.1\r\n\r\n");
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"));
-        assert!(answer("GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 426 "));
+        assert!(answer_on("GET / HTTP/1.1\r\n\r\n", None).starts_with("HTTP/1.1 426 "));
+        assert!(answer_on("GET /metrics HTTP/1.1\r\n\r\n", None).starts_with("HTTP/1.1 404 "));
         assert!(answer("GET /../etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        assert!(answer("GET /player.html HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
         assert!(answer("POST /health HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
         for bad in [
             "\r\n\r\n",
@@ -171,5 +384,55 @@ mod tests {
         ] {
             assert!(answer(bad).starts_with("HTTP/1.1 400 "), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn page_metrics_and_genome_pages() {
+        let page = answer("GET /?autoplay=1 HTTP/1.1\r\n\r\n");
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(page.contains("Content-Type: text/html; charset=utf-8\r\n"));
+        assert_eq!(body(&page), PLAYER_HTML);
+        let head = answer("HEAD / HTTP/1.1\r\n\r\n");
+        assert!(head.contains(&format!("Content-Length: {}\r\n", PLAYER_HTML.len())));
+        assert!(body(&head).is_empty());
+        let metrics = answer("GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+        assert_eq!(body(&metrics), "krs_connections 1\n");
+        for (query, want) in [
+            ("", r#"{"ids":["a","b","c"],"next":null}"#),
+            ("?limit=2", r#"{"ids":["a","b"],"next":"b"}"#),
+            ("?limit=2&after=b", r#"{"ids":["c"],"next":null}"#),
+            ("?after=%61", r#"{"ids":["b","c"],"next":null}"#),
+        ] {
+            let got = answer(&format!("GET /genomes{query} HTTP/1.1\r\n\r\n"));
+            assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+            assert_eq!(body(&got), want, "{query}");
+        }
+        for bad in ["limit=0", "limit=1001", "limit=x", "after=%zz", "after=%ff"] {
+            let got = answer(&format!("GET /genomes?{bad} HTTP/1.1\r\n\r\n"));
+            assert!(got.starts_with("HTTP/1.1 400 "), "{bad}: {got}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let head = |origin: &str| format!("GET / HTTP/1.1\r\nOrigin: {origin}\r\n\r\n");
+        let list = AllowedOrigins::parse("https://a.example, http://localhost:8080/").unwrap();
+        assert!(list.allows(head("https://A.example").as_bytes()));
+        assert!(list.allows(head("http://localhost:8080").as_bytes()));
+        assert!(!list.allows(head("http://localhost:8081").as_bytes()));
+        assert!(!list.allows(head("null").as_bytes()));
+        assert!(
+            list.allows(b"GET / HTTP/1.1\r\n\r\n"),
+            "no Origin: not a browser"
+        );
+        assert_eq!(AllowedOrigins::parse(" * ").unwrap(), AllowedOrigins::Any);
+        assert!(AllowedOrigins::Any.allows(head("http://evil.example").as_bytes()));
+        for bad in ["", "*,http://a", "example.com"] {
+            assert!(AllowedOrigins::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(forbidden_origin()
+            .bytes
+            .starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use kromosynth_render_socket::http::AllowedOrigins;
 use kromosynth_render_socket::server::{Config, Server};
 use kromosynth_render_socket::{audio_file, client};
 use krs_engine::{render_batch_with, CompiledGenome, CppnBackend, Gpu, RenderRequest};
@@ -100,6 +101,11 @@ struct ServeArgs {
     /// as in the original.
     #[arg(long)]
     compressor: bool,
+    /// Web origins whose pages may open a WebSocket: `*` (any, as the original) or a comma
+    /// list such as `https://example.org,http://localhost:8080`; a browser handshake from
+    /// another origin gets HTTP 403. Clients that send no Origin header are not affected.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "*")]
+    allowed_origins: String,
 }
 
 #[derive(Args)]
@@ -205,6 +211,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         log_renders: !args.quiet,
         compressor: args.compressor
             || std::env::var("USE_COMPRESSOR").is_ok_and(|v| v == "true" || v == "1"),
+        allowed_origins: AllowedOrigins::parse(&args.allowed_origins)
+            .map_err(|e| format!("--allowed-origins: {e}"))?,
     })?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to learn the port (with --port 0).

@@ -23,6 +23,8 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::fds::{self, FdLimits, Spare};
 use crate::genomes::GenomeProvider;
+use crate::http::{AllowedOrigins, Endpoints};
+use crate::metrics::{self, Gauges, Metrics};
 use crate::protocol::{Limits, ServerStats};
 use crate::session::{Alive, Kind, Outcome, Session};
 
@@ -87,6 +89,8 @@ pub struct Config {
     pub log_renders: bool,
     /// The limiter for renders that do not say `compressor` (see `RenderSpec::compressor`).
     pub compressor: bool,
+    /// Web origins whose pages may open a WebSocket; others get 403 at the handshake.
+    pub allowed_origins: AllowedOrigins,
 }
 
 impl Default for Config {
@@ -106,6 +110,7 @@ impl Default for Config {
             threads: 0,
             log_renders: true,
             compressor: false,
+            allowed_origins: AllowedOrigins::Any,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct Shared {
     pub refused_connections: u64,
     pub stalled_renders: u64,
     pub idle_closed: u64,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -154,6 +161,34 @@ impl Shared {
             stalled_renders: self.stalled_renders,
             idle_closed: self.idle_closed,
         }
+    }
+}
+
+impl Endpoints for Shared {
+    fn metrics(&self) -> String {
+        metrics::render(
+            &self.metrics,
+            &Gauges {
+                connections: self.open_sessions,
+                renders: self.stream_owner.len(),
+                parked: self.parked,
+                queued: self.queued,
+                cached_genomes: self.genomes.cached(),
+                worker_threads: self.scheduler.pool().current_num_threads(),
+                refused_connections: self.refused_connections,
+                stalled_renders: self.stalled_renders,
+                idle_closed: self.idle_closed,
+            },
+        )
+    }
+
+    fn genomes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+        // On the loop thread: one indexed range read of at most MAX_GENOMES_LIMIT short ids
+        // (well under a millisecond), not worth a round trip through the worker pool.
+        self.genomes
+            .source()
+            .list_after(after, limit)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -255,6 +290,7 @@ impl Server {
                 refused_connections: 0,
                 stalled_renders: 0,
                 idle_closed: 0,
+                metrics: Metrics::default(),
             },
             fd_limits,
             spare: Spare::new(),
@@ -382,6 +418,7 @@ impl Server {
                         continue;
                     }
                     *self.shared.per_ip.entry(peer.ip()).or_default() += 1;
+                    self.shared.metrics.connections_accepted += 1;
                     let _ = stream.set_nodelay(true);
                     let index = self.free.pop().unwrap_or_else(|| {
                         self.sessions.push(None);

@@ -23,7 +23,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use crate::http;
+use crate::http::{self, Endpoints};
 use crate::protocol::{self, ClientMessage, Completion, Form, Format, RenderSpec};
 use crate::server::Shared;
 use crate::wire::{ChunkFrame, Conn, Frame, MAX_HANDSHAKE_BYTES};
@@ -408,7 +408,9 @@ impl Session {
             // The rest of the head is still on its way; its arrival is another event.
             return Ok(());
         };
-        if http::is_websocket_upgrade(&head[..end]) {
+        let upgrade = http::is_websocket_upgrade(&head[..end]);
+        let refused_origin = upgrade && !shared.config.allowed_origins.allows(&head[..end]);
+        if upgrade && !refused_origin {
             let Ws::Request(conn) = std::mem::replace(&mut self.ws, Ws::Gone) else {
                 unreachable!()
             };
@@ -432,7 +434,15 @@ impl Session {
                 Err(_) => return Err(Gone),
             }
         }
-        conn.queue_bytes(http::respond(&head[..end], SystemTime::now()));
+        let answer = if refused_origin {
+            shared.metrics.refused_origins += 1;
+            http::forbidden_origin()
+        } else {
+            let service = (self.kind == Kind::Service).then_some(&*shared as &dyn Endpoints);
+            http::respond(&head[..end], SystemTime::now(), service)
+        };
+        shared.metrics.http_answered(answer.status);
+        conn.queue_bytes(answer.bytes);
         let Ws::Request(conn) = std::mem::replace(&mut self.ws, Ws::Gone) else {
             unreachable!()
         };
@@ -652,6 +662,7 @@ impl Session {
             first_chunk: None,
         });
         shared.stream_owner.insert(id, self.token);
+        shared.metrics.renders_started += 1;
         if let Some(start) = start {
             self.send_text(shared, start)?;
         }
@@ -741,7 +752,12 @@ impl Session {
                     let mut status = flush_status(ws.flush());
                     if let Flush::Done = status {
                         progressed = true;
-                        ws.get_mut().start_chunk(s.take_frame());
+                        let first = s.first_chunk.is_none();
+                        let frame = s.take_frame();
+                        shared
+                            .metrics
+                            .chunk_sent(frame.len(), s.first_chunk.filter(|_| first));
+                        ws.get_mut().start_chunk(frame);
                         status = flush_status(ws.flush());
                     }
                     match status {
@@ -897,6 +913,7 @@ impl Session {
         } else {
             None
         };
+        shared.metrics.render_ended(&outcome);
         if shared.config.log_renders {
             log_render(self.peer, &s, &outcome);
         }
@@ -929,6 +946,7 @@ impl Session {
         self.clear_queue(shared);
         while !self.streams.is_empty() {
             let s = self.remove_stream(shared, self.streams.len() - 1);
+            shared.metrics.render_ended(&outcome);
             if shared.config.log_renders {
                 log_render(self.peer, &s, &outcome);
             }

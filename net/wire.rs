@@ -95,6 +95,16 @@ impl Frame {
         &self.bytes[self.start..]
     }
 
+    /// Bytes on the wire: header and payload.
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+
+    /// Never: a frame has at least its header.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The frame's buffer and where in it the frame starts (for writing it without a copy).
     pub fn into_parts(self) -> (Vec<u8>, usize) {
         (self.bytes, self.start)

@@ -57,6 +57,18 @@ impl EmbeddedGenomes {
             .collect()
     }
 
+    /// One page of ids in id order: at most `limit` of them, all after `after` when given.
+    pub fn list_after(&self, after: Option<&str>, limit: usize) -> Vec<String> {
+        let from = after.map_or(0, |after| {
+            DEFAULT_GENOME_IDS.partition_point(|id| *id <= after)
+        });
+        DEFAULT_GENOME_IDS[from..]
+            .iter()
+            .take(limit)
+            .map(|id| (*id).to_owned())
+            .collect()
+    }
+
     /// Number of embedded genomes.
     pub fn len(&self) -> usize {
         EMBEDDED.len()

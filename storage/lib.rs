@@ -103,6 +103,15 @@ impl Genomes {
         }
     }
 
+    /// One page of ids in id order: at most `limit` of them, all after `after` when given
+    /// (the last id of the previous page), so a client can walk a large database page by page.
+    pub fn list_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        match self {
+            Genomes::Sqlite(store) => store.list_after(after, limit),
+            Genomes::Embedded(embedded) => Ok(embedded.list_after(after, limit)),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Genomes::Sqlite(store) => store.describe(),

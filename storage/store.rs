@@ -20,6 +20,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 const GET_SQL: &str = "SELECT data FROM genomes WHERE id = ?1";
 const LIST_SQL: &str = "SELECT id FROM genomes ORDER BY id LIMIT ?1";
+// The primary key's index serves both the comparison and the order: a page costs its own rows,
+// not a scan of the ids before it.
+const LIST_AFTER_SQL: &str = "SELECT id FROM genomes WHERE id > ?1 ORDER BY id LIMIT ?2";
 const COLUMNS_SQL: &str = "SELECT name FROM pragma_table_info('genomes')";
 
 /// The columns kromosynth-cli creates: `genomes(id TEXT PRIMARY KEY, data BLOB)`.
@@ -99,6 +102,11 @@ impl GenomeStore {
     /// Genome ids in id order (ULIDs sort by creation time), at most `limit` of them.
     pub fn list(&self, limit: Option<usize>) -> Result<Vec<String>, StoreError> {
         self.with_reader(|reader| reader.list(limit))
+    }
+
+    /// One page of ids in id order: at most `limit` of them, all after `after` when given.
+    pub fn list_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|reader| reader.list_after(after, limit))
     }
 
     fn with_reader<T>(
@@ -241,12 +249,26 @@ impl Reader {
     pub fn list(&self, limit: Option<usize>) -> Result<Vec<String>, StoreError> {
         // SQLite reads a negative LIMIT as "no limit".
         let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let mut stmt = self
-            .conn
-            .prepare_cached(LIST_SQL)
-            .map_err(|e| self.sqlite(e))?;
+        self.query_ids(LIST_SQL, rusqlite::params![limit])
+    }
+
+    /// One page of ids in id order: at most `limit` of them, all after `after` when given.
+    pub fn list_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match after {
+            None => self.query_ids(LIST_SQL, rusqlite::params![limit]),
+            Some(after) => self.query_ids(LIST_AFTER_SQL, rusqlite::params![after, limit]),
+        }
+    }
+
+    fn query_ids(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.sqlite(e))?;
         let ids = stmt
-            .query_map([limit], |row| {
+            .query_map(params, |row| {
                 // The column is declared TEXT, but SQLite stores whatever it was given.
                 Ok(match row.get_ref(0)? {
                     ValueRef::Text(t) | ValueRef::Blob(t) => {

@@ -103,6 +103,29 @@ fn reads_a_cli_database_byte_for_byte() {
     assert_eq!(store.list(None).unwrap(), DEFAULT_GENOME_IDS);
     assert_eq!(store.list(Some(3)).unwrap(), &DEFAULT_GENOME_IDS[..3]);
     assert_eq!(store.list(Some(0)).unwrap(), Vec::<String>::new());
+    // Pages: walking with `after` visits every id once, in order, in both sources.
+    let embedded = krs_storage::EmbeddedGenomes;
+    for page_size in [1, 3, 8, 100] {
+        let (mut walked, mut walked_embedded, mut after) = (Vec::new(), Vec::new(), None::<String>);
+        loop {
+            let page = store.list_after(after.as_deref(), page_size).unwrap();
+            assert_eq!(page, embedded.list_after(after.as_deref(), page_size));
+            walked_embedded.extend(page.iter().cloned());
+            if page.len() < page_size {
+                walked.extend(page);
+                break;
+            }
+            after = page.last().cloned();
+            walked.extend(page);
+        }
+        assert_eq!(walked, DEFAULT_GENOME_IDS, "page size {page_size}");
+        assert_eq!(walked_embedded, DEFAULT_GENOME_IDS);
+    }
+    assert!(store.list_after(Some("~"), 10).unwrap().is_empty());
+    assert_eq!(
+        store.list_after(Some(""), 2).unwrap(),
+        &DEFAULT_GENOME_IDS[..2]
+    );
 
     // An explicit Reader reads the same.
     let reader = store.reader().unwrap();
