@@ -17,7 +17,9 @@ pub fn client_message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let limits = Limits { max_duration: 600.0 };
+    let limits = Limits {
+        max_duration: 600.0,
+    };
     if let Ok(ClientMessage::Render(spec)) = parse_client_message(text, &limits) {
         assert!(spec.request.duration > 0.0 && spec.request.duration <= 600.0);
         assert!((0.0..=1.0).contains(&spec.request.velocity));
@@ -40,6 +42,19 @@ pub fn genome(data: &[u8]) {
     if let Ok(mut render) = Render::new(&genome, &request) {
         let mut block = [0.0f32; 128];
         while render.next_block(&mut block) > 0 {}
+    }
+}
+
+/// The service port's endpoints, with fixed answers.
+struct Service;
+
+impl http::Endpoints for Service {
+    fn metrics(&self) -> String {
+        "krs_connections 0\n".into()
+    }
+    fn genomes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String> {
+        assert!(limit <= http::MAX_GENOMES_LIMIT);
+        Ok(after.map(|a| vec![format!("{a}0")]).unwrap_or_default())
     }
 }
 
@@ -67,8 +82,12 @@ pub fn frames(data: &[u8]) {
     if let Some(end) = http::head_end(data) {
         let head = &data[..end];
         if !http::is_websocket_upgrade(head) {
-            let answer = http::respond(head, std::time::SystemTime::UNIX_EPOCH);
-            assert!(answer.starts_with(b"HTTP/1.1 "));
+            let now = std::time::SystemTime::UNIX_EPOCH;
+            for service in [Some(&Service as &dyn http::Endpoints), None] {
+                let answer = http::respond(head, now, service);
+                assert!(answer.bytes.starts_with(b"HTTP/1.1 "));
+                assert!((200..600).contains(&answer.status));
+            }
         }
     }
     let config = WebSocketConfig {
