@@ -211,21 +211,23 @@ impl Account {
         let mut all = budget.used.lock();
         for (i, resource) in [Resource::Memory].into_iter().enumerate() {
             let needs = demand.0[i];
-            if mine.0[i].saturating_add(needs) > budget.per_account.0[i] {
-                return Err(Refusal::Busy {
-                    resource,
-                    in_use: mine.0[i],
-                    limit: budget.per_account.0[i],
-                    connection: true,
-                    retry_after: RETRY_AFTER_SECONDS,
-                });
-            }
+            // The server's limit first: when both are full, waiting for other connections
+            // is what the client needs to know.
             if all.0[i].saturating_add(needs) > budget.limit.0[i] {
                 return Err(Refusal::Busy {
                     resource,
                     in_use: all.0[i],
                     limit: budget.limit.0[i],
                     connection: false,
+                    retry_after: RETRY_AFTER_SECONDS,
+                });
+            }
+            if mine.0[i].saturating_add(needs) > budget.per_account.0[i] {
+                return Err(Refusal::Busy {
+                    resource,
+                    in_use: mine.0[i],
+                    limit: budget.per_account.0[i],
+                    connection: true,
                     retry_after: RETRY_AFTER_SECONDS,
                 });
             }
