@@ -430,12 +430,11 @@ impl MemoryEstimate {
                     raw(s, &mut raw_whole);
                     e.whole_arrays += array;
                 }
-                Kind::BufferSource { buffer: Some(s) }
-                | Kind::Param { curve: Some(s), .. } => {
-                    if !lazy_samples.contains(&s) {
-                        lazy_samples.push(s);
-                        raw(s, &mut lazy_raw);
-                    }
+                Kind::BufferSource { buffer: Some(s) } | Kind::Param { curve: Some(s), .. }
+                    if !lazy_samples.contains(&s) =>
+                {
+                    lazy_samples.push(s);
+                    raw(s, &mut lazy_raw);
                 }
                 Kind::DelayWriter { max_delay_time, .. } => {
                     let quanta = (max_delay_time * timeline.sample_rate as f64
@@ -451,7 +450,10 @@ impl MemoryEstimate {
         if eager {
             // Every output whole, at the CPPN's frames (twice the render's when anti-aliased)
             // until filtered, and every array a node reads a whole copy.
-            let outputs = web.outputs.iter().filter(|o| !matches!(o.source, Source::Nothing));
+            let outputs = web
+                .outputs
+                .iter()
+                .filter(|o| !matches!(o.source, Source::Nothing));
             let cppn = timeline.cppn_frames() as u64 * 4;
             e.whole_outputs = outputs.count() as u64 * (cppn + array);
             e.lazy = arrays * array;

@@ -39,8 +39,8 @@ unsafe impl GlobalAlloc for Counting {
         let q = unsafe { System.realloc(p, layout, new) };
         if !q.is_null() {
             if new > layout.size() {
-                let live = LIVE.fetch_add(new - layout.size(), Ordering::Relaxed) + new
-                    - layout.size();
+                let live =
+                    LIVE.fetch_add(new - layout.size(), Ordering::Relaxed) + new - layout.size();
                 PEAK.fetch_max(live, Ordering::Relaxed);
             } else {
                 LIVE.fetch_sub(layout.size() - new, Ordering::Relaxed);
