@@ -1,6 +1,7 @@
 //! kromosynth-render-socket: the WebSocket render service, its wire protocol, its client and
 //! its CLI's file output.
 
+pub mod admission;
 pub mod audio_file;
 pub mod client;
 pub mod fds;

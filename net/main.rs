@@ -90,6 +90,13 @@ struct ServeArgs {
     /// Most renders in progress over all connections.
     #[arg(long, default_value_t = 4096)]
     max_renders: usize,
+    /// Memory all renders may reserve together, in bytes or with K, M, G, T (default: half
+    /// the physical memory).
+    #[arg(long, value_parser = kromosynth_render_socket::admission::parse_bytes)]
+    max_memory: Option<u64>,
+    /// Memory one connection's renders may reserve (default: a quarter of --max-memory).
+    #[arg(long, value_parser = kromosynth_render_socket::admission::parse_bytes)]
+    max_memory_per_connection: Option<u64>,
     /// Render worker threads (0: one per core).
     #[arg(long, env = "THREADS", default_value_t = 0)]
     threads: usize,
@@ -207,6 +214,14 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
         max_streams: args.max_renders,
+        max_memory: args
+            .max_memory
+            .unwrap_or_else(kromosynth_render_socket::admission::default_max_memory),
+        max_memory_per_connection: args.max_memory_per_connection.unwrap_or(
+            args.max_memory
+                .unwrap_or_else(kromosynth_render_socket::admission::default_max_memory)
+                / kromosynth_render_socket::admission::DEFAULT_CONNECTION_SHARE,
+        ),
         threads: args.threads,
         log_renders: !args.quiet,
         compressor: args.compressor

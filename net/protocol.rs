@@ -552,6 +552,19 @@ pub fn error(request_id: Option<&Value>, message: &str) -> String {
     out
 }
 
+/// A render refused for want of resources: the error, with `retryAfter` (seconds) when
+/// retrying can succeed.
+pub fn refused(request_id: Option<&Value>, message: &str, retry_after: Option<u32>) -> String {
+    let mut out = String::new();
+    open_message(&mut out, "error", request_id);
+    let _ = write!(out, ",\"message\":{}", json_string(message));
+    if let Some(seconds) = retry_after {
+        let _ = write!(out, ",\"retryAfter\":{seconds}");
+    }
+    out.push('}');
+    out
+}
+
 /// kromosynth-cli's render worker's failure answer: `{"error": message}`, no type.
 pub fn worker_error(message: &str) -> String {
     format!("{{\"error\":{}}}", json_string(message))
@@ -663,6 +676,9 @@ pub struct ServerStats {
     pub refused_connections: u64,
     pub stalled_renders: u64,
     pub idle_closed: u64,
+    /// Bytes reserved by renders in progress and held renders, and the server's budget.
+    pub memory_reserved: u64,
+    pub memory_budget: u64,
 }
 
 pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
@@ -672,7 +688,7 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         out,
         ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\
          \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
-         \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{}}}",
+         \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},         \"memoryReserved\":{},\"memoryBudget\":{}}}",
         s.connections,
         s.renders,
         s.parked,
@@ -682,7 +698,9 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         s.cached_genomes,
         s.refused_connections,
         s.stalled_renders,
-        s.idle_closed
+        s.idle_closed,
+        s.memory_reserved,
+        s.memory_budget
     );
     out
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
+use krs_engine::render::budget::{Budget, Demand, Resource};
 use krs_engine::render::stream::{JobEvent, Scheduler, EVENTS_PER_STREAM};
 use krs_engine::CppnBackend;
 use krs_storage::Genomes;
@@ -83,6 +84,10 @@ pub struct Config {
     pub stall_timeout: Duration,
     /// Renders in progress over all connections.
     pub max_streams: usize,
+    /// Bytes all renders may reserve together (estimated before they allocate), and what one
+    /// connection's renders may.
+    pub max_memory: u64,
+    pub max_memory_per_connection: u64,
     /// Render worker threads; 0 means one per core.
     pub threads: usize,
     /// Print one line per render to stderr.
@@ -107,6 +112,9 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             stall_timeout: Duration::from_secs(60),
             max_streams: 4096,
+            max_memory: crate::admission::default_max_memory(),
+            max_memory_per_connection: crate::admission::default_max_memory()
+                / crate::admission::DEFAULT_CONNECTION_SHARE,
             threads: 0,
             log_renders: true,
             compressor: false,
@@ -123,6 +131,8 @@ pub struct Shared {
     pub ws_config: WebSocketConfig,
     pub scheduler: Scheduler,
     pub genomes: Arc<GenomeProvider>,
+    /// What renders reserve before they allocate (see `admission`).
+    pub budget: Arc<Budget>,
     /// For renders that ask for `useGPU` (the default): the GPU when there is a real one.
     pub gpu: CppnBackend,
     pub open_sessions: usize,
@@ -160,6 +170,8 @@ impl Shared {
             refused_connections: self.refused_connections,
             stalled_renders: self.stalled_renders,
             idle_closed: self.idle_closed,
+            memory_reserved: self.budget.in_use().get(Resource::Memory),
+            memory_budget: self.budget.limit().get(Resource::Memory),
         }
     }
 }
@@ -275,6 +287,10 @@ impl Server {
                 limits: Limits {
                     max_duration: config.max_duration,
                 },
+                budget: Budget::new(
+                    Demand::memory(config.max_memory),
+                    Demand::memory(config.max_memory_per_connection),
+                ),
                 config,
                 scheduler,
                 genomes,
@@ -472,7 +488,8 @@ impl Server {
                 JobEvent::Ready(id)
                 | JobEvent::Parked(id, _)
                 | JobEvent::Finished(id, _)
-                | JobEvent::Failed(id, _) => *id,
+                | JobEvent::Failed(id, _)
+                | JobEvent::Refused(id, _) => *id,
             };
             // Events of streams that were cancelled or whose connection closed are dropped.
             let Some(&token) = self.shared.stream_owner.get(&id) else {

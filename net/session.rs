@@ -6,9 +6,11 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use krs_engine::dsp::RENDER_QUANTUM;
+use krs_engine::render::budget::{Account, Demand, Refusal, Reservation};
 use krs_engine::render::frames_for;
 use krs_engine::render::stream::{
     stream, Finished, JobEvent, RenderJob, StreamHandle, RING_BLOCKS,
@@ -77,6 +79,9 @@ struct Stream {
     chunks_sent: u64,
     received: Instant,
     first_chunk: Option<Duration>,
+    /// The held render's 4 bytes per sample, reserved at request time and released with the
+    /// stream (the job reserves the render's own memory).
+    _held_memory: Option<Reservation>,
 }
 
 /// Where a stream's samples wait between the ring and the client.
@@ -267,6 +272,8 @@ pub struct Session {
     /// We closed because of what the client sent; until then, read and discard what it
     /// still sends, so our close frame is not lost to a TCP reset.
     draining_until: Option<Instant>,
+    /// This connection's share of the memory budget, from its first render on.
+    account: Option<Arc<Account>>,
 }
 
 impl Session {
@@ -286,6 +293,7 @@ impl Session {
             dirty: false,
             closing: false,
             draining_until: None,
+            account: None,
         }
     }
 
@@ -606,6 +614,29 @@ impl Session {
     }
 
     fn start_stream(&mut self, shared: &mut Shared, spec: RenderSpec) -> Alive {
+        let account = self
+            .account
+            .get_or_insert_with(|| shared.budget.account())
+            .clone();
+        let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
+        let held_memory = if spec.is_held() {
+            match account.reserve(Demand::memory(total_frames as u64 * 4)) {
+                Ok(r) => Some(r),
+                Err(refusal) => {
+                    self.send_refusal(shared, &spec, &refusal)?;
+                    // Untagged renders queued behind this one start when it ends: now.
+                    if spec.request_id.is_none() {
+                        if let Some(next) = self.queued.pop_front() {
+                            shared.queued -= 1;
+                            return self.request_render(shared, next);
+                        }
+                    }
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
         let id = shared.next_stream_id;
         shared.next_stream_id += 1;
         let provider = shared.genomes.clone();
@@ -625,7 +656,7 @@ impl Session {
             backend,
             Box::new(move || provider.get(&genome)),
         );
-        let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
+        let job = job.with_account(account);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
         let start = (spec.format == Format::Binary && spec.form == Form::Stream).then(|| {
@@ -660,6 +691,7 @@ impl Session {
             chunks_sent: 0,
             received: Instant::now(),
             first_chunk: None,
+            _held_memory: held_memory,
         });
         shared.stream_owner.insert(id, self.token);
         shared.metrics.renders_started += 1;
@@ -705,6 +737,12 @@ impl Session {
                 // The error first, as `complete` below.
                 self.send_error(shared, form, request_id.as_ref(), &message)?;
                 self.end_stream(shared, i, Outcome::Failed(&message))?;
+            }
+            JobEvent::Refused(_, refusal) => {
+                let s = &self.streams[i];
+                let spec = s.spec.clone();
+                self.send_refusal(shared, &spec, &refusal)?;
+                self.end_stream(shared, i, Outcome::Failed(&refusal.to_string()))?;
             }
         }
         self.mark_dirty(shared);
@@ -901,6 +939,20 @@ impl Session {
                 self.mark_dirty(shared);
                 Ok(())
             }
+        }
+    }
+
+    /// Tells the client that its render does not fit the memory budget (`retryAfter` when it
+    /// may later).
+    fn send_refusal(&mut self, shared: &mut Shared, spec: &RenderSpec, refusal: &Refusal) -> Alive {
+        let message = refusal.to_string();
+        match spec.form {
+            Form::Stream | Form::Batch => {
+                let text =
+                    protocol::refused(spec.request_id.as_ref(), &message, refusal.retry_after());
+                self.send_text(shared, text)
+            }
+            form => self.send_error(shared, form, spec.request_id.as_ref(), &message),
         }
     }
 

@@ -18,6 +18,7 @@
 //! ([`crate::patch::synthis::apply_note_delta`]). All three match the original bit for bit on
 //! the fixture renders in tests/fixtures/rates (engine/tests/rates.rs).
 
+pub mod budget;
 pub mod filler;
 pub mod graph;
 pub mod order;
@@ -32,7 +33,7 @@ use crate::dsp::{DEFAULT_SAMPLE_RATE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RENDER_Q
 use crate::error::Error;
 use crate::genome::{Genome, WaveNetwork};
 use crate::gpu::CppnBackend;
-use crate::patch::graph::build as build_graph;
+use crate::patch::graph::{build as build_graph, WebGraph};
 use crate::patch::synthis::{patch_from_asneat, SynthIsPatch};
 use filler::Filler;
 use graph::AudioGraph;
@@ -186,6 +187,16 @@ impl Render {
         request: &RenderRequest,
         backend: &CppnBackend,
     ) -> Result<Render, Error> {
+        Render::plan(genome, request)?.build(backend)
+    }
+
+    /// Checks `request` and builds the Web Audio graph, the cheap first half of a render's
+    /// preparation: the memory it will take is known from here ([`RenderPlan::memory`]), before
+    /// [`RenderPlan::build`] evaluates whole-duration outputs and allocates it.
+    pub fn plan<'g>(
+        genome: &'g CompiledGenome,
+        request: &RenderRequest,
+    ) -> Result<RenderPlan<'g>, Error> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
@@ -220,28 +231,11 @@ impl Render {
             sample_rate: request.sample_rate,
             anti_aliasing: request.anti_aliasing,
         };
-        let mut resolver = Resolver::new(
-            &genome.cppns,
-            &web,
+        Ok(RenderPlan {
+            genome,
+            request: request.clone(),
+            web,
             timeline,
-            request.velocity,
-            request.seed,
-            backend,
-        );
-        let graph = AudioGraph::new(&web, &mut resolver, request.duration, request.sample_rate)?;
-        let mut filler = resolver.into_filler();
-        // Everything the first default chunk reads, in one parallel fill now: its blocks then
-        // never fill inside `next_block`, so the first chunk costs one fill, not two.
-        filler.ensure(filler::FILL_CHUNK);
-        Ok(Render {
-            graph,
-            filler,
-            total_frames,
-            position: 0,
-            range: RunningRange::default(),
-            limiter: request
-                .limiter
-                .then(|| post::Limiter::new(request.sample_rate)),
         })
     }
 
@@ -300,6 +294,192 @@ impl Render {
             max,
             peak: max.max(-min),
         }
+    }
+}
+
+/// A render checked and its graph built, nothing whole-duration evaluated yet
+/// ([`Render::plan`]).
+pub struct RenderPlan<'g> {
+    genome: &'g CompiledGenome,
+    request: RenderRequest,
+    web: WebGraph,
+    timeline: Timeline,
+}
+
+impl RenderPlan<'_> {
+    pub fn total_frames(&self) -> usize {
+        self.timeline.frames
+    }
+
+    /// The most memory the render will hold at once, for admission ([`budget`]).
+    pub fn memory(&self, backend: &CppnBackend) -> MemoryEstimate {
+        let eager = matches!(backend, CppnBackend::Gpu(_)) || self.timeline.anti_aliasing;
+        MemoryEstimate::of(&self.web, self.timeline, eager)
+    }
+
+    /// Evaluates what some node needs whole and builds the runtime graph: the expensive half.
+    pub fn build(self, backend: &CppnBackend) -> Result<Render, Error> {
+        let RenderPlan {
+            genome,
+            request,
+            web,
+            timeline,
+        } = self;
+        let mut resolver = Resolver::new(
+            &genome.cppns,
+            &web,
+            timeline,
+            request.velocity,
+            request.seed,
+            backend,
+        );
+        let graph = AudioGraph::new(&web, &mut resolver, request.duration, request.sample_rate)?;
+        let mut filler = resolver.into_filler();
+        // Everything the first default chunk reads, in one parallel fill now: its blocks then
+        // never fill inside `next_block`, so the first chunk costs one fill, not two.
+        filler.ensure(filler::FILL_CHUNK);
+        Ok(Render {
+            graph,
+            filler,
+            total_frames: timeline.frames,
+            position: 0,
+            range: RunningRange::default(),
+            limiter: request
+                .limiter
+                .then(|| post::Limiter::new(request.sample_rate)),
+        })
+    }
+}
+
+/// Bytes per frame of a convolver's state at the end of a render whose impulse response is as
+/// long as the render (kromosynth's always are): the IR itself (f32, freed only once its last
+/// partition is transformed), the spectra of its partitions and of as many input partitions
+/// (1025 complex f32 bins per 1024 frames each, about 8 bytes per frame).
+const CONVOLVER_BYTES_PER_FRAME: f64 = 4.0 + 2.0 * (1025.0 * 8.0 / 1024.0);
+
+/// Bytes a render holds whatever its graph: the stream's ring (32 KiB), the filler, the first
+/// chunk's scratch, FFT plans' scratch and the graph's vectors; calibrated on the fixture
+/// genomes (engine/tests/memory_estimate.rs).
+const BASE_BYTES: u64 = 256 << 10;
+
+/// Bytes per node of the Web Audio graph: its share of the output buses (3 KiB each), param
+/// value rows (512 bytes per param), its processor and its edges.
+const NODE_BYTES: u64 = 8 << 10;
+
+/// Channels assumed per delay line: kromosynth graphs feed a delay one channel, or two after a
+/// stereo node; a line's rings for channels that carry only zeros are never allocated.
+const DELAY_CHANNELS: u64 = 2;
+
+/// The memory a render holds at its peak, by what holds it. An upper bound of the live heap
+/// bytes the render allocates, from the request to its last block: on every fixture genome it
+/// is at least the measured peak and within 1.5 times it plus 1 MiB (engine/tests/
+/// memory_estimate.rs counts the allocations).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MemoryEstimate {
+    /// Raw network outputs evaluated whole, alive while the graph is built.
+    pub whole_outputs: u64,
+    /// Convolvers' impulse responses, their spectra and their input spectra.
+    pub convolvers: u64,
+    /// Wave-shaper curves and buffers held whole.
+    pub whole_arrays: u64,
+    /// Lazily filled arrays: a window each, or the whole duration where a reader reads at
+    /// another rate than the block clock.
+    pub lazy: u64,
+    pub delays: u64,
+    /// The graph's nodes and what every render holds.
+    pub fixed: u64,
+}
+
+impl MemoryEstimate {
+    fn of(web: &WebGraph, timeline: Timeline, eager: bool) -> MemoryEstimate {
+        use crate::patch::graph::{Kind, Samples};
+        use crate::patch::synthis::Source;
+        let frames = timeline.frames as u64;
+        let array = frames * 4;
+        let mut e = MemoryEstimate {
+            fixed: BASE_BYTES + NODE_BYTES * web.nodes.len() as u64,
+            ..MemoryEstimate::default()
+        };
+        let whole = web.whole_samples();
+        let mut raw_whole: Vec<usize> = Vec::new();
+        let raw = |s: &Samples, into: &mut Vec<usize>| {
+            let mut s = s;
+            while let Samples::WavetableGain { mix, .. } = s {
+                s = mix;
+            }
+            if let Samples::Output { output, .. } = s {
+                if !into.contains(output) {
+                    into.push(*output);
+                }
+            }
+        };
+        // What the lazy arrays are derived from, and the arrays nodes read.
+        let mut lazy_samples: Vec<&Samples> = Vec::new();
+        let mut lazy_raw: Vec<usize> = Vec::new();
+        for node in &web.nodes {
+            match &node.kind {
+                Kind::Convolver { buffer: Some(s) } => {
+                    raw(s, &mut raw_whole);
+                    e.convolvers += (frames as f64 * CONVOLVER_BYTES_PER_FRAME) as u64;
+                }
+                Kind::WaveShaper { curve: Some(s) } => {
+                    raw(s, &mut raw_whole);
+                    e.whole_arrays += array;
+                }
+                Kind::BufferSource { buffer: Some(s) } if whole.contains(s) => {
+                    raw(s, &mut raw_whole);
+                    e.whole_arrays += array;
+                }
+                Kind::BufferSource { buffer: Some(s) } | Kind::Param { curve: Some(s), .. }
+                    if !lazy_samples.contains(&s) =>
+                {
+                    lazy_samples.push(s);
+                    raw(s, &mut lazy_raw);
+                }
+                Kind::DelayWriter { max_delay_time, .. } => {
+                    let quanta = (max_delay_time * timeline.sample_rate as f64
+                        / RENDER_QUANTUM as f64)
+                        .ceil() as u64;
+                    e.delays += (quanta + 1) * RENDER_QUANTUM as u64 * 4 * DELAY_CHANNELS;
+                }
+                _ => {}
+            }
+        }
+        let produced = |o: &usize| !matches!(web.outputs[*o].source, Source::Nothing);
+        let arrays = (lazy_samples.len() + lazy_raw.iter().filter(|o| produced(o)).count()) as u64;
+        if eager {
+            // Every output whole, at the CPPN's frames (twice the render's when anti-aliased)
+            // until filtered, and every array a node reads a whole copy.
+            let outputs = web
+                .outputs
+                .iter()
+                .filter(|o| !matches!(o.source, Source::Nothing));
+            let cppn = timeline.cppn_frames() as u64 * 4;
+            e.whole_outputs = outputs.count() as u64 * (cppn + array);
+            e.lazy = arrays * array;
+        } else {
+            e.whole_outputs = raw_whole.iter().filter(|o| produced(o)).count() as u64 * array;
+            let windowed = web.reads_at_block_clock();
+            let each = if windowed {
+                (filler::WINDOW as u64 * 4).min(array)
+            } else {
+                array
+            };
+            e.lazy = arrays * each;
+        }
+        e
+    }
+
+    /// Bytes at the render's peak: the whole outputs are freed before the first block, the
+    /// convolvers' spectra grow to their size only by the last; counting both is at most one
+    /// array per whole output too many.
+    pub fn total(&self) -> u64 {
+        self.whole_outputs
+            + self.convolvers
+            + self.whole_arrays
+            + self.lazy
+            + self.delays
+            + self.fixed
     }
 }
 

@@ -29,6 +29,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
+use super::budget::{Account, Demand, Refusal, Reservation};
 use super::{CompiledGenome, Render, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
 use crate::error::Error;
@@ -55,7 +56,7 @@ pub const FIRST_SLICE_BLOCKS: usize = 32;
 pub const NEW_JOB_MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
-/// `Finished`/`Failed`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
+/// `Finished`/`Failed`/`Refused`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
 pub const EVENTS_PER_STREAM: usize = 3;
 
 /// Fetches and compiles the genome of a job, on the worker that first runs it (storage and
@@ -91,6 +92,8 @@ pub enum JobEvent {
     Finished(u64, Finished),
     /// The render could not start (genome missing or unrenderable) or failed.
     Failed(u64, Error),
+    /// The render does not fit its account's budget now, or ever.
+    Refused(u64, Refusal),
 }
 
 /// Summary of a finished render.
@@ -119,7 +122,14 @@ pub struct RenderJob {
     shared: Arc<StreamShared>,
     created: Instant,
     prepare: Duration,
+    /// Where the render reserves its memory before preparing; `None` reserves nothing.
+    account: Option<Arc<Account>>,
+    /// Held for as long as the job exists, so every way a render ends releases it.
+    reservation: Option<Reservation>,
 }
+
+/// Bytes of a stream's ring, reserved with the render.
+pub const RING_BYTES: u64 = (RING_BLOCKS * RENDER_QUANTUM * 4) as u64;
 
 /// The consumer's end of a stream.
 pub struct StreamHandle {
@@ -157,6 +167,8 @@ pub fn stream(
         shared: shared.clone(),
         created: Instant::now(),
         prepare: Duration::ZERO,
+        account: None,
+        reservation: None,
     };
     (job, StreamHandle { consumer, shared })
 }
@@ -164,6 +176,21 @@ pub fn stream(
 impl RenderJob {
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Makes the job reserve its estimated memory ([`super::RenderPlan::memory`]) from
+    /// `account` once its graph is built and before anything whole-duration is allocated; a
+    /// refusal ends it with [`JobEvent::Refused`].
+    pub fn with_account(mut self, account: Arc<Account>) -> RenderJob {
+        self.account = Some(account);
+        self
+    }
+
+    /// What the job has reserved (nothing before its first turn).
+    pub fn reserved(&self) -> Demand {
+        self.reservation
+            .as_ref()
+            .map_or(Demand::default(), Reservation::amount)
     }
 }
 
@@ -274,7 +301,35 @@ impl Scheduler {
                 unreachable!()
             };
             let started = Instant::now();
-            match prepare().and_then(|genome| Render::with_cppn(&genome, &request, &backend)) {
+            let genome = match prepare() {
+                Ok(genome) => genome,
+                Err(e) => {
+                    self.send(JobEvent::Failed(job.id, e));
+                    return Turn::Done;
+                }
+            };
+            let plan = match Render::plan(&genome, &request) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    self.send(JobEvent::Failed(job.id, e));
+                    return Turn::Done;
+                }
+            };
+            if let Some(account) = &job.account {
+                let bytes = plan.memory(&backend).total() + RING_BYTES;
+                match account.reserve(Demand::memory(bytes)) {
+                    Ok(r) => job.reservation = Some(r),
+                    Err(refusal) => {
+                        self.send(JobEvent::Refused(job.id, refusal));
+                        return Turn::Done;
+                    }
+                }
+            }
+            // The genome lookup may have taken a while; the costly part is still to come.
+            if job.shared.is_cancelled() {
+                return Turn::Done;
+            }
+            match plan.build(&backend) {
                 Ok(render) => job.stage = Stage::Running(Box::new(render)),
                 Err(e) => {
                     self.send(JobEvent::Failed(job.id, e));
