@@ -10,6 +10,7 @@ pub mod buffer_source;
 pub mod bus;
 pub mod compressor;
 pub mod convolver;
+mod convolver_tail;
 pub mod delay;
 pub mod denormals;
 pub mod gain;
