@@ -412,7 +412,7 @@ impl Tail {
         let mut transforming = false;
         for level in &mut self.levels {
             let pair_len = 2 * level.block;
-            if frames % pair_len == 0 {
+            if frames.is_multiple_of(pair_len) {
                 // A pair has arrived: the previous cycle ends, this pair's begins.
                 if level.running {
                     let all = level.units();

@@ -354,8 +354,10 @@ impl RenderPlan<'_> {
 /// Bytes per frame of a convolver's state at the end of a render whose impulse response is as
 /// long as the render (kromosynth's always are): the IR itself (f32, freed only once its last
 /// partition is transformed), the spectra of its partitions and of as many input partitions
-/// (1025 complex f32 bins per 1024 frames each, about 8 bytes per frame).
-const CONVOLVER_BYTES_PER_FRAME: f64 = 4.0 + 2.0 * (1025.0 * 8.0 / 1024.0);
+/// (1025 complex f32 bins per 1024 frames each, about 8 bytes per frame), and the
+/// non-uniformly partitioned tail's own spectra and input history beyond the exact head (see
+/// dsp/convolver_tail.rs; measured at up to another 8 bytes per frame).
+const CONVOLVER_BYTES_PER_FRAME: f64 = 4.0 + 3.0 * (1025.0 * 8.0 / 1024.0);
 
 /// Bytes a render holds whatever its graph: the stream's ring (32 KiB), the filler, the first
 /// chunk's scratch, FFT plans' scratch and the graph's vectors; calibrated on the fixture
