@@ -472,7 +472,8 @@ impl Server {
             }
             let timeout = self.shared.config.drain_timeout;
             eprintln!(
-                "{name}: draining: listeners closed; {} connections and {renders} renders in                  progress, waiting at most {} s for them (a second signal stops at once)",
+                "{name}: draining: listeners closed; {} connections and {renders} renders in \
+                 progress, waiting at most {} s for them (a second signal stops at once)",
                 self.shared.open_sessions,
                 timeout.as_secs_f64()
             );
