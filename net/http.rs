@@ -102,6 +102,17 @@ pub trait Endpoints {
     fn genomes(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>, String>;
 }
 
+/// What `/health` says: a balancer takes an instance out of rotation on anything but 200, so
+/// one that would refuse new renders, or is shutting down, says so before clients find out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// New renders would be refused (see `Shared::would_refuse`).
+    Busy,
+    /// Stopping: renders in progress finish, nothing new starts.
+    Draining,
+}
+
 /// The player page, built into the binary: no file is ever read for a request.
 pub const PLAYER_HTML: &str = include_str!("player.html");
 
@@ -117,7 +128,12 @@ pub struct Response {
 
 /// The whole response to a plain HTTP request head. `service` is `None` on the worker port,
 /// which answers only `/health`.
-pub fn respond(head: &[u8], now: SystemTime, service: Option<&dyn Endpoints>) -> Response {
+pub fn respond(
+    head: &[u8],
+    now: SystemTime,
+    health: Health,
+    service: Option<&dyn Endpoints>,
+) -> Response {
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let parts: Vec<&str> = line.split(' ').collect();
@@ -134,11 +150,18 @@ pub fn respond(head: &[u8], now: SystemTime, service: Option<&dyn Endpoints>) ->
     };
     const TEXT: &str = "text/plain; charset=utf-8";
     let (status, content_type, body): (u16, &str, Vec<u8>) = match (method, path, service) {
-        ("GET" | "HEAD", "/health", _) => (
-            200,
-            "application/json",
-            format!("{{\"status\":\"ok\",\"timestamp\":\"{}\"}}", iso8601(now)).into_bytes(),
-        ),
+        ("GET" | "HEAD", "/health", _) => {
+            let (status, word) = match health {
+                Health::Ok => (200, "ok"),
+                Health::Busy => (503, "busy"),
+                Health::Draining => (503, "draining"),
+            };
+            let body = format!(
+                "{{\"status\":\"{word}\",\"timestamp\":\"{}\"}}",
+                iso8601(now)
+            );
+            (status, "application/json", body.into_bytes())
+        }
         ("GET" | "HEAD", "/", Some(_)) => (
             200,
             "text/html; charset=utf-8",
@@ -174,6 +197,9 @@ pub fn respond(head: &[u8], now: SystemTime, service: Option<&dyn Endpoints>) ->
     if status == 426 {
         extra.push_str("Upgrade: websocket\r\n");
     }
+    if status == 503 {
+        extra.push_str("Retry-After: 1\r\n");
+    }
     if status == 405 {
         extra.push_str("Allow: GET, HEAD\r\n");
     }
@@ -208,6 +234,7 @@ fn response(
         404 => "Not Found",
         405 => "Method Not Allowed",
         426 => "Upgrade Required",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     // A HEAD answer says how long the GET body is, and leaves it out.
@@ -353,7 +380,8 @@ mod tests {
     }
 
     fn answer_on(request: &str, service: Option<&dyn Endpoints>) -> String {
-        String::from_utf8(respond(request.as_bytes(), UNIX_EPOCH, service).bytes).unwrap()
+        String::from_utf8(respond(request.as_bytes(), UNIX_EPOCH, Health::Ok, service).bytes)
+            .unwrap()
     }
 
     fn answer(request: &str) -> String {
@@ -373,6 +401,18 @@ mod tests {
         let head = answer("HEAD /health?x=1 HTTP/1.1\r\n\r\n");
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"));
         assert!(answer_on("GET / HTTP/1.1\r\n\r\n", None).starts_with("HTTP/1.1 426 "));
+        for (health, word) in [(Health::Busy, "busy"), (Health::Draining, "draining")] {
+            let get = b"GET /health HTTP/1.1\r\n\r\n";
+            let text = String::from_utf8(respond(get, UNIX_EPOCH, health, None).bytes).unwrap();
+            assert!(
+                text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+                "{text}"
+            );
+            assert!(text.contains("Retry-After: 1\r\n"), "{text}");
+            assert!(text.ends_with(&format!(
+                r#"{{"status":"{word}","timestamp":"1970-01-01T00:00:00.000Z"}}"#
+            )));
+        }
         assert!(answer_on("GET /metrics HTTP/1.1\r\n\r\n", None).starts_with("HTTP/1.1 404 "));
         assert!(answer("GET /../etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
         assert!(answer("GET /player.html HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 mod session;
+pub mod signals;
 pub mod wire;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kromosynth_render_socket::http::AllowedOrigins;
-use kromosynth_render_socket::server::{Config, Server};
+use kromosynth_render_socket::server::{Config, Server, Stopped};
 use kromosynth_render_socket::{audio_file, client};
 use krs_engine::{render_batch_with, CompiledGenome, CppnBackend, Gpu, RenderRequest};
 use krs_storage::Genomes;
@@ -113,6 +113,10 @@ struct ServeArgs {
     /// another origin gets HTTP 403. Clients that send no Origin header are not affected.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "*")]
     allowed_origins: String,
+    /// Seconds the renders in progress at SIGTERM or SIGINT may take to finish before the
+    /// server stops anyway (a second signal stops it at once).
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value_t = 60.0)]
+    drain_timeout: f64,
 }
 
 #[derive(Args)]
@@ -202,7 +206,7 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> Result<(), String> {
     malloc::keep_freed_memory();
-    let server = Server::bind(Config {
+    let mut server = Server::bind(Config {
         host: args.host,
         port: args.port,
         worker_port: args.worker_port,
@@ -228,6 +232,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
             || std::env::var("USE_COMPRESSOR").is_ok_and(|v| v == "true" || v == "1"),
         allowed_origins: AllowedOrigins::parse(&args.allowed_origins)
             .map_err(|e| format!("--allowed-origins: {e}"))?,
+        drain_timeout: std::time::Duration::try_from_secs_f64(args.drain_timeout)
+            .map_err(|e| format!("--drain-timeout: {e}"))?,
     })?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts read this line to learn the port (with --port 0).
@@ -237,6 +243,9 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         println!("render workers on ws://{worker}");
     }
     let _ = std::io::stdout().flush();
+    server
+        .handle_stop_signals()
+        .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))?;
     eprintln!(
         "serving {} with {} render workers; useGPU renders evaluate CPPNs on {}",
         server.genomes().source().describe(),
@@ -248,7 +257,16 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         "open files: soft limit {} raised to {} (hard {}); at most {connections} connections",
         fds.before, fds.soft, fds.hard
     );
-    server.run().map_err(|e| format!("event loop failed: {e}"))
+    match server
+        .run()
+        .map_err(|e| format!("event loop failed: {e}"))?
+    {
+        Stopped::Drained => Ok(()),
+        Stopped::DrainTimedOut(n) => Err(format!(
+            "drain timed out: {n} renders did not finish in --drain-timeout"
+        )),
+        Stopped::Forced(n) => Err(format!("stopped by a second signal: {n} renders cut off")),
+    }
 }
 
 /// Genome JSON from a file path, or else from the database by id.

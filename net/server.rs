@@ -24,10 +24,11 @@ use tungstenite::protocol::WebSocketConfig;
 
 use crate::fds::{self, FdLimits, Spare};
 use crate::genomes::GenomeProvider;
-use crate::http::{AllowedOrigins, Endpoints};
+use crate::http::{AllowedOrigins, Endpoints, Health};
 use crate::metrics::{self, Gauges, Metrics};
 use crate::protocol::{Limits, ServerStats};
 use crate::session::{Alive, Kind, Outcome, Session};
+use crate::signals::{self, Signals};
 
 pub use crate::session::{
     HANDSHAKE_TIMEOUT, MAX_QUEUED_PER_CONNECTION, MAX_STREAMS_PER_CONNECTION,
@@ -52,7 +53,8 @@ const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const WORKER_LISTENER: Token = Token(2);
-const FIRST_SESSION: usize = 3;
+const SIGNAL: Token = Token(3);
+const FIRST_SESSION: usize = 4;
 
 /// Longest the loop sleeps without events (it checks handshake deadlines and shutdown).
 const TICK: Duration = Duration::from_millis(250);
@@ -96,6 +98,8 @@ pub struct Config {
     pub compressor: bool,
     /// Web origins whose pages may open a WebSocket; others get 403 at the handshake.
     pub allowed_origins: AllowedOrigins,
+    /// Longest a drain (after SIGTERM or SIGINT) waits for renders in progress.
+    pub drain_timeout: Duration,
 }
 
 impl Default for Config {
@@ -119,6 +123,7 @@ impl Default for Config {
             log_renders: true,
             compressor: false,
             allowed_origins: AllowedOrigins::Any,
+            drain_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -153,9 +158,31 @@ pub struct Shared {
     pub idle_closed: u64,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Stopping (see [`Server::run`]): no new connections, no new renders.
+    pub draining: bool,
 }
 
 impl Shared {
+    /// Why a render asked for now would be refused by the server as a whole (not by its
+    /// connection's limits), or `None`. `/health` reports busy whenever this is `Some`, so that
+    /// a balancer sends new clients elsewhere instead of to refusals: every server-wide
+    /// condition that refuses a render belongs here.
+    pub fn would_refuse(&self) -> Option<String> {
+        let active = self.stream_owner.len();
+        (active >= self.config.max_streams)
+            .then(|| format!("Server busy: {active} renders in progress, try again later"))
+    }
+
+    pub fn health(&self) -> Health {
+        if self.draining {
+            Health::Draining
+        } else if self.would_refuse().is_some() {
+            Health::Busy
+        } else {
+            Health::Ok
+        }
+    }
+
     /// What the server holds right now.
     pub fn stats(&self) -> ServerStats {
         let (waiting_new, waiting_resumed) = self.scheduler.waiting();
@@ -204,11 +231,32 @@ impl Endpoints for Shared {
     }
 }
 
+/// How [`Server::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every render in progress at the stop signal finished and every connection closed.
+    Drained,
+    /// `--drain-timeout` passed with this many renders still in progress.
+    DrainTimedOut(usize),
+    /// A second stop signal came during the drain; this many renders were cut off.
+    Forced(usize),
+}
+
+/// A drain in progress.
+struct Drain {
+    started: Instant,
+    deadline: Instant,
+}
+
 /// The server: bound and ready to [`run`](Server::run).
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    addr: SocketAddr,
+    /// `None` once draining: closed, so that new connections are refused by the kernel.
+    listener: Option<TcpListener>,
     worker_listener: Option<TcpListener>,
+    signals: Option<Signals>,
+    drain: Option<Drain>,
     events: Receiver<JobEvent>,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
@@ -278,8 +326,11 @@ impl Server {
         };
         Ok(Server {
             poll,
-            listener,
+            addr: listener.local_addr().map_err(|e| e.to_string())?,
+            listener: Some(listener),
             worker_listener,
+            signals: None,
+            drain: None,
             events,
             sessions: Vec::new(),
             free: Vec::new(),
@@ -307,6 +358,7 @@ impl Server {
                 stalled_renders: 0,
                 idle_closed: 0,
                 metrics: Metrics::default(),
+                draining: false,
             },
             fd_limits,
             spare: Spare::new(),
@@ -314,7 +366,20 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.addr)
+    }
+
+    /// Drains on SIGTERM or SIGINT and exits on a second one (see [`Server::run`]); without
+    /// this, the signals' default action ends the process at once. Once per process.
+    pub fn handle_stop_signals(&mut self) -> io::Result<()> {
+        let signals = Signals::install()?;
+        self.poll.registry().register(
+            &mut mio::unix::SourceFd(&signals.fd()),
+            SIGNAL,
+            Interest::READABLE,
+        )?;
+        self.signals = Some(signals);
+        Ok(())
     }
 
     /// Where the one-shot protocols are served, if they are.
@@ -343,8 +408,12 @@ impl Server {
         self.shared.scheduler.pool().current_num_threads()
     }
 
-    /// Serves until the event loop fails (the process is stopped from outside).
-    pub fn run(mut self) -> io::Result<()> {
+    /// Serves until stopped. With [`Server::handle_stop_signals`], the first SIGTERM or SIGINT
+    /// starts a drain: the listeners close (new connections are refused), `/health` answers 503
+    /// `draining` on connections still open, render requests are refused, every render in
+    /// progress or queued finishes, connections are closed (1001) as they fall idle, and `run`
+    /// returns once none is left or `drain_timeout` has passed; a second signal returns at once.
+    pub fn run(mut self) -> io::Result<Stopped> {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
         loop {
@@ -365,6 +434,11 @@ impl Server {
                     LISTENER => self.accept_all(Kind::Service),
                     WORKER_LISTENER => self.accept_all(Kind::OneShot),
                     WAKER => {}
+                    SIGNAL => {
+                        if let Some(stopped) = self.on_signals() {
+                            return Ok(stopped);
+                        }
+                    }
                     token => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
@@ -381,7 +455,70 @@ impl Server {
                 last_sweep = Instant::now();
                 self.sweep();
             }
+            if let Some(stopped) = self.drain_step() {
+                return Ok(stopped);
+            }
         }
+    }
+
+    fn on_signals(&mut self) -> Option<Stopped> {
+        let received = self.signals.as_ref().map(Signals::take).unwrap_or_default();
+        for signo in received {
+            let name = signals::name(signo);
+            let renders = self.shared.stream_owner.len() + self.shared.queued;
+            if self.drain.is_some() {
+                eprintln!("{name} again: stopping now, {renders} renders cut off");
+                return Some(Stopped::Forced(renders));
+            }
+            let timeout = self.shared.config.drain_timeout;
+            eprintln!(
+                "{name}: draining: listeners closed; {} connections and {renders} renders in \
+                 progress, waiting at most {} s for them (a second signal stops at once)",
+                self.shared.open_sessions,
+                timeout.as_secs_f64()
+            );
+            // Closing (not just deregistering) the listeners makes the kernel refuse new
+            // connections, so balancers and clients move on at once instead of timing out.
+            for mut listener in [self.listener.take(), self.worker_listener.take()]
+                .into_iter()
+                .flatten()
+            {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+            self.shared.draining = true;
+            let now = Instant::now();
+            self.drain = Some(Drain {
+                started: now,
+                deadline: now + timeout,
+            });
+        }
+        None
+    }
+
+    /// While draining: closes the connections that have nothing left to do; the end of the
+    /// drain once none is left or its time is up.
+    fn drain_step(&mut self) -> Option<Stopped> {
+        let (started, deadline) = self.drain.as_ref().map(|d| (d.started, d.deadline))?;
+        for index in 0..self.sessions.len() {
+            self.with_session(Token(index + FIRST_SESSION), Session::close_if_drained);
+        }
+        let renders = self.shared.stream_owner.len() + self.shared.queued;
+        if self.shared.open_sessions == 0 {
+            eprintln!(
+                "drained in {:.1} s: every render finished, every connection closed",
+                started.elapsed().as_secs_f64()
+            );
+            return Some(Stopped::Drained);
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "drain timed out after {:.1} s: {} connections and {renders} renders cut off",
+                started.elapsed().as_secs_f64(),
+                self.shared.open_sessions
+            );
+            return Some(Stopped::DrainTimedOut(renders));
+        }
+        None
     }
 
     /// What the server holds right now.
@@ -408,8 +545,12 @@ impl Server {
     fn accept_all(&mut self, kind: Kind) {
         loop {
             let listener = match kind {
-                Kind::Service => &self.listener,
-                Kind::OneShot => self.worker_listener.as_ref().expect("registered"),
+                Kind::Service => self.listener.as_ref(),
+                Kind::OneShot => self.worker_listener.as_ref(),
+            };
+            // Events of a listener closed by a drain in the same poll turn.
+            let Some(listener) = listener else {
+                return;
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {

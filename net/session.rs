@@ -447,7 +447,7 @@ impl Session {
             http::forbidden_origin()
         } else {
             let service = (self.kind == Kind::Service).then_some(&*shared as &dyn Endpoints);
-            http::respond(&head[..end], SystemTime::now(), service)
+            http::respond(&head[..end], SystemTime::now(), shared.health(), service)
         };
         shared.metrics.http_answered(answer.status);
         conn.queue_bytes(answer.bytes);
@@ -521,6 +521,21 @@ impl Session {
         }
     }
 
+    /// While the server drains: closes (1001) a connection with nothing in progress and nothing
+    /// left to write, so that its client goes elsewhere and the server can exit.
+    pub fn close_if_drained(&mut self, shared: &mut Shared) -> Alive {
+        let done = matches!(self.ws, Ws::Open(_))
+            && self.streams.is_empty()
+            && self.queued.is_empty()
+            && !self.blocked
+            && !self.closing
+            && self.draining_until.is_none();
+        if !done {
+            return Ok(());
+        }
+        self.close_with(shared, CloseCode::Away, "server shutting down")
+    }
+
     /// Sends a close frame with `reason`, ends the session's renders, and drains the socket
     /// for at most [`DRAIN_TIME`] before it is dropped.
     fn close_with(&mut self, shared: &mut Shared, code: CloseCode, reason: &str) -> Alive {
@@ -552,6 +567,14 @@ impl Session {
             };
         }
         match protocol::parse_client_message(text, &shared.limits) {
+            // Draining: what this connection already asked for finishes, nothing new starts; the
+            // client reconnects, through a balancer to another instance.
+            Ok(ClientMessage::Render(spec)) if shared.draining => self.send_error(
+                shared,
+                spec.form,
+                spec.request_id.as_ref(),
+                "Server shutting down: reconnect and ask again",
+            ),
             Ok(ClientMessage::Render(spec)) => self.request_render(shared, *spec),
             Ok(ClientMessage::Cancel { request_id }) => self.cancel(shared, &request_id),
             Ok(ClientMessage::PlaybackPosition) => Ok(()),
@@ -602,11 +625,7 @@ impl Session {
             )),
             None => None,
         };
-        let active = shared.stream_owner.len();
-        let refuse = refuse.or_else(|| {
-            (active >= shared.config.max_streams)
-                .then(|| format!("Server busy: {active} renders in progress, try again later"))
-        });
+        let refuse = refuse.or_else(|| shared.would_refuse());
         match refuse {
             Some(message) => self.send_error(shared, spec.form, spec.request_id.as_ref(), &message),
             None => self.start_stream(shared, spec),

@@ -168,6 +168,27 @@ impl ServerProcess {
             .expect("VmRSS in /proc/<pid>/status")
     }
 
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: i32) {
+        assert_eq!(
+            unsafe { libc::kill(self.pid() as i32, signal) },
+            0,
+            "kill failed"
+        );
+    }
+
+    /// Waits (bounded) for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Still running (did not crash)?
     pub fn is_alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

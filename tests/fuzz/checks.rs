@@ -84,9 +84,11 @@ pub fn frames(data: &[u8]) {
         if !http::is_websocket_upgrade(head) {
             let now = std::time::SystemTime::UNIX_EPOCH;
             for service in [Some(&Service as &dyn http::Endpoints), None] {
-                let answer = http::respond(head, now, service);
-                assert!(answer.bytes.starts_with(b"HTTP/1.1 "));
-                assert!((200..600).contains(&answer.status));
+                for health in [http::Health::Ok, http::Health::Busy, http::Health::Draining] {
+                    let answer = http::respond(head, now, health, service);
+                    assert!(answer.bytes.starts_with(b"HTTP/1.1 "));
+                    assert!((200..600).contains(&answer.status));
+                }
             }
         }
     }
