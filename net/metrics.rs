@@ -84,6 +84,7 @@ pub struct Gauges {
     pub renders: usize,
     pub parked: usize,
     pub queued: usize,
+    pub starting: usize,
     pub cached_genomes: usize,
     pub worker_threads: usize,
     pub refused_connections: u64,
@@ -141,6 +142,12 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
         "gauge",
         "Renders parked on a full ring (their client is not reading).",
         &g.parked,
+    );
+    metric(
+        "krs_renders_starting",
+        "gauge",
+        "Renders whose first chunk is not written yet (waiting for a worker, or preparing).",
+        &g.starting,
     );
     metric(
         "krs_renders_queued",

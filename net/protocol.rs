@@ -669,7 +669,9 @@ pub struct ServerStats {
     pub parked: usize,
     /// Renders without `requestId` waiting for the one before them on their connection.
     pub queued: usize,
-    /// Render jobs waiting for a worker: new ones and resumed ones.
+    /// Renders whose first chunk is not written yet (waiting for a worker, or preparing).
+    pub starting: usize,
+    /// Render jobs waiting for a worker: those yet to send their first chunk, and the others.
     pub waiting_new: usize,
     pub waiting_resumed: usize,
     pub cached_genomes: usize,
@@ -686,13 +688,15 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
     open_message(&mut out, "stats", request_id);
     let _ = write!(
         out,
-        ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\
+        ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\"startingRenders\":{},\
          \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
-         \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},         \"memoryReserved\":{},\"memoryBudget\":{}}}",
+         \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},\
+         \"memoryReserved\":{},\"memoryBudget\":{}}}",
         s.connections,
         s.renders,
         s.parked,
         s.queued,
+        s.starting,
         s.waiting_new,
         s.waiting_resumed,
         s.cached_genomes,

@@ -149,6 +149,8 @@ pub struct Shared {
     /// Renders parked on a full ring, and renders queued behind another on their connection.
     pub parked: usize,
     pub queued: usize,
+    /// Renders whose first chunk is not written yet (waiting for a worker, or preparing).
+    pub starting: usize,
     /// Open connections per peer address (for `max_connections_per_ip`).
     pub per_ip: HashMap<IpAddr, usize>,
     /// Since start: connections closed at accept (over a limit), renders dropped because their
@@ -191,6 +193,7 @@ impl Shared {
             renders: self.stream_owner.len(),
             parked: self.parked,
             queued: self.queued,
+            starting: self.starting,
             waiting_new,
             waiting_resumed,
             cached_genomes: self.genomes.cached(),
@@ -212,6 +215,7 @@ impl Endpoints for Shared {
                 renders: self.stream_owner.len(),
                 parked: self.parked,
                 queued: self.queued,
+                starting: self.starting,
                 cached_genomes: self.genomes.cached(),
                 worker_threads: self.scheduler.pool().current_num_threads(),
                 refused_connections: self.refused_connections,
@@ -352,6 +356,7 @@ impl Server {
                 next_stream_id: 1,
                 dirty: Vec::new(),
                 parked: 0,
+                starting: 0,
                 queued: 0,
                 per_ip: HashMap::new(),
                 refused_connections: 0,

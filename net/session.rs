@@ -713,6 +713,7 @@ impl Session {
             _held_memory: held_memory,
         });
         shared.stream_owner.insert(id, self.token);
+        shared.starting += 1;
         shared.metrics.renders_started += 1;
         if let Some(start) = start {
             self.send_text(shared, start)?;
@@ -810,6 +811,9 @@ impl Session {
                     if let Flush::Done = status {
                         progressed = true;
                         let first = s.first_chunk.is_none();
+                        if first {
+                            shared.starting -= 1;
+                        }
                         let frame = s.take_frame();
                         shared
                             .metrics
@@ -1003,6 +1007,9 @@ impl Session {
         shared.stream_owner.remove(&s.id);
         if s.parked.is_some() {
             shared.parked -= 1;
+        }
+        if s.first_chunk.is_none() {
+            shared.starting -= 1;
         }
         s
     }

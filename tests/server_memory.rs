@@ -30,10 +30,9 @@ fn next_error(socket: &mut Socket) -> Value {
     }
 }
 
-/// Time from the request to the first chunk of a short render on its own connection.
-fn first_chunk(url: &str) -> Duration {
+/// Asks for a short render on a connection of its own and waits for its first chunk.
+fn await_first_chunk(url: &str) {
     let (mut socket, _) = client::connect(url).unwrap();
-    let start = Instant::now();
     send(
         &mut socket,
         json!({"type": "render", "genomeId": GENOME, "duration": 0.25}),
@@ -42,7 +41,7 @@ fn first_chunk(url: &str) -> Duration {
         let v = read_json(&mut socket).unwrap();
         assert_ne!(v["type"], "error", "{v}");
         if v["type"] == "chunk" {
-            return start.elapsed();
+            return;
         }
     }
 }
@@ -182,11 +181,11 @@ fn a_render_that_could_never_fit_is_refused_without_retry_and_held_renders_count
     assert_eq!(wait_for_reserved(&server, |r| r == 0), 0);
 }
 
-/// Preparations run whole on a worker today (about 0.8 s of CPU for each of these), so another
-/// client's first chunk waits behind them: 2.1 s measured on 2 cores. Passes once preparation
-/// yields between pieces (issue 23 item 2).
+/// A long render's preparation (about 0.8 s of CPU each for these) gives its worker back
+/// between pieces, so another client's first chunk does not wait for it: the short render's
+/// first chunk arrives while the long ones are still preparing. (Before preparations yielded,
+/// it came after them: 2.1 s on 2 cores. The latency bench has the times.)
 #[test]
-#[ignore = "preparation does not yet yield to other jobs (issue 23 item 2)"]
 fn long_preparations_do_not_delay_another_clients_first_chunk() {
     let server = ServerProcess::start(&[
         "--max-memory",
@@ -203,10 +202,10 @@ fn long_preparations_do_not_delay_another_clients_first_chunk() {
         );
     }
     wait_for_reserved(&server, |r| r > 0);
-    // A generous bound: the bench has the precise numbers.
-    let waited = first_chunk(&server.url);
+    await_first_chunk(&server.url);
+    let stats = server.stats();
     assert!(
-        waited < Duration::from_millis(500),
-        "first chunk after {waited:?}"
+        stats["startingRenders"].as_u64().unwrap() >= 1,
+        "the long renders had finished preparing before the short one's first chunk: {stats}"
     );
 }

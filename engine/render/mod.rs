@@ -27,6 +27,8 @@ pub mod post;
 pub mod resolver;
 pub mod stream;
 
+use std::sync::Arc;
+
 use crate::cppn::Program;
 use crate::dsp::denormals::FlushDenormals;
 use crate::dsp::{DEFAULT_SAMPLE_RATE, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, RENDER_QUANTUM};
@@ -197,6 +199,22 @@ impl Render {
         genome: &'g CompiledGenome,
         request: &RenderRequest,
     ) -> Result<RenderPlan<'g>, Error> {
+        Render::plan_for(GenomeRef::Borrowed(genome), request)
+    }
+
+    /// [`Render::plan`] for a shared genome: the plan owns what it needs, so a streamed render
+    /// can keep it across scheduler turns while it prepares ([`Preparation`]).
+    pub fn plan_shared(
+        genome: Arc<CompiledGenome>,
+        request: &RenderRequest,
+    ) -> Result<RenderPlan<'static>, Error> {
+        Render::plan_for(GenomeRef::Shared(genome), request)
+    }
+
+    fn plan_for<'g>(
+        genome: GenomeRef<'g>,
+        request: &RenderRequest,
+    ) -> Result<RenderPlan<'g>, Error> {
         if !(request.duration.is_finite()
             && request.duration > 0.0
             && request.duration <= MAX_DURATION_SECONDS)
@@ -221,10 +239,10 @@ impl Render {
             return Err(Error("velocity must be a finite number".into()));
         }
         let web = build_graph(
-            &genome.patch,
+            &genome.get().patch,
             request.note_delta,
             request.frequency_updates_apply_to_all_outputs,
-            genome.cppns.output_count(),
+            genome.get().cppns.output_count(),
         )?;
         let timeline = Timeline {
             frames: total_frames,
@@ -297,16 +315,31 @@ impl Render {
     }
 }
 
+/// A render's genome: borrowed by a render built in one go, shared by one prepared in pieces.
+enum GenomeRef<'g> {
+    Borrowed(&'g CompiledGenome),
+    Shared(Arc<CompiledGenome>),
+}
+
+impl GenomeRef<'_> {
+    fn get(&self) -> &CompiledGenome {
+        match self {
+            GenomeRef::Borrowed(g) => g,
+            GenomeRef::Shared(g) => g,
+        }
+    }
+}
+
 /// A render checked and its graph built, nothing whole-duration evaluated yet
 /// ([`Render::plan`]).
 pub struct RenderPlan<'g> {
-    genome: &'g CompiledGenome,
+    genome: GenomeRef<'g>,
     request: RenderRequest,
     web: WebGraph,
     timeline: Timeline,
 }
 
-impl RenderPlan<'_> {
+impl<'g> RenderPlan<'g> {
     pub fn total_frames(&self) -> usize {
         self.timeline.frames
     }
@@ -319,20 +352,73 @@ impl RenderPlan<'_> {
 
     /// Evaluates what some node needs whole and builds the runtime graph: the expensive half.
     pub fn build(self, backend: &CppnBackend) -> Result<Render, Error> {
+        let mut preparation = self.prepare(backend);
+        preparation.step(usize::MAX);
+        preparation.finish(backend)
+    }
+
+    /// [`RenderPlan::build`] in pieces: [`Preparation::step`] until it is done, then
+    /// [`Preparation::finish`]. On the GPU, everything is evaluated by `finish`, in one
+    /// submission.
+    pub fn prepare(self, backend: &CppnBackend) -> Preparation<'g> {
+        let whole = matches!(backend, CppnBackend::Cpu).then(|| {
+            let genome = self.genome.get();
+            Resolver::whole_outputs(
+                &genome.cppns,
+                &self.web,
+                self.timeline,
+                self.request.velocity,
+                self.request.seed,
+            )
+        });
+        Preparation { plan: self, whole }
+    }
+}
+
+/// A render being prepared: its whole-duration outputs evaluated a few pieces at a time, so
+/// the worker preparing it can go back to other renders in between (render/stream.rs).
+pub struct Preparation<'g> {
+    plan: RenderPlan<'g>,
+    /// On the CPU: the outputs some node needs whole, evaluated so far.
+    whole: Option<outputs::WholeOutputs>,
+}
+
+impl Preparation<'_> {
+    /// Evaluates up to `pieces` more pieces of 4096 samples of the whole-duration outputs, in
+    /// parallel on the current rayon pool; returns true once nothing is left.
+    pub fn step(&mut self, pieces: usize) -> bool {
+        match &mut self.whole {
+            Some(whole) => {
+                whole.step(pieces);
+                whole.is_done()
+            }
+            None => true,
+        }
+    }
+
+    /// Pieces left for [`Preparation::step`].
+    pub fn pieces_left(&self) -> usize {
+        self.whole.as_ref().map_or(0, |w| w.pieces_left())
+    }
+
+    /// Builds the runtime graph from the evaluated outputs (evaluating what is left first)
+    /// and the first chunk's lazily evaluated outputs.
+    pub fn finish(self, backend: &CppnBackend) -> Result<Render, Error> {
+        let Preparation { plan, whole } = self;
         let RenderPlan {
             genome,
             request,
             web,
             timeline,
-        } = self;
-        let mut resolver = Resolver::new(
-            &genome.cppns,
-            &web,
-            timeline,
-            request.velocity,
-            request.seed,
-            backend,
-        );
+        } = plan;
+        let genome = genome.get();
+        let (velocity, seed) = (request.velocity, request.seed);
+        let mut resolver = match whole {
+            Some(whole) => {
+                Resolver::with_whole(&genome.cppns, &web, timeline, velocity, seed, whole.run())
+            }
+            None => Resolver::new(&genome.cppns, &web, timeline, velocity, seed, backend),
+        };
         let graph = AudioGraph::new(&web, &mut resolver, request.duration, request.sample_rate)?;
         let mut filler = resolver.into_filler();
         // Everything the first default chunk reads, in one parallel fill now: its blocks then

@@ -3,6 +3,7 @@
 //! and wavetable gain curves (`gainValuesPerAudioWave`). Every array is f32, as the original's
 //! Float32Arrays, with the arithmetic done in f64 like JavaScript.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
@@ -82,6 +83,26 @@ pub(super) struct Group<'a> {
     pub members: Vec<(usize, usize)>,
 }
 
+impl Group<'_> {
+    /// The distinct CPPN output indices of the members in `wanted`, and those members as
+    /// (network output, position in the indices).
+    fn wanted(&self, wanted: &[usize]) -> (Vec<usize>, Vec<(usize, usize)>) {
+        let mut indices: Vec<usize> = Vec::new();
+        let mut members = Vec::new();
+        for &(out, idx) in &self.members {
+            if !wanted.contains(&out) {
+                continue;
+            }
+            let k = indices.iter().position(|&x| x == idx).unwrap_or_else(|| {
+                indices.push(idx);
+                indices.len() - 1
+            });
+            members.push((out, k));
+        }
+        (indices, members)
+    }
+}
+
 /// Where a render's network outputs sit in time: its frames, its sample rate and whether the
 /// CPPN is oversampled (kromosynth `antiAliasing`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -155,6 +176,9 @@ pub(super) fn evaluate_some(
     seed: u64,
     backend: &CppnBackend,
 ) -> Vec<Option<Arc<Vec<f32>>>> {
+    if matches!(backend, CppnBackend::Cpu) {
+        return WholeOutputs::new(cppns, outputs, wanted, timeline, velocity, seed).run();
+    }
     let frames = timeline.frames;
     let mut result: Vec<Option<Arc<Vec<f32>>>> = vec![None; outputs.len()];
     for &i in wanted {
@@ -167,24 +191,7 @@ pub(super) fn evaluate_some(
     let groups = groups(cppns, outputs);
     // Per group: the CPPN output indices wanted, and (network output, position in them).
     type Plan = (Vec<usize>, Vec<(usize, usize)>);
-    let plans: Vec<Plan> = groups
-        .iter()
-        .map(|group| {
-            let mut indices: Vec<usize> = Vec::new();
-            let mut members = Vec::new();
-            for &(out, idx) in &group.members {
-                if !wanted.contains(&out) {
-                    continue;
-                }
-                let k = indices.iter().position(|&x| x == idx).unwrap_or_else(|| {
-                    indices.push(idx);
-                    indices.len() - 1
-                });
-                members.push((out, k));
-            }
-            (indices, members)
-        })
-        .collect();
+    let plans: Vec<Plan> = groups.iter().map(|group| group.wanted(wanted)).collect();
     let evaluations: Vec<_> = groups
         .iter()
         .zip(&plans)
@@ -211,6 +218,185 @@ pub(super) fn evaluate_some(
         }
     }
     result
+}
+
+/// Whole network outputs evaluated on the CPU in pieces: a render's preparation evaluates some
+/// pieces per scheduler turn and gives its worker back in between (render/stream.rs), so one
+/// long render's whole-duration outputs (a 600 s impulse response is 28.8 million CPPN
+/// samples) cannot hold every core until they are done. Every sample is a function of its
+/// index alone (noise: of the samples before it, generated in order), so the result equals
+/// one evaluation in one go, bit for bit.
+pub struct WholeOutputs {
+    result: Vec<Option<Arc<Vec<f32>>>>,
+    /// Noise outputs still being generated: (network output, generator, samples so far).
+    noise: Vec<(usize, NoiseGen, Vec<f32>)>,
+    /// CPPN groups still being evaluated, the current one first.
+    groups: VecDeque<WholeGroup>,
+    timeline: Timeline,
+    velocity: f64,
+}
+
+/// One frequency group's wanted CPPN outputs, filled [`cppn::PARALLEL_CHUNK`] samples a piece.
+struct WholeGroup {
+    /// Pruned to `indices`.
+    program: Program,
+    periods: f64,
+    indices: Vec<usize>,
+    /// (network output, position in `indices`).
+    members: Vec<(usize, usize)>,
+    buffers: Vec<Vec<f32>>,
+    /// Pieces done, from the start.
+    done: usize,
+}
+
+impl WholeGroup {
+    fn pieces(&self) -> usize {
+        self.buffers[0].len().div_ceil(cppn::PARALLEL_CHUNK)
+    }
+}
+
+impl WholeOutputs {
+    /// Allocates the outputs in `wanted` and evaluates nothing yet.
+    pub(super) fn new(
+        cppns: &Cppns,
+        outputs: &[NetworkOutput],
+        wanted: &[usize],
+        timeline: Timeline,
+        velocity: f64,
+        seed: u64,
+    ) -> WholeOutputs {
+        let mut noise = Vec::new();
+        for &i in wanted {
+            // Noise comes from the original's graph stage, at the render's frames, never
+            // oversampled.
+            if let Source::Noise(kind) = outputs[i].source {
+                let generator = NoiseGen::new(kind, seed, i as u64);
+                noise.push((i, generator, Vec::with_capacity(timeline.frames)));
+            }
+        }
+        let n = timeline.cppn_frames();
+        let mut pending = VecDeque::new();
+        for group in groups(cppns, outputs) {
+            let (indices, members) = group.wanted(wanted);
+            if indices.is_empty() {
+                continue;
+            }
+            pending.push_back(WholeGroup {
+                program: group.program.pruned(&indices),
+                periods: timeline.input_periods(group.frequency),
+                buffers: indices.iter().map(|_| vec![0.0f32; n]).collect(),
+                indices,
+                members,
+                done: 0,
+            });
+        }
+        WholeOutputs {
+            result: vec![None; outputs.len()],
+            noise,
+            groups: pending,
+            timeline,
+            velocity,
+        }
+    }
+
+    /// Pieces left to evaluate (one piece is [`cppn::PARALLEL_CHUNK`] samples of a group's
+    /// outputs, or as many samples of a noise output).
+    pub fn pieces_left(&self) -> usize {
+        let noise: usize = self
+            .noise
+            .iter()
+            .map(|(_, _, v)| (self.timeline.frames - v.len()).div_ceil(cppn::PARALLEL_CHUNK))
+            .sum();
+        let cppn: usize = self.groups.iter().map(|g| g.pieces() - g.done).sum();
+        noise + cppn
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.noise.is_empty() && self.groups.is_empty()
+    }
+
+    /// Evaluates up to `pieces` more pieces, those of a CPPN group in parallel on the rayon
+    /// pool this runs on.
+    pub fn step(&mut self, pieces: usize) {
+        use rayon::prelude::*;
+        let frames = self.timeline.frames;
+        if let Some((_, generator, samples)) = self.noise.last_mut() {
+            let more = pieces
+                .saturating_mul(cppn::PARALLEL_CHUNK)
+                .min(frames - samples.len());
+            samples.extend((0..more).map(|_| generator.next_sample()));
+            if samples.len() == frames {
+                let (out, _, samples) = self.noise.pop().expect("the last noise output");
+                self.result[out] = Some(Arc::new(samples));
+            }
+            return;
+        }
+        let Some(group) = self.groups.front_mut() else {
+            return;
+        };
+        let n = group.buffers[0].len();
+        let first = group.done;
+        let last = first.saturating_add(pieces).min(group.pieces());
+        // Piece i of every buffer goes to one task.
+        let mut per_piece: Vec<Vec<&mut [f32]>> = (first..last)
+            .map(|_| Vec::with_capacity(group.buffers.len()))
+            .collect();
+        for buffer in group.buffers.iter_mut() {
+            let chunks = buffer.chunks_mut(cppn::PARALLEL_CHUNK).skip(first);
+            for (slot, chunk) in per_piece.iter_mut().zip(chunks) {
+                slot.push(chunk);
+            }
+        }
+        let (program, periods, indices) = (&group.program, group.periods, &group.indices);
+        let velocity = self.velocity;
+        per_piece
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(k, mut chunk)| {
+                let start = (first + k) * cppn::PARALLEL_CHUNK;
+                let end = (start + cppn::PARALLEL_CHUNK).min(n);
+                cppn::evaluate_range(
+                    program,
+                    periods,
+                    velocity,
+                    n,
+                    start..end,
+                    indices,
+                    &mut chunk,
+                );
+            });
+        group.done = last;
+        if group.done == group.pieces() {
+            let group = self.groups.pop_front().expect("the current group");
+            let rate = self.timeline.sample_rate;
+            let buffers: Vec<Arc<Vec<f32>>> = group
+                .buffers
+                .into_iter()
+                .map(|b| match self.timeline.anti_aliasing {
+                    true => anti_alias(&b, frames, rate),
+                    false => b,
+                })
+                .map(Arc::new)
+                .collect();
+            for &(out, k) in &group.members {
+                self.result[out] = Some(buffers[k].clone());
+            }
+        }
+    }
+
+    /// Evaluates what is left, in one go.
+    pub fn run(mut self) -> Vec<Option<Arc<Vec<f32>>>> {
+        while !self.is_done() {
+            self.step(usize::MAX);
+        }
+        self.result
+    }
+
+    /// The outputs; `None` where not wanted. Call once [`WholeOutputs::is_done`].
+    pub fn finish(self) -> Vec<Option<Arc<Vec<f32>>>> {
+        debug_assert!(self.is_done());
+        self.result
+    }
 }
 
 /// kromosynth `Activator.downsampleAndFilterOversampledSignal` on an output activated over

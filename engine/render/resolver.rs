@@ -9,8 +9,8 @@ use crate::patch::graph::{Samples, WebGraph};
 use crate::patch::synthis::{NetworkOutput, Source};
 
 use super::filler::{Derivation, Derived, Filler, LazyGroup, Signal, WINDOW};
-use super::outputs::{evaluate_outputs, evaluate_outputs_with, evaluate_some, groups, remap};
-use super::outputs::{Cppns, NoiseGen, Timeline, WaveSpan};
+use super::outputs::{evaluate_outputs, evaluate_outputs_with, groups, remap};
+use super::outputs::{Cppns, NoiseGen, Timeline, WaveSpan, WholeOutputs};
 
 /// Resolves `Samples` descriptions to arrays, each distinct one once.
 ///
@@ -62,54 +62,72 @@ impl<'a> Resolver<'a> {
         seed: u64,
         backend: &CppnBackend,
     ) -> Self {
-        let outputs = &graph.outputs[..];
         // The GPU evaluates everything whole, in one submission: there the whole CPPN costs
-        // less than the round trips of chunked evaluation would. Anti-aliased outputs are
-        // whole too: the filter runs through each output in order, so it cannot be filled
-        // in the pieces that the lazy fills evaluate in parallel.
-        if matches!(backend, CppnBackend::Gpu(_)) || timeline.anti_aliasing {
-            let mut r = Resolver::lazy(cppns, outputs, timeline, velocity, seed, &[], false);
-            r.whole = evaluate_outputs_with(cppns, outputs, timeline, velocity, seed, backend);
-            r.eager = true;
-            return r;
+        // less than the round trips of chunked evaluation would.
+        if matches!(backend, CppnBackend::Gpu(_)) {
+            let outputs = &graph.outputs[..];
+            let whole = evaluate_outputs_with(cppns, outputs, timeline, velocity, seed, backend);
+            return Resolver::lazy(cppns, outputs, timeline, velocity, seed, whole, false)
+                .into_eager();
         }
-        Resolver::lazy(
-            cppns,
-            outputs,
-            timeline,
-            velocity,
-            seed,
-            &graph.whole_samples(),
-            graph.reads_at_block_clock(),
-        )
+        let whole = Resolver::whole_outputs(cppns, graph, timeline, velocity, seed).run();
+        Resolver::with_whole(cppns, graph, timeline, velocity, seed, whole)
     }
 
-    /// `whole` evaluated now on the CPU, everything else lazily.
+    /// The outputs that [`Resolver::with_whole`] needs evaluated on the CPU, for a caller
+    /// that evaluates them in pieces. Anti-aliased outputs are all whole: the filter runs
+    /// through each output in order, so it cannot be filled in the pieces that the lazy
+    /// fills evaluate in parallel.
+    pub fn whole_outputs(
+        cppns: &Cppns,
+        graph: &WebGraph,
+        timeline: Timeline,
+        velocity: f64,
+        seed: u64,
+    ) -> WholeOutputs {
+        let mut wanted: Vec<usize> = Vec::new();
+        if timeline.anti_aliasing {
+            wanted.extend(0..graph.outputs.len());
+        } else {
+            for s in graph.whole_samples() {
+                raw_outputs(&s, &mut wanted);
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+        }
+        WholeOutputs::new(cppns, &graph.outputs, &wanted, timeline, velocity, seed)
+    }
+
+    /// The resolver, given [`Resolver::whole_outputs`] evaluated.
+    pub fn with_whole(
+        cppns: &'a Cppns,
+        graph: &'a WebGraph,
+        timeline: Timeline,
+        velocity: f64,
+        seed: u64,
+        whole: Vec<Option<Arc<Vec<f32>>>>,
+    ) -> Self {
+        let outputs = &graph.outputs[..];
+        if timeline.anti_aliasing {
+            return Resolver::lazy(cppns, outputs, timeline, velocity, seed, whole, false)
+                .into_eager();
+        }
+        let windowed = graph.reads_at_block_clock();
+        Resolver::lazy(cppns, outputs, timeline, velocity, seed, whole, windowed)
+    }
+
+    /// `whole` evaluated, everything else lazily.
     fn lazy(
         cppns: &'a Cppns,
         outputs: &'a [NetworkOutput],
         timeline: Timeline,
         velocity: f64,
         seed: u64,
-        whole: &[Samples],
+        whole: Vec<Option<Arc<Vec<f32>>>>,
         windowed: bool,
     ) -> Self {
-        let mut wanted: Vec<usize> = Vec::new();
-        for s in whole {
-            raw_outputs(s, &mut wanted);
-        }
-        wanted.sort_unstable();
-        wanted.dedup();
         Resolver {
-            whole: evaluate_some(
-                cppns,
-                outputs,
-                &wanted,
-                timeline,
-                velocity,
-                seed,
-                &CppnBackend::Cpu,
-            ),
+            whole,
             lazy: vec![None; outputs.len()],
             cppns,
             outputs,
@@ -127,6 +145,12 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// Every output was evaluated whole: none is lazy.
+    fn into_eager(mut self) -> Self {
+        self.eager = true;
+        self
+    }
+
     /// A resolver that computes everything whole (for oracles and tests).
     pub fn eager(
         cppns: &'a Cppns,
@@ -135,10 +159,8 @@ impl<'a> Resolver<'a> {
         velocity: f64,
         seed: u64,
     ) -> Self {
-        let mut r = Resolver::lazy(cppns, outputs, timeline, velocity, seed, &[], false);
-        r.whole = evaluate_outputs(cppns, outputs, timeline, velocity, seed);
-        r.eager = true;
-        r
+        let whole = evaluate_outputs(cppns, outputs, timeline, velocity, seed);
+        Resolver::lazy(cppns, outputs, timeline, velocity, seed, whole, false).into_eager()
     }
 
     /// The array for `s` (`None` when its network output has no samples). `read_ahead`: how

@@ -1,26 +1,35 @@
 //! Streaming renders: a [`RenderJob`] runs on the [`Scheduler`]'s rayon pool and hands its
 //! blocks to the consumer (the server's event loop) through a bounded SPSC ring.
 //!
-//! No worker ever waits for a consumer:
+//! Workers take jobs earliest deadline first (EDF). A job's deadline is when its client needs
+//! what it renders next:
+//! - a new job: its creation plus [`START_BUDGET`];
+//! - a job that has sent its first chunk: that moment plus the audio time of the frames it
+//!   has rendered, so a paced client's stream is due when its playback gets there, and a
+//!   greedy client that reads far ahead is due late: it gets spare capacity only;
+//! - a job still preparing after a turn (a long render's whole-duration outputs): the later
+//!   of its start budget and the end of that turn plus the preparation time spent so far, so
+//!   a heavy preparation backs off in proportion to its cost and lighter renders go first.
+//!
+//! No worker ever waits for a consumer, and no job holds a worker for long:
 //! - the worker pushes blocks until the ring is full, then returns the job to the consumer as
-//!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half;
-//! - a job that keeps finding room renders at most [`SLICE_BLOCKS`] blocks per turn and then
-//!   queues itself behind the other jobs, so one fast reader cannot monopolise a worker;
-//! - a job's first turn renders [`FIRST_SLICE_BLOCKS`] blocks and then returns the job to the
-//!   consumer as if parked, so the consumer sends the first chunk before it resubmits the job:
-//!   the rest of the render (and its parallel CPPN fills, which take every core) then cannot
-//!   slow the first chunk's encoding and write on a small machine;
+//!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half,
+//!   so a stream whose client is far ahead costs nothing;
+//! - a job renders at most [`SLICE_BLOCKS`] blocks per turn, and prepares for at most about
+//!   [`PREPARE_TURN`] per turn, then queues itself again under its new deadline;
+//! - a job's first rendering turn renders [`FIRST_SLICE_BLOCKS`] blocks and then returns the
+//!   job to the consumer as if parked, so the consumer sends the first chunk before it
+//!   resubmits the job: the rest of the render then cannot slow the first chunk's encoding
+//!   and write on a small machine;
 //! - the consumer is told that data is ready only when a ring goes from empty to non-empty
 //!   (at most one [`JobEvent::Ready`] outstanding per stream), so wake-ups cost per burst;
-//! - the cancel flag is read before every block, so cancel and disconnect take effect within
-//!   one block;
-//! - streams already playing go first: a worker takes a resumed job before a new one, unless
-//!   the oldest new one has waited [`NEW_JOB_MAX_WAIT`], so a burst of new requests cannot make
-//!   playing streams underrun, and a stream of resumed jobs cannot starve new requests.
+//! - the cancel flag is read before every block and every preparation turn, so cancel and
+//!   disconnect take effect within one block or turn, and free the render's memory.
 //!
 //! The per-block path (render, flag load, ring push) does not allocate, lock or log.
 
-use std::collections::VecDeque;
+use std::cmp::Ordering as Order;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +39,7 @@ use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::budget::{Account, Demand, Refusal, Reservation};
-use super::{CompiledGenome, Render, RenderRequest, Stats};
+use super::{CompiledGenome, Preparation, Render, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
 use crate::error::Error;
 use crate::gpu::CppnBackend;
@@ -46,14 +55,18 @@ pub const RING_BLOCKS: usize = 64;
 /// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
 pub const SLICE_BLOCKS: usize = 128;
 
-/// Blocks of a job's first turn: one default chunk (4096 frames). The job then goes back to
-/// its consumer ([`JobEvent::Parked`]) until that chunk is written, so a burst of new requests
-/// gets every first chunk out before any of them renders further, and the rest of each render
-/// queues behind the streams already playing.
+/// Blocks of a job's first rendering turn: one default chunk (4096 frames). The job then goes
+/// back to its consumer ([`JobEvent::Parked`]) until that chunk is written, so a burst of new
+/// requests gets every first chunk out before any of them renders further.
 pub const FIRST_SLICE_BLOCKS: usize = 32;
 
-/// How long a new job may wait behind resumed ones before it is taken first.
-pub const NEW_JOB_MAX_WAIT: Duration = Duration::from_millis(10);
+/// A new job's deadline is its creation plus this: the time its first chunk is due.
+pub const START_BUDGET: Duration = Duration::from_millis(10);
+
+/// About how long one preparation turn evaluates whole-duration outputs before the job queues
+/// again (it stops at the first piece boundary past it; a piece is 4096 samples of the
+/// outputs per worker, well under a millisecond for the fixture genomes).
+pub const PREPARE_TURN: Duration = Duration::from_millis(2);
 
 /// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
 /// `Finished`/`Failed`/`Refused`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
@@ -109,9 +122,11 @@ pub struct Finished {
 
 enum Stage {
     Pending(Prepare, RenderRequest, CppnBackend),
-    /// Only while `Pending` is being turned into `Running`.
-    Preparing,
+    /// Evaluating whole-duration outputs, a turn at a time.
+    Preparing(Box<Preparation<'static>>, CppnBackend),
     Running(Box<Render>),
+    /// Only while one stage is being turned into the next.
+    Moving,
 }
 
 /// A render in flight: its stage, the producing end of its ring, and its shared flags.
@@ -121,7 +136,14 @@ pub struct RenderJob {
     producer: Producer<Block>,
     shared: Arc<StreamShared>,
     created: Instant,
+    /// Preparation time so far (summed over turns).
     prepare: Duration,
+    /// When the first chunk went to the consumer: the stream's playback clock starts here.
+    clock_start: Option<Instant>,
+    /// Frames per second of the render, for its playback clock.
+    sample_rate: f64,
+    /// When the job is due: set when it is queued (see the module doc).
+    deadline: Instant,
     /// Where the render reserves its memory before preparing; `None` reserves nothing.
     account: Option<Arc<Account>>,
     /// Held for as long as the job exists, so every way a render ends releases it.
@@ -160,13 +182,17 @@ pub fn stream(
 ) -> (RenderJob, StreamHandle) {
     let (producer, consumer) = RingBuffer::new(RING_BLOCKS);
     let shared = Arc::new(StreamShared::default());
+    let created = Instant::now();
     let job = RenderJob {
         id,
+        sample_rate: f64::from(request.sample_rate),
         stage: Stage::Pending(prepare, request, backend),
         producer,
         shared: shared.clone(),
-        created: Instant::now(),
+        created,
         prepare: Duration::ZERO,
+        clock_start: None,
+        deadline: created + START_BUDGET,
         account: None,
         reservation: None,
     };
@@ -192,6 +218,47 @@ impl RenderJob {
             .as_ref()
             .map_or(Demand::default(), Reservation::amount)
     }
+
+    /// When the job is due, as of `now` (see the module doc).
+    fn due(&self, now: Instant) -> Instant {
+        let start = self.created + START_BUDGET;
+        match (&self.stage, self.clock_start) {
+            (Stage::Running(render), Some(clock)) => {
+                let played = render.frames_rendered() as f64 / self.sample_rate;
+                clock + Duration::from_secs_f64(played)
+            }
+            (Stage::Preparing(..), _) => start.max(now + self.prepare),
+            _ => start,
+        }
+    }
+}
+
+/// A queued job, ordered for a max-heap so that the earliest deadline comes out first (ties:
+/// the job queued first).
+struct Queued {
+    deadline: Instant,
+    seq: u64,
+    job: RenderJob,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Order::Equal
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Order {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
 }
 
 /// Runs render jobs on a rayon pool and reports to one consumer through `events` and `wake`.
@@ -203,30 +270,34 @@ pub struct Scheduler {
     queues: Arc<Queues>,
 }
 
-/// Jobs waiting for a worker. Each stream has at most one job here (a job is running, parked
-/// with its consumer, or queued), so each queue holds at most as many jobs as there are
-/// streams. The lock is taken once per turn (up to [`SLICE_BLOCKS`] blocks), never per block.
+/// Jobs waiting for a worker, by deadline. Each stream has at most one job here (a job is
+/// running, parked with its consumer, or queued), so the heap holds at most as many jobs as
+/// there are streams. The lock is taken once per turn (up to [`SLICE_BLOCKS`] blocks or one
+/// [`PREPARE_TURN`]), never per block.
 #[derive(Default)]
 struct Queues {
-    /// Jobs that have rendered before (resumed after parking, or yielding).
-    resumed: Mutex<VecDeque<RenderJob>>,
-    /// Jobs yet to prepare, oldest first (their `created` is when they were queued).
-    new: Mutex<VecDeque<RenderJob>>,
+    heap: Mutex<Heap>,
+}
+
+#[derive(Default)]
+struct Heap {
+    jobs: BinaryHeap<Queued>,
+    /// Jobs pushed so far: the tie-breaker.
+    seq: u64,
 }
 
 impl Queues {
-    /// The job a free worker should run next (see the module doc).
+    fn push(&self, job: RenderJob) {
+        let deadline = job.deadline;
+        let mut heap = self.heap.lock();
+        heap.seq += 1;
+        let seq = heap.seq;
+        heap.jobs.push(Queued { deadline, seq, job });
+    }
+
+    /// The job with the earliest deadline.
     fn next(&self) -> Option<RenderJob> {
-        let mut new = self.new.lock();
-        let overdue = new
-            .front()
-            .is_some_and(|j| j.created.elapsed() >= NEW_JOB_MAX_WAIT);
-        if !overdue {
-            if let Some(job) = self.resumed.lock().pop_front() {
-                return Some(job);
-            }
-        }
-        new.pop_front().or_else(|| self.resumed.lock().pop_front())
+        self.heap.lock().jobs.pop().map(|q| q.job)
     }
 }
 
@@ -255,22 +326,23 @@ impl Scheduler {
         &self.pool
     }
 
-    /// Jobs waiting for a worker: (new, resumed).
+    /// Jobs waiting for a worker: (yet to send a first chunk, playing).
     pub fn waiting(&self) -> (usize, usize) {
-        (
-            self.queues.new.lock().len(),
-            self.queues.resumed.lock().len(),
-        )
+        let heap = self.queues.heap.lock();
+        let starting = heap
+            .jobs
+            .iter()
+            .filter(|q| q.job.clock_start.is_none())
+            .count();
+        (starting, heap.jobs.len() - starting)
     }
 
-    /// Queues `job`; a worker runs it after the jobs that go before it.
-    pub fn submit(&self, job: RenderJob) {
-        match job.stage {
-            Stage::Pending(..) => self.queues.new.lock().push_back(job),
-            _ => self.queues.resumed.lock().push_back(job),
-        }
+    /// Queues `job` under its deadline; a worker runs it after the jobs due before it.
+    pub fn submit(&self, mut job: RenderJob) {
+        job.deadline = job.due(Instant::now());
+        self.queues.push(job);
         // One task per queued job, so every task finds one; which job it runs is decided
-        // when it starts, by priority.
+        // when it starts, by deadline.
         let this = self.clone();
         self.pool.spawn_fifo(move || {
             let Some(job) = this.queues.next() else {
@@ -293,54 +365,49 @@ impl Scheduler {
         if job.shared.is_cancelled() {
             return Turn::Done;
         }
-        let first_turn = matches!(job.stage, Stage::Pending(..));
-        if first_turn {
-            let Stage::Pending(prepare, request, backend) =
-                std::mem::replace(&mut job.stage, Stage::Preparing)
-            else {
-                unreachable!()
-            };
-            let started = Instant::now();
-            let genome = match prepare() {
-                Ok(genome) => genome,
-                Err(e) => {
-                    self.send(JobEvent::Failed(job.id, e));
-                    return Turn::Done;
-                }
-            };
-            let plan = match Render::plan(&genome, &request) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    self.send(JobEvent::Failed(job.id, e));
-                    return Turn::Done;
-                }
-            };
-            if let Some(account) = &job.account {
-                let bytes = plan.memory(&backend).total() + RING_BYTES;
-                match account.reserve(Demand::memory(bytes)) {
-                    Ok(r) => job.reservation = Some(r),
-                    Err(refusal) => {
-                        self.send(JobEvent::Refused(job.id, refusal));
-                        return Turn::Done;
-                    }
-                }
+        if matches!(job.stage, Stage::Pending(..)) {
+            if let Err(event) = self.start(&mut job) {
+                self.send(event);
+                return Turn::Done;
             }
             // The genome lookup may have taken a while; the costly part is still to come.
             if job.shared.is_cancelled() {
                 return Turn::Done;
             }
-            match plan.build(&backend) {
+        }
+        if let Stage::Preparing(preparation, _) = &mut job.stage {
+            let started = Instant::now();
+            let pieces = self.pool.current_num_threads();
+            let done = loop {
+                if preparation.step(pieces) {
+                    break true;
+                }
+                if started.elapsed() >= PREPARE_TURN {
+                    break false;
+                }
+            };
+            if !done {
+                job.prepare += started.elapsed();
+                return Turn::Yield(job);
+            }
+            let Stage::Preparing(preparation, backend) =
+                std::mem::replace(&mut job.stage, Stage::Moving)
+            else {
+                unreachable!()
+            };
+            match preparation.finish(&backend) {
                 Ok(render) => job.stage = Stage::Running(Box::new(render)),
                 Err(e) => {
                     self.send(JobEvent::Failed(job.id, e));
                     return Turn::Done;
                 }
             }
-            job.prepare = started.elapsed();
+            job.prepare += started.elapsed();
         }
         let Stage::Running(render) = &mut job.stage else {
-            unreachable!()
+            unreachable!("a job renders once prepared")
         };
+        let first_turn = job.clock_start.is_none();
         let mut block: Block = [0.0; RENDER_QUANTUM];
         let slice = if first_turn {
             FIRST_SLICE_BLOCKS
@@ -379,11 +446,39 @@ impl Scheduler {
             }
         }
         if first_turn {
-            // The first chunk goes on the wire before this render takes a core again.
+            // The first chunk goes on the wire before this render takes a core again; its
+            // playback starts about now.
+            job.clock_start = Some(Instant::now());
             self.send(JobEvent::Parked(job.id, job));
             return Turn::Done;
         }
         Turn::Yield(job)
+    }
+
+    /// A pending job's cheap start: fetch and compile its genome, plan the render, reserve
+    /// its memory, and set up the preparation (which allocates the whole-duration outputs).
+    /// `Err`: the event that ends the job.
+    fn start(&self, job: &mut RenderJob) -> Result<(), JobEvent> {
+        let Stage::Pending(prepare, request, backend) =
+            std::mem::replace(&mut job.stage, Stage::Moving)
+        else {
+            unreachable!()
+        };
+        let started = Instant::now();
+        let genome = prepare().map_err(|e| JobEvent::Failed(job.id, e))?;
+        let plan =
+            Render::plan_shared(genome, &request).map_err(|e| JobEvent::Failed(job.id, e))?;
+        if let Some(account) = &job.account {
+            let bytes = plan.memory(&backend).total() + RING_BYTES;
+            let reservation = account
+                .reserve(Demand::memory(bytes))
+                .map_err(|refusal| JobEvent::Refused(job.id, refusal))?;
+            job.reservation = Some(reservation);
+        }
+        let preparation = plan.prepare(&backend);
+        job.stage = Stage::Preparing(Box::new(preparation), backend);
+        job.prepare += started.elapsed();
+        Ok(())
     }
 }
 
@@ -468,6 +563,75 @@ mod tests {
                 _ => panic!("only Parked or Finished"),
             }
         }
+    }
+
+    /// A render of `genome` streamed as `id`.
+    fn job_of(id: u64, genome: &str, seconds: f64) -> (RenderJob, StreamHandle) {
+        let json = crate::fixtures::genome_json(genome);
+        let request = RenderRequest {
+            duration: seconds,
+            ..RenderRequest::default()
+        };
+        let prepare: Prepare = Box::new(move || CompiledGenome::from_json(&json).map(Arc::new));
+        stream(id, request, CppnBackend::Cpu, prepare)
+    }
+
+    #[test]
+    fn a_long_preparation_lets_a_later_render_send_its_first_chunk_first() {
+        // One worker, so the order of the first chunks is the scheduler's alone. The heavy
+        // render's impulse response is 120 s of CPPN output: far more than one turn.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let (tx, rx) = bounded(2 * EVENTS_PER_STREAM);
+        let scheduler = Scheduler::new(Arc::new(pool), tx, Arc::new(|| {}));
+        let (heavy, _heavy_handle) = job_of(1, "01M88X8EMSXWZE35NP3PBFS4V7", 120.0);
+        let (light, _light_handle) = job_of(2, "01M88X7T6Y68CC64GC56PAT2JM", 1.0);
+        scheduler.submit(heavy);
+        std::thread::sleep(Duration::from_millis(1));
+        scheduler.submit(light);
+        let mut first_chunks = Vec::new();
+        while first_chunks.len() < 2 {
+            match rx.recv_timeout(Duration::from_secs(60)).expect("an event") {
+                JobEvent::Parked(id, _) => first_chunks.push(id),
+                JobEvent::Ready(_) => {}
+                _ => panic!("only Ready and Parked before the first chunks"),
+            }
+        }
+        assert_eq!(first_chunks, [2, 1]);
+    }
+
+    #[test]
+    fn jobs_come_out_earliest_deadline_first() {
+        let queues = Queues::default();
+        let now = Instant::now();
+        for (id, ms) in [(1, 30), (2, 10), (3, 20), (4, 10)] {
+            let (mut job, _handle) = job(0.1);
+            job.id = id;
+            job.deadline = now + Duration::from_millis(ms);
+            queues.push(job);
+        }
+        let order: Vec<u64> = std::iter::from_fn(|| queues.next().map(|j| j.id)).collect();
+        // Equal deadlines: the first queued first.
+        assert_eq!(order, [2, 4, 3, 1]);
+    }
+
+    #[test]
+    fn a_playing_stream_is_due_when_its_playback_reaches_its_next_block() {
+        let (scheduler, rx) = scheduler();
+        let (job, _handle) = job(1.0);
+        scheduler.submit(job);
+        let JobEvent::Parked(7, job) = next_event(&rx) else {
+            panic!("the first turn ends with the job handed back");
+        };
+        let clock = job
+            .clock_start
+            .expect("the playback clock starts with the first chunk");
+        // 32 blocks of 128 frames at 48 kHz: 85.33 ms of audio rendered.
+        let due = job.due(Instant::now()) - clock;
+        let played = Duration::from_secs_f64((FIRST_SLICE_BLOCKS * RENDER_QUANTUM) as f64 / 48e3);
+        assert_eq!(due, played);
     }
 
     #[test]
