@@ -233,6 +233,12 @@ impl RenderJob {
     }
 }
 
+/// Why a job could not start.
+enum StartFailed {
+    Error(Error),
+    Refused(Refusal),
+}
+
 /// A queued job, ordered for a max-heap so that the earliest deadline comes out first (ties:
 /// the job queued first).
 struct Queued {
@@ -301,11 +307,6 @@ impl Queues {
     }
 }
 
-enum Turn {
-    Yield(RenderJob),
-    Done,
-}
-
 impl Scheduler {
     /// `events` should hold [`EVENTS_PER_STREAM`] events per stream the consumer admits;
     /// `wake` is called after an event is sent.
@@ -348,7 +349,7 @@ impl Scheduler {
             let Some(job) = this.queues.next() else {
                 unreachable!("one task is spawned per queued job");
             };
-            if let Turn::Yield(job) = this.run_turn(job) {
+            if let Some(job) = this.run_turn(job) {
                 this.submit(job);
             }
         });
@@ -361,18 +362,22 @@ impl Scheduler {
         }
     }
 
-    fn run_turn(&self, mut job: RenderJob) -> Turn {
+    /// One turn of `job`; `Some` when it should queue again.
+    fn run_turn(&self, mut job: RenderJob) -> Option<RenderJob> {
         if job.shared.is_cancelled() {
-            return Turn::Done;
+            return None;
         }
         if matches!(job.stage, Stage::Pending(..)) {
-            if let Err(event) = self.start(&mut job) {
-                self.send(event);
-                return Turn::Done;
+            if let Err(end) = self.start(&mut job) {
+                self.send(match end {
+                    StartFailed::Error(e) => JobEvent::Failed(job.id, e),
+                    StartFailed::Refused(r) => JobEvent::Refused(job.id, r),
+                });
+                return None;
             }
             // The genome lookup may have taken a while; the costly part is still to come.
             if job.shared.is_cancelled() {
-                return Turn::Done;
+                return None;
             }
         }
         if let Stage::Preparing(preparation, _) = &mut job.stage {
@@ -388,7 +393,7 @@ impl Scheduler {
             };
             if !done {
                 job.prepare += started.elapsed();
-                return Turn::Yield(job);
+                return Some(job);
             }
             let Stage::Preparing(preparation, backend) =
                 std::mem::replace(&mut job.stage, Stage::Moving)
@@ -399,7 +404,7 @@ impl Scheduler {
                 Ok(render) => job.stage = Stage::Running(Box::new(render)),
                 Err(e) => {
                     self.send(JobEvent::Failed(job.id, e));
-                    return Turn::Done;
+                    return None;
                 }
             }
             job.prepare += started.elapsed();
@@ -416,7 +421,7 @@ impl Scheduler {
         };
         for _ in 0..slice {
             if job.shared.is_cancelled() {
-                return Turn::Done;
+                return None;
             }
             if render.is_finished() {
                 let finished = Finished {
@@ -426,12 +431,12 @@ impl Scheduler {
                     total: job.created.elapsed(),
                 };
                 self.send(JobEvent::Finished(job.id, finished));
-                return Turn::Done;
+                return None;
             }
             if job.producer.is_full() {
                 let id = job.id;
                 self.send(JobEvent::Parked(id, job));
-                return Turn::Done;
+                return None;
             }
             let n = render.next_block(&mut block);
             block[n..].fill(0.0);
@@ -450,29 +455,27 @@ impl Scheduler {
             // playback starts about now.
             job.clock_start = Some(Instant::now());
             self.send(JobEvent::Parked(job.id, job));
-            return Turn::Done;
+            return None;
         }
-        Turn::Yield(job)
+        Some(job)
     }
 
     /// A pending job's cheap start: fetch and compile its genome, plan the render, reserve
     /// its memory, and set up the preparation (which allocates the whole-duration outputs).
-    /// `Err`: the event that ends the job.
-    fn start(&self, job: &mut RenderJob) -> Result<(), JobEvent> {
+    fn start(&self, job: &mut RenderJob) -> Result<(), StartFailed> {
         let Stage::Pending(prepare, request, backend) =
             std::mem::replace(&mut job.stage, Stage::Moving)
         else {
             unreachable!()
         };
         let started = Instant::now();
-        let genome = prepare().map_err(|e| JobEvent::Failed(job.id, e))?;
-        let plan =
-            Render::plan_shared(genome, &request).map_err(|e| JobEvent::Failed(job.id, e))?;
+        let genome = prepare().map_err(StartFailed::Error)?;
+        let plan = Render::plan_shared(genome, &request).map_err(StartFailed::Error)?;
         if let Some(account) = &job.account {
             let bytes = plan.memory(&backend).total() + RING_BYTES;
             let reservation = account
                 .reserve(Demand::memory(bytes))
-                .map_err(|refusal| JobEvent::Refused(job.id, refusal))?;
+                .map_err(StartFailed::Refused)?;
             job.reservation = Some(reservation);
         }
         let preparation = plan.prepare(&backend);
