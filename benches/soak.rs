@@ -13,7 +13,11 @@
 //! render), `--ramp 1` (seconds over which the clients connect), `--ahead-ms 1000`,
 //! `--start-buffer-ms 100`, `--format binary|json`, `--search-steps 4` (after the given levels,
 //! up to that many extra levels bisect between the largest passing N and the smallest failing
-//! one). Each level ends by seconds + render + 30 s.
+//! one), `--greedy` (clients read as fast as the server sends: first chunks and refusals
+//! under a greedy load; nothing can underrun), `--server-args "--cpu-budget 1.5"` (extra server
+//! flags). A request the server refuses as busy (`error` with `retryAfter`) is counted as
+//! refused, not as an error, and the client asks again after `retryAfter`. Each level ends by
+//! seconds + render + 30 s.
 //!
 //! All clients run on this process's one thread (mio), but it still shares the machine's cores
 //! with the server: its CPU time is printed next to the server's.
@@ -46,10 +50,19 @@ fn main() {
         ahead: Duration::from_millis(args.num("--ahead-ms", 1000)),
     };
     let binary = args.value("--format").unwrap_or("binary") != "json";
+    // Greedy clients read as fast as the server sends (no playback, so no underruns).
+    let greedy = args.flag("--greedy");
+    let server_args: Vec<String> = args
+        .value("--server-args")
+        .map_or(vec![], |a| a.split_whitespace().map(String::from).collect());
     let fx = fixtures();
     let chunk_ms = 4096.0 / SAMPLE_RATE as f64 * 1000.0;
 
-    println!("# Soak: {render} s renders played in real time, server binary on 127.0.0.1");
+    if greedy {
+        println!("# Soak: {render} s renders read greedily, server binary on 127.0.0.1");
+    } else {
+        println!("# Soak: {render} s renders played in real time, server binary on 127.0.0.1");
+    }
     println!();
     println!(
         "Machine: {}. Load generator: one thread in the bench process, sharing the cores with \
@@ -64,9 +77,9 @@ fn main() {
     );
     println!();
     println!(
-        "| clients | renders | late chunks | renders with underrun | min slack ms | first chunk p50 / p99 / max ms | chunk gap p50 / p99 / max ms | server peak RSS MiB | server CPU % | load-gen CPU % | errors |"
+        "| clients | renders | refused | peak concurrent | late chunks | renders with underrun | min slack ms | first chunk p50 / p99 / max ms | chunk gap p50 / p99 / max ms | server peak RSS MiB | server CPU % | load-gen CPU % | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut best: Option<usize> = None;
     let mut all_errors = Vec::new();
     // The given levels first, then (bounded by --search-steps) bisection between the largest
@@ -98,7 +111,9 @@ fn main() {
         if n == 0 || passed.contains_key(&n) {
             continue;
         }
-        let mut server = ServerProcess::start(&["--quiet"]);
+        let mut command: Vec<&str> = vec!["--quiet"];
+        command.extend(server_args.iter().map(String::as_str));
+        let mut server = ServerProcess::start(&command);
         let start = Instant::now();
         let mut next = |c: usize, k: usize| {
             (start.elapsed().as_secs_f64() < seconds)
@@ -109,7 +124,7 @@ fn main() {
             clients: n,
             ramp: Duration::from_secs_f64(ramp),
             next_request: &mut next,
-            player: Some(player),
+            player: (!greedy).then_some(player),
             time_limit: Duration::from_secs_f64(seconds + render + 30.0),
             server_pid: Some(server.pid()),
         });
@@ -125,8 +140,10 @@ fn main() {
         let wall = report.wall.as_secs_f64();
         let errors = report.errors.len() + usize::from(!alive);
         println!(
-            "| {n} | {} | {late} | {with_underrun} | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {errors} |",
+            "| {n} | {} | {} | {} | {late} | {with_underrun} | {:.1} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {errors} |",
             report.renders.len(),
+            report.refused,
+            peak_concurrency(&report.renders),
             min_slack * 1000.0,
             pct(&first, 50.0),
             pct(&first, 99.0),
@@ -156,7 +173,10 @@ fn main() {
     }
     println!();
     match best {
-        Some(n) => println!("Largest N with zero underruns and zero errors: **{n}**."),
+        Some(n) => println!(
+            "Largest N with zero underruns and zero errors: **{n}** (refused requests are \
+             retried after the server's retryAfter and are not errors)."
+        ),
         None => println!("No level ran with zero underruns and zero errors."),
     }
     println!(

@@ -100,6 +100,11 @@ struct ServeArgs {
     /// Render worker threads (0: one per core).
     #[arg(long, env = "THREADS", default_value_t = 0)]
     threads: usize,
+    /// Cores that the renders in progress may need together to play in real time, by their
+    /// measured cost; a render that would exceed it is refused as busy, with `retryAfter`
+    /// (default: 0.9 x the worker threads).
+    #[arg(long)]
+    cpu_budget: Option<f64>,
     /// Do not log one line per render.
     #[arg(long)]
     quiet: bool,
@@ -227,6 +232,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
                 / kromosynth_render_socket::admission::DEFAULT_CONNECTION_SHARE,
         ),
         threads: args.threads,
+        cpu_budget: args.cpu_budget,
         log_renders: !args.quiet,
         compressor: args.compressor
             || std::env::var("USE_COMPRESSOR").is_ok_and(|v| v == "true" || v == "1"),

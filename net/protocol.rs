@@ -681,6 +681,10 @@ pub struct ServerStats {
     /// Bytes reserved by renders in progress and held renders, and the server's budget.
     pub memory_reserved: u64,
     pub memory_budget: u64,
+    /// Millionths of a core that the renders in progress need to play in real time (each its
+    /// measured cost, or its estimate until measured), and the server's budget of them.
+    pub cpu_reserved: u64,
+    pub cpu_budget: u64,
 }
 
 pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
@@ -691,7 +695,8 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\"startingRenders\":{},\
          \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
          \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},\
-         \"memoryReserved\":{},\"memoryBudget\":{}}}",
+         \"memoryReserved\":{},\"memoryBudget\":{},\"load\":{},\"cpuReserved\":{},\
+         \"cpuBudget\":{}}}",
         s.connections,
         s.renders,
         s.parked,
@@ -704,7 +709,10 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         s.stalled_renders,
         s.idle_closed,
         s.memory_reserved,
-        s.memory_budget
+        s.memory_budget,
+        Value::from((s.cpu_reserved as f64 / s.cpu_budget.max(1) as f64 * 1e3).round() / 1e3),
+        s.cpu_reserved,
+        s.cpu_budget
     );
     out
 }

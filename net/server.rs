@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use krs_engine::render::budget::{Budget, Demand, Resource};
+use krs_engine::render::budget::{Budget, Demand, Resource, MICROCORES};
 use krs_engine::render::stream::{JobEvent, Scheduler, EVENTS_PER_STREAM};
 use krs_engine::CppnBackend;
 use krs_storage::Genomes;
@@ -22,6 +22,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::admission::CostModel;
 use crate::fds::{self, FdLimits, Spare};
 use crate::genomes::GenomeProvider;
 use crate::http::{AllowedOrigins, Endpoints, Health};
@@ -92,6 +93,9 @@ pub struct Config {
     pub max_memory_per_connection: u64,
     /// Render worker threads; 0 means one per core.
     pub threads: usize,
+    /// Cores the renders in progress may need together to play in real time, by their
+    /// measured cost (`None`: [`crate::admission::DEFAULT_CPU_SHARE`] of the worker threads).
+    pub cpu_budget: Option<f64>,
     /// Print one line per render to stderr.
     pub log_renders: bool,
     /// The limiter for renders that do not say `compressor` (see `RenderSpec::compressor`).
@@ -120,6 +124,7 @@ impl Default for Config {
             max_memory_per_connection: crate::admission::default_max_memory()
                 / crate::admission::DEFAULT_CONNECTION_SHARE,
             threads: 0,
+            cpu_budget: None,
             log_renders: true,
             compressor: false,
             allowed_origins: AllowedOrigins::Any,
@@ -138,6 +143,8 @@ pub struct Shared {
     pub genomes: Arc<GenomeProvider>,
     /// What renders reserve before they allocate (see `admission`).
     pub budget: Arc<Budget>,
+    /// What renders are expected to cost, for their CPU reservation.
+    pub costs: CostModel,
     /// For renders that ask for `useGPU` (the default): the GPU when there is a real one.
     pub gpu: CppnBackend,
     pub open_sessions: usize,
@@ -175,10 +182,21 @@ impl Shared {
             .then(|| format!("Server busy: {active} renders in progress, try again later"))
     }
 
+    /// Whether the CPU budget has no room for a render of typical cost: new renders are then
+    /// refused when they reserve theirs (with `retryAfter`), unless they are known to be
+    /// cheaper.
+    pub fn cpu_full(&self) -> bool {
+        let (used, limit) = (
+            self.budget.in_use().get(Resource::Cpu),
+            self.budget.limit().get(Resource::Cpu),
+        );
+        used.saturating_add(self.costs.typical()) > limit
+    }
+
     pub fn health(&self) -> Health {
         if self.draining {
             Health::Draining
-        } else if self.would_refuse().is_some() {
+        } else if self.would_refuse().is_some() || self.cpu_full() {
             Health::Busy
         } else {
             Health::Ok
@@ -202,6 +220,8 @@ impl Shared {
             idle_closed: self.idle_closed,
             memory_reserved: self.budget.in_use().get(Resource::Memory),
             memory_budget: self.budget.limit().get(Resource::Memory),
+            cpu_reserved: self.budget.in_use().get(Resource::Cpu),
+            cpu_budget: self.budget.limit().get(Resource::Cpu),
         }
     }
 }
@@ -293,6 +313,10 @@ impl Server {
         } else {
             config.threads
         };
+        let cores = config
+            .cpu_budget
+            .unwrap_or(threads as f64 * crate::admission::DEFAULT_CPU_SHARE);
+        let cpu_budget = (cores.max(0.0) * MICROCORES as f64) as u64;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("krs-worker-{i}"))
@@ -343,9 +367,11 @@ impl Server {
                     max_duration: config.max_duration,
                 },
                 budget: Budget::new(
-                    Demand::memory(config.max_memory),
-                    Demand::memory(config.max_memory_per_connection),
+                    Demand::memory(config.max_memory).with(Resource::Cpu, cpu_budget),
+                    Demand::memory(config.max_memory_per_connection)
+                        .with(Resource::Cpu, cpu_budget),
                 ),
+                costs: CostModel::default(),
                 config,
                 scheduler,
                 genomes,

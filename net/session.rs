@@ -638,20 +638,19 @@ impl Session {
             .get_or_insert_with(|| shared.budget.account())
             .clone();
         let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
+        // The share of the cores it will need, by what renders of its genome cost so far; the
+        // job replaces it with its own measured cost.
+        let estimate = shared
+            .costs
+            .estimate(&spec.genome, spec.request.sample_rate);
+        let cpu = match account.reserve(Demand::cpu(estimate)) {
+            Ok(r) => r,
+            Err(refusal) => return self.refuse_start(shared, spec, &refusal),
+        };
         let held_memory = if spec.is_held() {
             match account.reserve(Demand::memory(total_frames as u64 * 4)) {
                 Ok(r) => Some(r),
-                Err(refusal) => {
-                    self.send_refusal(shared, &spec, &refusal)?;
-                    // Untagged renders queued behind this one start when it ends: now.
-                    if spec.request_id.is_none() {
-                        if let Some(next) = self.queued.pop_front() {
-                            shared.queued -= 1;
-                            return self.request_render(shared, next);
-                        }
-                    }
-                    return Ok(());
-                }
+                Err(refusal) => return self.refuse_start(shared, spec, &refusal),
             }
         } else {
             None
@@ -675,7 +674,7 @@ impl Session {
             backend,
             Box::new(move || provider.get(&genome)),
         );
-        let job = job.with_account(account);
+        let job = job.with_account(account).with_cpu(cpu);
         let wire_id = self.next_wire_id;
         self.next_wire_id = self.next_wire_id.wrapping_add(1);
         let start = (spec.format == Format::Binary && spec.form == Form::Stream).then(|| {
@@ -749,7 +748,13 @@ impl Session {
                 self.streams[i].parked_at = Some(Instant::now());
                 shared.parked += 1;
             }
-            JobEvent::Finished(_, finished) => self.streams[i].finished = Some(finished),
+            JobEvent::Finished(_, finished) => {
+                let s = &mut self.streams[i];
+                shared
+                    .costs
+                    .learn(&s.spec.genome, finished.rendering, finished.total_frames);
+                s.finished = Some(finished);
+            }
             JobEvent::Failed(_, error) => {
                 let request_id = self.streams[i].spec.request_id.clone();
                 let form = self.streams[i].spec.form;
@@ -965,8 +970,21 @@ impl Session {
         }
     }
 
-    /// Tells the client that its render does not fit the memory budget (`retryAfter` when it
-    /// may later).
+    /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any.
+    fn refuse_start(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
+        self.send_refusal(shared, &spec, refusal)?;
+        // Untagged renders queued behind this one start when it ends: now.
+        if spec.request_id.is_none() {
+            if let Some(next) = self.queued.pop_front() {
+                shared.queued -= 1;
+                return self.request_render(shared, next);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the client that its render does not fit the memory or CPU budget (`retryAfter`
+    /// when it may later).
     fn send_refusal(&mut self, shared: &mut Shared, spec: &RenderSpec, refusal: &Refusal) -> Alive {
         let message = refusal.to_string();
         match spec.form {
@@ -1010,6 +1028,11 @@ impl Session {
         }
         if s.first_chunk.is_none() {
             shared.starting -= 1;
+        }
+        // A job neither parked here nor finished is queued or on a worker: take it out of
+        // the queue now, so that its reservations end with the stream.
+        if s.parked.is_none() && s.finished.is_none() {
+            shared.scheduler.discard_cancelled();
         }
         s
     }

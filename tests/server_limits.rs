@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
@@ -218,4 +218,78 @@ fn a_render_whose_client_stopped_reading_is_dropped_and_freed() {
             break;
         }
     }
+}
+
+/// `--cpu-budget 0.03` (cores): a render of a genome not yet measured is expected to need 0.02
+/// cores, so one fits and a second, asked for before the first has been measured, is refused
+/// as busy with `retryAfter`; once the first ends, a render fits again.
+#[test]
+fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
+    let server = ServerProcess::start(&["--cpu-budget", "0.03"]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    for id in ["first", "second"] {
+        let request = json!({"type": "render", "genomeId": GENOME, "duration": 30,
+            "requestId": id, "format": "binary"});
+        socket.send(Message::Text(request.to_string())).unwrap();
+    }
+    let refusal = loop {
+        if let Message::Text(text) = socket.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "error" {
+                break v;
+            }
+        }
+    };
+    assert_eq!(refusal["requestId"], "second", "{refusal}");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.starts_with("Server busy: cpu"), "{message}");
+    assert_eq!(refusal["retryAfter"], 1, "{refusal}");
+    let stats = server.stats();
+    assert!(stats["cpuReserved"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["cpuBudget"], 30_000, "{stats}");
+
+    socket
+        .send(Message::Text(
+            json!({"type": "cancel", "requestId": "first"}).to_string(),
+        ))
+        .unwrap();
+    server.wait_for_no_renders(Duration::from_secs(10));
+    // A worker may still be finishing a turn of the cancelled job.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats()["cpuReserved"] != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.stats()["cpuReserved"], 0);
+    let (mut other, _) = client::connect(&server.url).unwrap();
+    assert_still_renders(&mut other, "after the first render ended");
+}
+
+/// A budget too small for a render of typical cost: `/health` says busy, so a balancer sends
+/// clients elsewhere, and a render is refused as too large, without `retryAfter`.
+#[test]
+fn health_is_busy_while_the_cpu_budget_has_no_room() {
+    let server = ServerProcess::start(&["--cpu-budget", "0.01"]);
+    let mut http = TcpStream::connect(server.addr).unwrap();
+    http.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"busy\""), "{answer}");
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    socket
+        .send(Message::Text(
+            json!({"type": "render", "genomeId": GENOME, "duration": 1}).to_string(),
+        ))
+        .unwrap();
+    let v = read_json(&mut socket).unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("render too large: needs 0.02 cores of cpu"),
+        "{v}"
+    );
+    assert!(v.get("retryAfter").is_none(), "{v}");
 }

@@ -164,6 +164,22 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The most renders in progress at once (from first chunk to `complete`).
+pub fn peak_concurrency(renders: &[RenderStat]) -> usize {
+    let mut edges: Vec<(Duration, i32)> = renders
+        .iter()
+        .flat_map(|r| [(r.sent + r.first_chunk, 1), (r.sent + r.complete, -1)])
+        .collect();
+    // Ends before starts at the same instant.
+    edges.sort();
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
 /// A client that plays what it receives: it starts playback `start_buffer` after the first
 /// chunk and reads from the socket only while it holds less than `ahead` of unplayed audio,
 /// so the server sees a real-time reader (TCP backpressure) instead of a greedy one.
@@ -179,6 +195,8 @@ pub struct RenderStat {
     pub client: usize,
     /// Which render of that client (0, 1, ...).
     pub nth: usize,
+    /// When the request was sent, from the start of the load.
+    pub sent: Duration,
     pub first_chunk: Duration,
     pub complete: Duration,
     pub chunks: u64,
@@ -193,6 +211,9 @@ pub struct RenderStat {
 pub struct LoadReport {
     pub renders: Vec<RenderStat>,
     pub errors: Vec<String>,
+    /// Requests the server refused as busy (an `error` with `retryAfter`); the client asked
+    /// again after that many seconds.
+    pub refused: u64,
     /// Gaps between consecutive chunk arrivals of a render, ms (all renders).
     pub gaps_ms: Vec<f64>,
     pub wall: Duration,
@@ -289,6 +310,8 @@ struct Client {
     /// Paused by the player until then (data may be waiting: edge-triggered readiness will not
     /// tell us again, so the loop drives the client when the time comes).
     resume_at: Option<Instant>,
+    /// Refused as busy: the next request waits until then.
+    retry_at: Option<Instant>,
     need_flush: bool,
 }
 
@@ -310,10 +333,12 @@ pub fn run_load(load: Load) -> LoadReport {
             nth: 0,
             current: None,
             resume_at: None,
+            retry_at: None,
             need_flush: false,
         })
         .collect();
     let mut ctx = Ctx {
+        start,
         addr: load.addr,
         player: load.player,
         next_request: load.next_request,
@@ -398,6 +423,7 @@ pub fn run_load(load: Load) -> LoadReport {
 }
 
 struct Ctx<'a, 'b> {
+    start: Instant,
     addr: SocketAddr,
     player: Option<Player>,
     next_request: &'b mut dyn FnMut(usize, usize) -> Option<String>,
@@ -510,6 +536,13 @@ impl Ctx<'_, '_> {
             }
         }
         if c.welcomed && c.current.is_none() {
+            if let Some(at) = c.retry_at {
+                if Instant::now() < at {
+                    c.resume_at = Some(at);
+                    return false;
+                }
+                c.retry_at = None;
+            }
             let Some(request) = (self.next_request)(i, c.nth) else {
                 let _ = ws.close(None);
                 let _ = ws.flush();
@@ -592,6 +625,14 @@ impl Ctx<'_, '_> {
                             return true;
                         }
                         Some("start") => return true,
+                        Some("error") if v["retryAfter"].is_number() => {
+                            // Refused as busy: the same client asks again when told to.
+                            self.report.refused += 1;
+                            c.current = None;
+                            let after = v["retryAfter"].as_f64().unwrap_or(1.0);
+                            c.retry_at = Some(now + Duration::from_secs_f64(after.max(0.0)));
+                            return true;
+                        }
                         Some("complete") => {
                             let Some(cur) = c.current.take() else {
                                 self.fail(i, c, "complete without a render".into());
@@ -611,6 +652,7 @@ impl Ctx<'_, '_> {
                             self.report.renders.push(RenderStat {
                                 client: i,
                                 nth: c.nth,
+                                sent: cur.sent - self.start,
                                 first_chunk: cur.first.map_or(Duration::ZERO, |f| f - cur.sent),
                                 complete: now - cur.sent,
                                 chunks: cur.chunks,

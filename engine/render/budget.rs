@@ -7,10 +7,13 @@
 //! buffer it covers, so every way a render ends (complete, cancel, disconnect, error, a panic
 //! unwinding the worker) releases it: there is no release call to forget.
 //!
-//! Memory is the one resource so far; the resources are indexed by [`Resource`] so that a
-//! second one (CPU capacity) is one more enum variant and limit, reserved atomically with the
-//! others under the same lock. The lock is taken twice per render (reserve, release), never per
-//! block.
+//! Two resources: memory, reserved from an estimate made before anything is allocated; and
+//! CPU, the share of the cores a render needs to keep up with real-time playback, reserved
+//! from an estimate (the cost measured on earlier renders) when the render is accepted and
+//! replaced by its own measured cost as it renders ([`Reservation::set`]), so that renders
+//! accepted earlier keep their deadlines: a new render is refused while the cores are
+//! committed. The lock is taken to reserve, to release, and when a render's measured CPU cost
+//! moves away from what it holds (render/stream.rs), never per block.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,12 +25,20 @@ use parking_lot::Mutex;
 pub enum Resource {
     /// Bytes of memory.
     Memory,
+    /// Millionths of a core ([`MICROCORES`] per core): the CPU time a render takes per second
+    /// of audio, i.e. what it needs to play in real time.
+    Cpu,
 }
 
 /// Number of [`Resource`] variants.
-pub const RESOURCES: usize = 1;
+pub const RESOURCES: usize = 2;
+
+/// [`Resource::Cpu`] units per core.
+pub const MICROCORES: u64 = 1_000_000;
 
 impl Resource {
+    const ALL: [Resource; RESOURCES] = [Resource::Memory, Resource::Cpu];
+
     fn index(self) -> usize {
         self as usize
     }
@@ -35,12 +46,14 @@ impl Resource {
     fn name(self) -> &'static str {
         match self {
             Resource::Memory => "memory",
+            Resource::Cpu => "cpu",
         }
     }
 
     fn describe(self, amount: u64) -> String {
         match self {
             Resource::Memory => format!("{} MiB", amount.div_ceil(1 << 20)),
+            Resource::Cpu => format!("{:.2} cores", amount as f64 / MICROCORES as f64),
         }
     }
 }
@@ -54,6 +67,16 @@ impl Demand {
         let mut d = Demand::default();
         d.0[Resource::Memory.index()] = bytes;
         d
+    }
+
+    pub fn cpu(microcores: u64) -> Demand {
+        Demand::default().with(Resource::Cpu, microcores)
+    }
+
+    /// This demand with `amount` of `resource`.
+    pub fn with(mut self, resource: Resource, amount: u64) -> Demand {
+        self.0[resource.index()] = amount;
+        self
     }
 
     pub fn get(&self, resource: Resource) -> u64 {
@@ -196,7 +219,7 @@ impl Account {
     /// Reserves `demand` from this account and the budget, all resources or none.
     pub fn reserve(self: &Arc<Self>, demand: Demand) -> Result<Reservation, Refusal> {
         let budget = &self.budget;
-        for (i, resource) in [Resource::Memory].into_iter().enumerate() {
+        for (i, resource) in Resource::ALL.into_iter().enumerate() {
             let (needs, limit) = (demand.0[i], budget.per_account.0[i].min(budget.limit.0[i]));
             if needs > limit {
                 return Err(Refusal::TooLarge {
@@ -209,8 +232,13 @@ impl Account {
         // Account before budget, always in this order, so two reservations cannot deadlock.
         let mut mine = self.used.lock();
         let mut all = budget.used.lock();
-        for (i, resource) in [Resource::Memory].into_iter().enumerate() {
+        for (i, resource) in Resource::ALL.into_iter().enumerate() {
             let needs = demand.0[i];
+            // A resource held beyond its limit (a measured cost above its estimate) refuses
+            // only renders that ask for more of it.
+            if needs == 0 {
+                continue;
+            }
             // The server's limit first: when both are full, waiting for other connections
             // is what the client needs to know.
             if all.0[i].saturating_add(needs) > budget.limit.0[i] {
@@ -254,6 +282,18 @@ pub struct Reservation {
 impl Reservation {
     pub fn amount(&self) -> Demand {
         self.amount
+    }
+
+    /// Holds `amount` of `resource` from now on instead, whatever the limits: the render is
+    /// already accepted, and its measured cost replaces the estimate it was accepted with
+    /// (more than the limit only refuses new renders until enough ends).
+    pub fn set(&mut self, resource: Resource, amount: u64) {
+        let i = resource.index();
+        let mut mine = self.account.used.lock();
+        let mut all = self.account.budget.used.lock();
+        mine.0[i] = mine.0[i] - self.amount.0[i] + amount;
+        all.0[i] = all.0[i] - self.amount.0[i] + amount;
+        self.amount.0[i] = amount;
     }
 }
 
@@ -348,6 +388,33 @@ mod tests {
         let account = free.account();
         let _a = account.reserve(Demand::memory(u64::MAX / 2)).unwrap();
         let _b = account.reserve(Demand::memory(u64::MAX / 2)).unwrap();
+    }
+
+    #[test]
+    fn cpu_is_refused_at_the_cores_and_a_measured_cost_replaces_the_estimate() {
+        let limit = Demand::memory(100 * MIB).with(Resource::Cpu, 2 * MICROCORES);
+        let budget = Budget::new(limit, limit);
+        let account = budget.account();
+        let mut a = account.reserve(Demand::cpu(MICROCORES)).unwrap();
+        let _b = account.reserve(Demand::cpu(MICROCORES)).unwrap();
+        let refused = account.reserve(Demand::cpu(1)).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "Server busy: cpu (2.00 cores in use of 2.00 cores), retry later"
+        );
+        // Memory is still there for renders that fit.
+        assert!(account.reserve(Demand::memory(MIB)).is_ok());
+        // Cheaper than estimated: room for another.
+        a.set(Resource::Cpu, MICROCORES / 2);
+        assert_eq!(budget.in_use().get(Resource::Cpu), 3 * MICROCORES / 2);
+        let c = account.reserve(Demand::cpu(MICROCORES / 4)).unwrap();
+        // Dearer than the limit: held anyway, and new renders wait; memory alone still fits.
+        a.set(Resource::Cpu, 3 * MICROCORES);
+        assert!(account.reserve(Demand::cpu(1)).is_err());
+        assert!(account.reserve(Demand::memory(MIB)).is_ok());
+        drop((a, c));
+        assert_eq!(budget.in_use().get(Resource::Cpu), MICROCORES);
+        assert_eq!(account.in_use().get(Resource::Cpu), MICROCORES);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
-use super::budget::{Account, Demand, Refusal, Reservation};
+use super::budget::{Account, Demand, Refusal, Reservation, Resource, MICROCORES};
 use super::{CompiledGenome, Preparation, Render, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
 use crate::error::Error;
@@ -59,6 +59,10 @@ pub const SLICE_BLOCKS: usize = 128;
 /// back to its consumer ([`JobEvent::Parked`]) until that chunk is written, so a burst of new
 /// requests gets every first chunk out before any of them renders further.
 pub const FIRST_SLICE_BLOCKS: usize = 32;
+
+/// Audio a render has rendered before its measured CPU cost replaces its estimate: a quarter
+/// of a second is dozens of blocks, enough to average over one block's noise.
+pub const MEASURE_AFTER_SECONDS: f64 = 0.25;
 
 /// A new job's deadline is its creation plus this: the time its first chunk is due.
 pub const START_BUDGET: Duration = Duration::from_millis(10);
@@ -116,6 +120,9 @@ pub struct Finished {
     pub total_frames: usize,
     /// Genome fetch and compile, graph build and CPPN evaluation.
     pub prepare: Duration,
+    /// Rendering blocks (wall time of the turns, preparation excluded): its ratio to the
+    /// audio's duration is the share of a core the render needs to play in real time.
+    pub rendering: Duration,
     /// From the job's creation to its last block.
     pub total: Duration,
 }
@@ -148,6 +155,11 @@ pub struct RenderJob {
     account: Option<Arc<Account>>,
     /// Held for as long as the job exists, so every way a render ends releases it.
     reservation: Option<Reservation>,
+    /// The share of the cores the render was accepted with ([`Resource::Cpu`]), replaced by
+    /// its measured cost as it renders; held as long as the job exists.
+    cpu: Option<Reservation>,
+    /// Wall time of the rendering turns so far.
+    rendering: Duration,
 }
 
 /// Bytes of a stream's ring, reserved with the render.
@@ -195,6 +207,8 @@ pub fn stream(
         deadline: created + START_BUDGET,
         account: None,
         reservation: None,
+        cpu: None,
+        rendering: Duration::ZERO,
     };
     (job, StreamHandle { consumer, shared })
 }
@@ -210,6 +224,31 @@ impl RenderJob {
     pub fn with_account(mut self, account: Arc<Account>) -> RenderJob {
         self.account = Some(account);
         self
+    }
+
+    /// Makes the job hold `cpu` ([`Resource::Cpu`], the estimate it was accepted with) until
+    /// it ends, adjusted to its measured cost as it renders.
+    pub fn with_cpu(mut self, cpu: Reservation) -> RenderJob {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// Replaces the CPU the job holds with its measured cost, once it has rendered enough to
+    /// measure ([`MEASURE_AFTER_SECONDS`]) and when the two differ by more than a quarter:
+    /// the budget's lock is taken a few times per render, not per turn.
+    fn measure_cpu(&mut self) {
+        let (Some(cpu), Stage::Running(render)) = (&mut self.cpu, &self.stage) else {
+            return;
+        };
+        let audio = render.frames_rendered() as f64 / self.sample_rate;
+        if audio < MEASURE_AFTER_SECONDS {
+            return;
+        }
+        let cost = (self.rendering.as_secs_f64() / audio * MICROCORES as f64) as u64;
+        let held = cpu.amount().get(Resource::Cpu);
+        if cost.abs_diff(held) > held / 4 {
+            cpu.set(Resource::Cpu, cost);
+        }
     }
 
     /// What the job has reserved (nothing before its first turn).
@@ -231,6 +270,16 @@ impl RenderJob {
             _ => start,
         }
     }
+}
+
+/// How a turn's rendering ended.
+enum SliceEnd {
+    Cancelled,
+    Finished,
+    /// The ring is full.
+    Full,
+    /// The slice is rendered.
+    Sliced,
 }
 
 /// Why a job could not start.
@@ -305,6 +354,17 @@ impl Queues {
     fn next(&self) -> Option<RenderJob> {
         self.heap.lock().jobs.pop().map(|q| q.job)
     }
+
+    /// Takes the cancelled jobs out of the heap.
+    fn take_cancelled(&self) -> Vec<RenderJob> {
+        let mut heap = self.heap.lock();
+        let (cancelled, kept): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut heap.jobs)
+            .into_vec()
+            .into_iter()
+            .partition(|q| q.job.shared.is_cancelled());
+        heap.jobs = kept.into();
+        cancelled.into_iter().map(|q| q.job).collect()
+    }
 }
 
 impl Scheduler {
@@ -346,13 +406,23 @@ impl Scheduler {
         // when it starts, by deadline.
         let this = self.clone();
         self.pool.spawn_fifo(move || {
+            // None: the job this task was spawned for was discarded as cancelled.
             let Some(job) = this.queues.next() else {
-                unreachable!("one task is spawned per queued job");
+                return;
             };
             if let Some(job) = this.run_turn(job) {
                 this.submit(job);
             }
         });
+    }
+
+    /// Drops the queued jobs whose stream was cancelled now, instead of when their deadline
+    /// comes: a far-ahead stream's job may wait long, and it holds its render's memory and
+    /// CPU reservations until dropped. O(queued jobs); the consumer calls it when it cancels
+    /// a stream whose job is queued.
+    pub fn discard_cancelled(&self) {
+        // Dropped here, outside the heap's lock: a drop takes the budget's.
+        drop(self.queues.take_cancelled());
     }
 
     fn send(&self, event: JobEvent) {
@@ -409,34 +479,66 @@ impl Scheduler {
             }
             job.prepare += started.elapsed();
         }
-        let Stage::Running(render) = &mut job.stage else {
-            unreachable!("a job renders once prepared")
-        };
         let first_turn = job.clock_start.is_none();
-        let mut block: Block = [0.0; RENDER_QUANTUM];
         let slice = if first_turn {
             FIRST_SLICE_BLOCKS
         } else {
             SLICE_BLOCKS
         };
-        for _ in 0..slice {
-            if job.shared.is_cancelled() {
-                return None;
-            }
-            if render.is_finished() {
+        let started = Instant::now();
+        let end = self.render_slice(&mut job, slice);
+        job.rendering += started.elapsed();
+        match end {
+            SliceEnd::Cancelled => None,
+            SliceEnd::Finished => {
+                let Stage::Running(render) = &job.stage else {
+                    unreachable!()
+                };
                 let finished = Finished {
                     stats: render.stats(),
                     total_frames: render.total_frames(),
                     prepare: job.prepare,
+                    rendering: job.rendering,
                     total: job.created.elapsed(),
                 };
                 self.send(JobEvent::Finished(job.id, finished));
-                return None;
+                None
             }
-            if job.producer.is_full() {
+            SliceEnd::Full => {
+                job.measure_cpu();
                 let id = job.id;
                 self.send(JobEvent::Parked(id, job));
-                return None;
+                None
+            }
+            SliceEnd::Sliced if first_turn => {
+                // The first chunk goes on the wire before this render takes a core again;
+                // its playback starts about now.
+                job.clock_start = Some(Instant::now());
+                self.send(JobEvent::Parked(job.id, job));
+                None
+            }
+            SliceEnd::Sliced => {
+                job.measure_cpu();
+                Some(job)
+            }
+        }
+    }
+
+    /// Renders up to `slice` blocks of a running job into its ring.
+    fn render_slice(&self, job: &mut RenderJob, slice: usize) -> SliceEnd {
+        let Stage::Running(render) = &mut job.stage else {
+            unreachable!("a job renders once prepared")
+        };
+        let mut block: Block = [0.0; RENDER_QUANTUM];
+        for _ in 0..slice {
+            if job.shared.is_cancelled() {
+                return SliceEnd::Cancelled;
+            }
+            if render.is_finished() {
+                return SliceEnd::Finished;
+            }
+            if job.producer.is_full() {
+                return SliceEnd::Full;
             }
             let n = render.next_block(&mut block);
             block[n..].fill(0.0);
@@ -450,14 +552,10 @@ impl Scheduler {
                 self.send(JobEvent::Ready(job.id));
             }
         }
-        if first_turn {
-            // The first chunk goes on the wire before this render takes a core again; its
-            // playback starts about now.
-            job.clock_start = Some(Instant::now());
-            self.send(JobEvent::Parked(job.id, job));
-            return None;
+        if render.is_finished() {
+            return SliceEnd::Finished;
         }
-        Some(job)
+        SliceEnd::Sliced
     }
 
     /// A pending job's cheap start: fetch and compile its genome, plan the render, reserve
