@@ -10,13 +10,19 @@
 //!      any id;
 //!    - warm: the same genomes again on that server (cached).
 //! 2. time to first chunk with N concurrent clients (all sending at once, closed loop), by id
-//!    (warm) and inline (uncached: parsed and compiled on every request).
+//!    (warm) and inline (uncached: parsed and compiled on every request);
+//! 3. time to first chunk of short renders on their own, then while another connection's
+//!    eight 600 s renders of the convolver genome prepare (each evaluates a 600 s impulse
+//!    response before its first block) and are never read: what a heavy, stalled client does
+//!    to everyone else's first chunk.
 //!
 //! Options: `--rounds R` (cold samples per genome and format, default 10), `--warm W` (warm
 //! renders per genome per round, default 5), `--clients 1,16,64,256`, `--samples S` (renders
 //! per concurrency level, default 256), `--duration 4`, `--skip-genomes`, `--skip-concurrency`,
 //! `--normalize none|original|peak` (the per-genome table's renders ask the server for that
-//! normalization: a normalized stream's first chunk waits for the whole render).
+//! normalization: a normalized stream's first chunk waits for the whole render),
+//! `--heavy-rounds 5` (fresh stalled connections in section 3; each round measures
+//! `--heavy-samples 20` short renders), `--skip-heavy`.
 
 mod common;
 
@@ -45,6 +51,13 @@ fn main() {
     }
     if !args.flag("--skip-concurrency") {
         concurrency(&fx, &levels, samples, duration);
+    }
+    if !args.flag("--skip-heavy") {
+        heavy_preparations(
+            &fx,
+            args.num("--heavy-rounds", 5),
+            args.num("--heavy-samples", 20),
+        );
     }
 }
 
@@ -232,6 +245,95 @@ fn concurrency(fx: &[Fixture], levels: &[usize], samples: usize, duration: f64) 
                 errors.extend(report.errors);
             }
         }
+    }
+    assert!(server.is_alive(), "the server died during the bench");
+    print_errors(&errors);
+}
+
+/// The fixture genome with a convolver whose impulse response is a whole-duration CPPN output.
+const CONVOLVER: &str = "01M88X8EMSXWZE35NP3PBFS4V7";
+
+fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
+    let mut server = ServerProcess::start(&["--quiet"]);
+    let pid = server.pid();
+    let short = 0.25;
+    println!();
+    println!("## First chunk beside heavy preparations, {short} s renders");
+    println!();
+    println!(
+        "One client renders {samples} short renders one after another (fixture k mod {}, by id, \
+         binary, cached), on their own and then right after another connection asked for eight \
+         600 s renders of {CONVOLVER} and reads nothing ({rounds} rounds, a fresh stalled \
+         connection each round, closed after it). \"starting\": renders still without a first \
+         chunk when the round's last short render completed (the heavy ones still preparing). \
+         Times in ms.",
+        fx.len()
+    );
+    println!();
+    println!("| beside | renders | first chunk p50 / p90 / p99 / max | starting at the end p50 / min | errors |");
+    println!("|---|---|---|---|---|");
+    // Compiles every fixture genome (the convolver among them) into the cache.
+    let mut warmup =
+        |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
+    let _ = run_load(Load {
+        addr: server.addr,
+        clients: 1,
+        ramp: Duration::ZERO,
+        next_request: &mut warmup,
+        player: None,
+        time_limit: Duration::from_secs(60),
+        server_pid: None,
+    });
+    let mut errors = Vec::new();
+    for heavy in [false, true] {
+        let mut first = Vec::new();
+        let mut starting = Vec::new();
+        let mut measured = 0;
+        for _ in 0..rounds {
+            let stalled = heavy.then(|| {
+                let (mut socket, _) =
+                    tungstenite::connect(format!("ws://{}", server.addr)).expect("connect");
+                for i in 0..8 {
+                    let m = serde_json::json!({"type": "render", "genomeId": CONVOLVER,
+                        "duration": 600, "requestId": i, "format": "binary"});
+                    socket
+                        .send(tungstenite::Message::Text(m.to_string()))
+                        .expect("send");
+                }
+                socket
+            });
+            let mut next = |_: usize, k: usize| {
+                (k < samples).then(|| render_message(&fx[k % fx.len()], false, short, true))
+            };
+            let report = run_load(Load {
+                addr: server.addr,
+                clients: 1,
+                ramp: Duration::ZERO,
+                next_request: &mut next,
+                player: None,
+                time_limit: Duration::from_secs(120),
+                server_pid: Some(pid),
+            });
+            starting.push(server.stats()["startingRenders"].as_f64().unwrap_or(0.0));
+            measured += report.renders.len();
+            first.extend(report.renders.iter().map(|r| ms(r.first_chunk)));
+            errors.extend(report.errors);
+            drop(stalled);
+            // The stalled renders end with their connection; the next round starts without them.
+            server.wait_for_no_renders(Duration::from_secs(30));
+        }
+        println!(
+            "| {} | {measured} | {} | {:.0} / {:.0} | {} |",
+            if heavy {
+                "8 x 600 s convolver, stalled"
+            } else {
+                "nothing"
+            },
+            quartet(&first),
+            pct(&starting, 50.0),
+            starting.iter().copied().fold(f64::INFINITY, f64::min),
+            errors.len()
+        );
     }
     assert!(server.is_alive(), "the server died during the bench");
     print_errors(&errors);

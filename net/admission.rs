@@ -17,14 +17,17 @@ use krs_engine::render::budget::MICROCORES;
 
 use crate::protocol::GenomeRef;
 
-/// Share of the worker threads' cores that renders may commit by default: the rest absorbs
-/// the event loop's encoding and writing, preparations, and the error of the estimates.
-pub const DEFAULT_CPU_SHARE: f64 = 0.9;
+/// Share of the worker threads' cores that renders may commit by default. The reservations
+/// already include the event loop's work (`Overhead`); the rest is for the kernel's side of
+/// the sockets, jitter and the error of the estimates. On 2 cores, 0.85 let a chunk or two
+/// arrive late at 2-4x the capacity offered, 0.8 none (benches/README.md, soak).
+pub const DEFAULT_CPU_SHARE: f64 = 0.8;
 
-/// Seconds of CPU per frame assumed before any render has been measured: 0.02 cores for a
-/// real-time stream at 48 kHz, about the fixture genomes' average with every core busy
-/// (benches/README.md, throughput).
-const PRIOR_SECONDS_PER_FRAME: f64 = 0.02 / 48_000.0;
+/// Seconds of rendering CPU per frame assumed before any render has been measured: 0.013
+/// cores for a real-time stream at 48 kHz, 0.02 with the prior overhead of 1.5
+/// (`krs_engine::render::cpu_cost`): about three times what the fixture mix costs paced
+/// (benches/README.md, soak), so that a cold server admits carefully until it has measured.
+const PRIOR_SECONDS_PER_FRAME: f64 = 0.013 / 48_000.0;
 
 /// Genomes whose measured cost is remembered; past this the memory starts over (a genome's
 /// cost is quickly measured again).
@@ -38,18 +41,53 @@ const MIX_WEIGHT: f64 = 0.05;
 /// Renders shorter than this teach nothing: their few blocks' time is mostly warm-up.
 const MEASURED_FRAMES: usize = 8_192;
 
-/// What renders cost, learned from finished ones: seconds of CPU per frame rendered.
+/// Preparation time assumed before any render has been measured, per frame of the render:
+/// 2 ms per second of audio at 48 kHz (the convolver genomes' whole-duration impulse
+/// response; other genomes prepare in well under a millisecond whatever their duration).
+const PRIOR_PREPARE_PER_FRAME: f64 = 0.002 / 48_000.0;
+
+/// A starting render holds its preparation's CPU as if spread over this long, on top of its
+/// real-time share, until its own cost is measured (after its first quarter second of audio):
+/// a burst of new renders then cannot take the cores from the streams already playing while
+/// they prepare. Preparation runs on every worker at once, so its CPU is about its wall time
+/// times the workers; half a second of spread for the wall time is about a second for its CPU.
+const PREPARE_SPREAD_SECONDS: f64 = 0.5;
+
+/// The most a starting render holds for its preparation: a long render's preparation takes
+/// seconds (600 s of a convolver genome, about 1 s of wall time on 2 cores), and holding all
+/// of it at once would refuse the render on a machine with few cores, never to fit.
+const MAX_STARTING_CORES: f64 = 0.5;
+
+/// What renders of a genome cost: seconds of rendering CPU, and seconds of preparation, per
+/// frame.
+#[derive(Clone, Copy, Debug)]
+struct Cost {
+    rendering: f64,
+    prepare: f64,
+}
+
+impl Cost {
+    fn approach(&mut self, to: Cost, weight: f64) {
+        self.rendering += weight * (to.rendering - self.rendering);
+        self.prepare += weight * (to.prepare - self.prepare);
+    }
+}
+
+/// What renders cost, learned from finished ones.
 #[derive(Debug)]
 pub struct CostModel {
-    by_genome: HashMap<String, f64>,
-    mix: f64,
+    by_genome: HashMap<String, Cost>,
+    mix: Cost,
 }
 
 impl Default for CostModel {
     fn default() -> Self {
         CostModel {
             by_genome: HashMap::new(),
-            mix: PRIOR_SECONDS_PER_FRAME,
+            mix: Cost {
+                rendering: PRIOR_SECONDS_PER_FRAME,
+                prepare: PRIOR_PREPARE_PER_FRAME,
+            },
         }
     }
 }
@@ -64,33 +102,61 @@ fn key(genome: &GenomeRef) -> Option<String> {
 }
 
 impl CostModel {
-    /// The share of a core (in [`MICROCORES`]) a render of `genome` at `sample_rate` is
-    /// expected to need to play in real time.
-    pub fn estimate(&self, genome: &GenomeRef, sample_rate: u32) -> u64 {
-        let per_frame = key(genome)
+    fn cost(&self, genome: &GenomeRef) -> Cost {
+        key(genome)
             .and_then(|k| self.by_genome.get(&k).copied())
-            .unwrap_or(self.mix);
-        (per_frame * f64::from(sample_rate) * MICROCORES as f64).ceil() as u64
+            .unwrap_or(self.mix)
     }
 
-    /// [`CostModel::estimate`] for a genome it does not know, at 48 kHz.
-    pub fn typical(&self) -> u64 {
-        (self.mix * 48_000.0 * MICROCORES as f64).ceil() as u64
+    /// The share of a core (in [`MICROCORES`]) a render of `genome` at `sample_rate`, `frames`
+    /// long, is expected to need to start and play in real time: its rendering CPU per second
+    /// of audio scaled by the process's `overhead` (`krs_engine::render::cpu_cost::Overhead`),
+    /// plus its preparation spread over [`PREPARE_SPREAD_SECONDS`]. The job replaces it with
+    /// its measured real-time share once it has rendered a little.
+    pub fn estimate(
+        &self,
+        genome: &GenomeRef,
+        sample_rate: u32,
+        frames: usize,
+        overhead: f64,
+    ) -> u64 {
+        let cost = self.cost(genome);
+        let playing = cost.rendering * overhead * f64::from(sample_rate);
+        let starting =
+            (cost.prepare * frames as f64 / PREPARE_SPREAD_SECONDS).min(MAX_STARTING_CORES);
+        ((playing + starting) * MICROCORES as f64).ceil() as u64
     }
 
-    /// Learns from a finished render: `rendering` for `frames` frames.
-    pub fn learn(&mut self, genome: &GenomeRef, rendering: Duration, frames: usize) {
+    /// The real-time share of a render of a genome it does not know, at 48 kHz.
+    pub fn typical(&self, overhead: f64) -> u64 {
+        (self.mix.rendering * overhead * 48_000.0 * MICROCORES as f64).ceil() as u64
+    }
+
+    /// Learns from a finished render of `frames` frames: `rendering` (CPU of its rendering
+    /// turns) and `prepare` (wall time of its preparation).
+    pub fn learn(
+        &mut self,
+        genome: &GenomeRef,
+        rendering: Duration,
+        prepare: Duration,
+        frames: usize,
+    ) {
         if frames < MEASURED_FRAMES {
             return;
         }
-        let per_frame = rendering.as_secs_f64() / frames as f64;
-        self.mix += MIX_WEIGHT * (per_frame - self.mix);
+        let cost = Cost {
+            rendering: rendering.as_secs_f64() / frames as f64,
+            prepare: prepare.as_secs_f64() / frames as f64,
+        };
+        self.mix.approach(cost, MIX_WEIGHT);
         if let Some(k) = key(genome) {
             if self.by_genome.len() >= REMEMBERED_GENOMES && !self.by_genome.contains_key(&k) {
                 self.by_genome.clear();
             }
-            let known = self.by_genome.entry(k).or_insert(per_frame);
-            *known += GENOME_WEIGHT * (per_frame - *known);
+            self.by_genome
+                .entry(k)
+                .or_insert(cost)
+                .approach(cost, GENOME_WEIGHT);
         }
     }
 }
@@ -155,19 +221,30 @@ mod tests {
         let mut model = CostModel::default();
         let (a, b) = (GenomeRef::Id("a".into()), GenomeRef::Id("b".into()));
         let inline = GenomeRef::Inline(b"{}".to_vec());
-        let prior = model.estimate(&a, 48_000);
-        assert_eq!(prior, 20_000);
-        assert_eq!(model.estimate(&inline, 16_000), prior.div_ceil(3));
-        // One second of audio rendered in 50 ms: 0.05 cores.
-        model.learn(&a, Duration::from_millis(50), 48_000);
-        let learned = model.estimate(&a, 48_000);
+        let prior = model.estimate(&a, 48_000, 0, 1.0);
+        assert_eq!(prior, 13_000);
+        assert_eq!(model.estimate(&inline, 16_000, 0, 1.0), prior.div_ceil(3));
+        assert_eq!(model.estimate(&a, 48_000, 0, 2.0), 2 * prior);
+        // Starting: 10 s of audio prepare in about 20 ms, spread over half a second.
+        let starting = model.estimate(&a, 48_000, 480_000, 1.0) - prior;
+        assert!((39_000..=41_000).contains(&starting), "{starting}");
+        // One second of audio rendered in 50 ms, prepared in 5 ms: 0.05 cores, 0.01 starting.
+        let (fifty, five) = (Duration::from_millis(50), Duration::from_millis(5));
+        model.learn(&a, fifty, five, 48_000);
+        let learned = model.estimate(&a, 48_000, 0, 1.0);
         assert!((49_000..=51_000).contains(&learned), "{learned}");
+        let start = model.estimate(&a, 48_000, 48_000, 1.0) - learned;
+        assert!((9_000..=11_000).contains(&start), "{start}");
         // Others move towards it by the mix weight only.
-        let other = model.estimate(&b, 48_000);
+        let other = model.estimate(&b, 48_000, 0, 1.0);
         assert!(prior < other && other < learned, "{other}");
+        assert_eq!(model.typical(1.0), other);
+        // A long render's preparation is held up to a limit.
+        let long = model.estimate(&a, 48_000, 600 * 48_000, 1.0) - learned;
+        assert_eq!(long, (MAX_STARTING_CORES * MICROCORES as f64) as u64);
         // Too short to teach anything.
-        model.learn(&b, Duration::from_secs(1), 100);
-        assert_eq!(model.estimate(&b, 48_000), other);
+        model.learn(&b, Duration::from_secs(1), five, 100);
+        assert_eq!(model.estimate(&b, 48_000, 0, 1.0), other);
     }
 
     use super::*;

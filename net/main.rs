@@ -102,8 +102,8 @@ struct ServeArgs {
     threads: usize,
     /// Cores that the renders in progress may need together to play in real time, by their
     /// measured cost; a render that would exceed it is refused as busy, with `retryAfter`
-    /// (default: 0.9 x the worker threads).
-    #[arg(long)]
+    /// (default: 0.8 x the worker threads).
+    #[arg(long, env = "CPU_BUDGET")]
     cpu_budget: Option<f64>,
     /// Do not log one line per render.
     #[arg(long)]

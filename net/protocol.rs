@@ -660,7 +660,7 @@ pub fn complete(request_id: Option<&Value>, c: &Completion) -> String {
 }
 
 /// The server's state, for monitoring and leak checks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ServerStats {
     pub connections: usize,
     /// Renders in progress (started, not yet complete, failed or cancelled).
@@ -685,6 +685,8 @@ pub struct ServerStats {
     /// measured cost, or its estimate until measured), and the server's budget of them.
     pub cpu_reserved: u64,
     pub cpu_budget: u64,
+    /// The process's CPU per CPU of rendering turns, by which measured costs are scaled.
+    pub cpu_overhead: f64,
 }
 
 pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
@@ -696,7 +698,7 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
          \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
          \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},\
          \"memoryReserved\":{},\"memoryBudget\":{},\"load\":{},\"cpuReserved\":{},\
-         \"cpuBudget\":{}}}",
+         \"cpuBudget\":{},\"cpuOverhead\":{}}}",
         s.connections,
         s.renders,
         s.parked,
@@ -712,7 +714,8 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         s.memory_budget,
         Value::from((s.cpu_reserved as f64 / s.cpu_budget.max(1) as f64 * 1e3).round() / 1e3),
         s.cpu_reserved,
-        s.cpu_budget
+        s.cpu_budget,
+        Value::from((s.cpu_overhead * 1e3).round() / 1e3)
     );
     out
 }

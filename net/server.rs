@@ -190,7 +190,8 @@ impl Shared {
             self.budget.in_use().get(Resource::Cpu),
             self.budget.limit().get(Resource::Cpu),
         );
-        used.saturating_add(self.costs.typical()) > limit
+        let typical = self.costs.typical(self.scheduler.overhead().factor());
+        used.saturating_add(typical) > limit
     }
 
     pub fn health(&self) -> Health {
@@ -222,6 +223,7 @@ impl Shared {
             memory_budget: self.budget.limit().get(Resource::Memory),
             cpu_reserved: self.budget.in_use().get(Resource::Cpu),
             cpu_budget: self.budget.limit().get(Resource::Cpu),
+            cpu_overhead: self.scheduler.overhead().factor(),
         }
     }
 }
@@ -484,6 +486,7 @@ impl Server {
             self.pump_dirty();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
+                self.shared.scheduler.overhead().calibrate();
                 self.sweep();
             }
             if let Some(stopped) = self.drain_step() {

@@ -640,9 +640,13 @@ impl Session {
         let total_frames = frames_for(spec.request.duration, spec.request.sample_rate);
         // The share of the cores it will need, by what renders of its genome cost so far; the
         // job replaces it with its own measured cost.
-        let estimate = shared
-            .costs
-            .estimate(&spec.genome, spec.request.sample_rate);
+        let overhead = shared.scheduler.overhead().factor();
+        let estimate = shared.costs.estimate(
+            &spec.genome,
+            spec.request.sample_rate,
+            total_frames,
+            overhead,
+        );
         let cpu = match account.reserve(Demand::cpu(estimate)) {
             Ok(r) => r,
             Err(refusal) => return self.refuse_start(shared, spec, &refusal),
@@ -750,9 +754,12 @@ impl Session {
             }
             JobEvent::Finished(_, finished) => {
                 let s = &mut self.streams[i];
-                shared
-                    .costs
-                    .learn(&s.spec.genome, finished.rendering, finished.total_frames);
+                shared.costs.learn(
+                    &s.spec.genome,
+                    finished.rendering,
+                    finished.prepare,
+                    finished.total_frames,
+                );
                 s.finished = Some(finished);
             }
             JobEvent::Failed(_, error) => {

@@ -220,15 +220,16 @@ fn a_render_whose_client_stopped_reading_is_dropped_and_freed() {
     }
 }
 
-/// `--cpu-budget 0.03` (cores): a render of a genome not yet measured is expected to need 0.02
-/// cores, so one fits and a second, asked for before the first has been measured, is refused
-/// as busy with `retryAfter`; once the first ends, a render fits again.
+/// `--cpu-budget 0.05` (cores): a 5 s render of a genome not yet measured is expected to need
+/// about 0.02 cores to play and 0.02 more while it prepares, so one fits and a second, asked
+/// for before the first has been measured, is refused as busy with `retryAfter`; once the
+/// first ends, a render fits again.
 #[test]
 fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
-    let server = ServerProcess::start(&["--cpu-budget", "0.03"]);
+    let server = ServerProcess::start(&["--cpu-budget", "0.05"]);
     let (mut socket, _) = client::connect(&server.url).unwrap();
     for id in ["first", "second"] {
-        let request = json!({"type": "render", "genomeId": GENOME, "duration": 30,
+        let request = json!({"type": "render", "genomeId": GENOME, "duration": 5,
             "requestId": id, "format": "binary"});
         socket.send(Message::Text(request.to_string())).unwrap();
     }
@@ -246,7 +247,7 @@ fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
     assert_eq!(refusal["retryAfter"], 1, "{refusal}");
     let stats = server.stats();
     assert!(stats["cpuReserved"].as_u64().unwrap() > 0, "{stats}");
-    assert_eq!(stats["cpuBudget"], 30_000, "{stats}");
+    assert_eq!(stats["cpuBudget"], 50_000, "{stats}");
 
     socket
         .send(Message::Text(

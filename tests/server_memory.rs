@@ -64,12 +64,15 @@ fn wait_for_reserved(server: &ServerProcess, want: impl Fn(u64) -> bool) -> u64 
 #[test]
 fn a_client_that_asks_for_eight_long_convolver_renders_and_never_reads_gets_what_fits() {
     // A 600 s render of this genome is estimated at about 660 MiB at its peak (its convolver's
-    // IR and spectra): two fit in 1500 MiB.
+    // IR and spectra): two fit in 1500 MiB. The CPU budget would refuse some of them first
+    // (each holds half a core while it prepares); this test is about memory.
     let server = ServerProcess::start(&[
         "--max-memory",
         "1500M",
         "--max-memory-per-connection",
         "1500M",
+        "--cpu-budget",
+        "100",
     ]);
     let budget = 1500u64 << 20;
     let before = server.rss_kib();

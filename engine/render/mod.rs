@@ -19,6 +19,7 @@
 //! the fixture renders in tests/fixtures/rates (engine/tests/rates.rs).
 
 pub mod budget;
+pub mod cpu_cost;
 pub mod filler;
 pub mod graph;
 pub mod order;

@@ -39,6 +39,7 @@ use parking_lot::Mutex;
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use super::budget::{Account, Demand, Refusal, Reservation, Resource, MICROCORES};
+use super::cpu_cost::{thread_cpu, Overhead};
 use super::{CompiledGenome, Preparation, Render, RenderRequest, Stats};
 use crate::dsp::RENDER_QUANTUM;
 use crate::error::Error;
@@ -120,8 +121,9 @@ pub struct Finished {
     pub total_frames: usize,
     /// Genome fetch and compile, graph build and CPPN evaluation.
     pub prepare: Duration,
-    /// Rendering blocks (wall time of the turns, preparation excluded): its ratio to the
-    /// audio's duration is the share of a core the render needs to play in real time.
+    /// Rendering blocks (CPU time of the turns, preparation excluded): times the
+    /// scheduler's [`Overhead`] and over the audio's duration, the share of a core the render
+    /// needs to play in real time.
     pub rendering: Duration,
     /// From the job's creation to its last block.
     pub total: Duration,
@@ -158,7 +160,7 @@ pub struct RenderJob {
     /// The share of the cores the render was accepted with ([`Resource::Cpu`]), replaced by
     /// its measured cost as it renders; held as long as the job exists.
     cpu: Option<Reservation>,
-    /// Wall time of the rendering turns so far.
+    /// CPU time of the rendering turns so far.
     rendering: Duration,
 }
 
@@ -233,10 +235,12 @@ impl RenderJob {
         self
     }
 
-    /// Replaces the CPU the job holds with its measured cost, once it has rendered enough to
-    /// measure ([`MEASURE_AFTER_SECONDS`]) and when the two differ by more than a quarter:
-    /// the budget's lock is taken a few times per render, not per turn.
-    fn measure_cpu(&mut self) {
+    /// Replaces the CPU the job holds with its measured cost (its turns' CPU times the
+    /// process's `overhead`), once it has rendered enough to measure
+    /// ([`MEASURE_AFTER_SECONDS`]), whenever the cost is above what it holds and when it is
+    /// below by more than a quarter: the budget's lock is taken a few times per render, not
+    /// per turn, and a render never holds much less than it costs.
+    fn measure_cpu(&mut self, overhead: f64) {
         let (Some(cpu), Stage::Running(render)) = (&mut self.cpu, &self.stage) else {
             return;
         };
@@ -244,9 +248,9 @@ impl RenderJob {
         if audio < MEASURE_AFTER_SECONDS {
             return;
         }
-        let cost = (self.rendering.as_secs_f64() / audio * MICROCORES as f64) as u64;
+        let cost = (self.rendering.as_secs_f64() * overhead / audio * MICROCORES as f64) as u64;
         let held = cpu.amount().get(Resource::Cpu);
-        if cost.abs_diff(held) > held / 4 {
+        if cost > held || cost < held - held / 4 {
             cpu.set(Resource::Cpu, cost);
         }
     }
@@ -323,6 +327,7 @@ pub struct Scheduler {
     events: Sender<JobEvent>,
     wake: Arc<dyn Fn() + Send + Sync>,
     queues: Arc<Queues>,
+    overhead: Arc<Overhead>,
 }
 
 /// Jobs waiting for a worker, by deadline. Each stream has at most one job here (a job is
@@ -380,7 +385,13 @@ impl Scheduler {
             events,
             wake,
             queues: Arc::default(),
+            overhead: Arc::default(),
         }
+    }
+
+    /// The process's CPU per CPU of rendering turns; the consumer calibrates it.
+    pub fn overhead(&self) -> &Overhead {
+        &self.overhead
     }
 
     pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
@@ -485,9 +496,11 @@ impl Scheduler {
         } else {
             SLICE_BLOCKS
         };
-        let started = Instant::now();
+        let started = thread_cpu();
         let end = self.render_slice(&mut job, slice);
-        job.rendering += started.elapsed();
+        let spent = thread_cpu().saturating_sub(started);
+        job.rendering += spent;
+        self.overhead.add_turn(spent);
         match end {
             SliceEnd::Cancelled => None,
             SliceEnd::Finished => {
@@ -505,7 +518,7 @@ impl Scheduler {
                 None
             }
             SliceEnd::Full => {
-                job.measure_cpu();
+                job.measure_cpu(self.overhead.factor());
                 let id = job.id;
                 self.send(JobEvent::Parked(id, job));
                 None
@@ -518,7 +531,7 @@ impl Scheduler {
                 None
             }
             SliceEnd::Sliced => {
-                job.measure_cpu();
+                job.measure_cpu(self.overhead.factor());
                 Some(job)
             }
         }
