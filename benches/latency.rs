@@ -53,10 +53,14 @@ fn main() {
         concurrency(&fx, &levels, samples, duration);
     }
     if !args.flag("--skip-heavy") {
+        let server_args: Vec<&str> = args
+            .value("--server-args")
+            .map_or(vec![], |a| a.split_whitespace().collect());
         heavy_preparations(
             &fx,
             args.num("--heavy-rounds", 5),
             args.num("--heavy-samples", 20),
+            &server_args,
         );
     }
 }
@@ -253,8 +257,10 @@ fn concurrency(fx: &[Fixture], levels: &[usize], samples: usize, duration: f64) 
 /// The fixture genome with a convolver whose impulse response is a whole-duration CPPN output.
 const CONVOLVER: &str = "01M88X8EMSXWZE35NP3PBFS4V7";
 
-fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
-    let mut server = ServerProcess::start(&["--quiet"]);
+fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize, server_args: &[&str]) {
+    let mut command = vec!["--quiet"];
+    command.extend_from_slice(server_args);
+    let mut server = ServerProcess::start(&command);
     let pid = server.pid();
     let short = 0.25;
     println!();
@@ -265,13 +271,19 @@ fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
          binary, cached), on their own and then right after another connection asked for eight \
          600 s renders of {CONVOLVER} and reads nothing ({rounds} rounds, a fresh stalled \
          connection each round, closed after it). \"starting\": renders still without a first \
-         chunk when the round's last short render completed (the heavy ones still preparing). \
-         Times in ms.",
-        fx.len()
+         chunk when the round's last short render completed (the heavy ones still preparing); \
+         \"admitted\": heavy renders in progress 50 ms after they were asked for (the others \
+         were refused as busy). Server flags: {}. Times in ms.",
+        fx.len(),
+        if server_args.is_empty() {
+            "the defaults".to_string()
+        } else {
+            server_args.join(" ")
+        }
     );
     println!();
-    println!("| beside | renders | first chunk p50 / p90 / p99 / max | starting at the end p50 / min | errors |");
-    println!("|---|---|---|---|---|");
+    println!("| beside | admitted | renders | first chunk p50 / p90 / p99 / max | starting at the end p50 / min | errors |");
+    println!("|---|---|---|---|---|---|");
     // Compiles every fixture genome (the convolver among them) into the cache.
     let mut warmup =
         |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
@@ -288,6 +300,7 @@ fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
     for heavy in [false, true] {
         let mut first = Vec::new();
         let mut starting = Vec::new();
+        let mut admitted = Vec::new();
         let mut measured = 0;
         for _ in 0..rounds {
             let stalled = heavy.then(|| {
@@ -302,6 +315,10 @@ fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
                 }
                 socket
             });
+            if heavy {
+                std::thread::sleep(Duration::from_millis(50));
+                admitted.push(server.stats()["renders"].as_f64().unwrap_or(0.0));
+            }
             let mut next = |_: usize, k: usize| {
                 (k < samples).then(|| render_message(&fx[k % fx.len()], false, short, true))
             };
@@ -323,11 +340,16 @@ fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize) {
             server.wait_for_no_renders(Duration::from_secs(30));
         }
         println!(
-            "| {} | {measured} | {} | {:.0} / {:.0} | {} |",
+            "| {} | {} | {measured} | {} | {:.0} / {:.0} | {} |",
             if heavy {
                 "8 x 600 s convolver, stalled"
             } else {
                 "nothing"
+            },
+            if heavy {
+                format!("{:.0}", pct(&admitted, 50.0))
+            } else {
+                "-".into()
             },
             quartet(&first),
             pct(&starting, 50.0),

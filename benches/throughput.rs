@@ -182,24 +182,13 @@ fn engine(
     }
     // All cores busy: `cores` renders in flight at once, each on its own 1-thread pool, over
     // every genome and request `reps` times.
-    let jobs: Vec<(usize, RenderRequest)> = (0..reps)
-        .flat_map(|_| {
-            (0..compiled.len()).flat_map(move |g| {
-                REQUESTS
-                    .iter()
-                    .map(move |&(nd, v)| (g, request(nd, v, duration)))
-            })
-        })
+    let requests: Vec<RenderRequest> = REQUESTS
+        .iter()
+        .map(|&(nd, v)| request(nd, v, duration))
         .collect();
-    let pools: Vec<rayon::ThreadPool> = (0..cores).map(|_| pool(1)).collect();
-    let start = Instant::now();
-    pools.par_iter().enumerate().for_each(|(p, pool)| {
-        for (g, r) in jobs.iter().skip(p).step_by(cores) {
-            pool.install(|| render_batch(&compiled[*g], r, false).unwrap());
-        }
-    });
-    let busy = start.elapsed().as_secs_f64();
-    let n = jobs.len() as f64;
+    let busy_real_time = all_cores_busy_real_time(compiled, &requests, reps);
+    let n = (reps * compiled.len() * requests.len()) as f64;
+    let busy = n * duration / busy_real_time;
     println!();
     println!("| mode | renders/s | x real time (total) | x real time per core |");
     println!("|---|---|---|---|");

@@ -161,6 +161,12 @@ impl CostModel {
     }
 }
 
+/// What a render without whole-duration buffers holds at most: its ring (32 KiB), its lazily
+/// evaluated CPPN windows (32 KiB per output) and its graph's nodes, well under this for every
+/// fixture genome but the convolver ones (`engine/tests/memory_estimate.rs`). `/health` says
+/// busy when the memory budget has less than this free.
+pub const ORDINARY_RENDER_MEMORY: u64 = 4 << 20;
+
 /// Share of the machine's physical memory the server budgets for renders by default: the
 /// other half is for the process's baseline, the allocator's retained pages and the rest of
 /// the machine.

@@ -182,22 +182,25 @@ impl Shared {
             .then(|| format!("Server busy: {active} renders in progress, try again later"))
     }
 
-    /// Whether the CPU budget has no room for a render of typical cost: new renders are then
-    /// refused when they reserve theirs (with `retryAfter`), unless they are known to be
-    /// cheaper.
-    pub fn cpu_full(&self) -> bool {
-        let (used, limit) = (
-            self.budget.in_use().get(Resource::Cpu),
-            self.budget.limit().get(Resource::Cpu),
-        );
+    /// Whether the budgets have no room for an ordinary render: the CPU budget for one of
+    /// average cost, or the memory budget for [`crate::admission::ORDINARY_RENDER_MEMORY`].
+    /// New renders are then refused when they reserve theirs (with `retryAfter`), unless they
+    /// are known to be cheaper.
+    pub fn budget_full(&self) -> bool {
+        let (used, limit) = (self.budget.in_use(), self.budget.limit());
         let typical = self.costs.typical(self.scheduler.overhead().factor());
-        used.saturating_add(typical) > limit
+        let cpu = used.get(Resource::Cpu).saturating_add(typical) > limit.get(Resource::Cpu);
+        let memory = used
+            .get(Resource::Memory)
+            .saturating_add(crate::admission::ORDINARY_RENDER_MEMORY)
+            > limit.get(Resource::Memory);
+        cpu || memory
     }
 
     pub fn health(&self) -> Health {
         if self.draining {
             Health::Draining
-        } else if self.would_refuse().is_some() || self.cpu_full() {
+        } else if self.would_refuse().is_some() || self.budget_full() {
             Health::Busy
         } else {
             Health::Ok

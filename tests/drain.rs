@@ -159,6 +159,38 @@ fn a_second_signal_stops_at_once() {
     );
 }
 
+/// A held render (normalized: kept whole until complete) of 540 s reserves its 4 bytes per
+/// sample, 98.9 MiB of a 100 MiB budget: no room for an ordinary render, so `/health` says
+/// busy until it ends.
+#[test]
+fn health_is_busy_while_the_memory_budget_has_no_room() {
+    let server = ServerProcess::start(&[
+        "--max-memory",
+        "100M",
+        "--max-memory-per-connection",
+        "100M",
+    ]);
+    assert_eq!(health(server.addr).0, 200);
+    let (mut held, _) = client::connect(&server.url).unwrap();
+    let request = json!({"type": "render", "genomeId": GENOME, "duration": 540,
+        "normalize": "peak", "requestId": "held"});
+    held.send(Message::Text(request.to_string())).unwrap();
+    let reserved = |server: &ServerProcess| server.stats()["memoryReserved"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + LIMIT;
+    while reserved(&server) < 540 * 48_000 * 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, body) = health(server.addr);
+    assert_eq!((status, &body["status"]), (503, &json!("busy")), "{body}");
+    held.send(Message::Text(
+        json!({"type": "cancel", "requestId": "held"}).to_string(),
+    ))
+    .unwrap();
+    let stats = server.wait_for_no_renders(LIMIT);
+    assert_eq!(stats["memoryReserved"], 0, "{stats}");
+    assert_eq!(health(server.addr).0, 200);
+}
+
 #[test]
 fn health_is_busy_while_new_renders_would_be_refused() {
     let server = ServerProcess::start(&["--max-renders", "1"]);

@@ -37,6 +37,38 @@ pub fn fixtures() -> Vec<Fixture> {
         .collect()
 }
 
+/// The engine's capacity for a mix, in-process: seconds of audio rendered per second of wall
+/// time with every core busy (one render in flight per core, each on its own 1-thread pool),
+/// over every (genome, request) pair `reps` times. That many real-time streams of the mix is
+/// what the cores could sustain if serving them cost nothing beyond rendering.
+pub fn all_cores_busy_real_time(
+    genomes: &[std::sync::Arc<krs_engine::CompiledGenome>],
+    requests: &[krs_engine::RenderRequest],
+    reps: usize,
+) -> f64 {
+    use rayon::prelude::*;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs: Vec<(usize, &krs_engine::RenderRequest)> = (0..reps)
+        .flat_map(|_| (0..genomes.len()).flat_map(|g| requests.iter().map(move |r| (g, r))))
+        .collect();
+    let pools: Vec<rayon::ThreadPool> = (0..cores)
+        .map(|_| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    pools.par_iter().enumerate().for_each(|(p, pool)| {
+        for (g, r) in jobs.iter().skip(p).step_by(cores) {
+            pool.install(|| krs_engine::render_batch(&genomes[*g], r, false).unwrap());
+        }
+    });
+    let audio: f64 = jobs.iter().map(|(_, r)| r.duration).sum();
+    audio / start.elapsed().as_secs_f64()
+}
+
 /// A `render` message for a genome by id (cached by the server after its first render) or
 /// inline (compiled on every request, never cached).
 pub fn render_message(f: &Fixture, inline: bool, duration: f64, binary: bool) -> String {
@@ -164,20 +196,32 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The most renders in progress at once (from first chunk to `complete`).
-pub fn peak_concurrency(renders: &[RenderStat]) -> usize {
-    let mut edges: Vec<(Duration, i32)> = renders
+/// The most renders in progress at once (from first chunk to `complete`), and the largest sum
+/// of `weight` over the renders in progress at one moment.
+pub fn peak_concurrency(
+    renders: &[RenderStat],
+    weight: impl Fn(&RenderStat) -> f64,
+) -> (usize, f64) {
+    let mut edges: Vec<(Duration, i32, f64)> = renders
         .iter()
-        .flat_map(|r| [(r.sent + r.first_chunk, 1), (r.sent + r.complete, -1)])
+        .flat_map(|r| {
+            let w = weight(r);
+            [
+                (r.sent + r.first_chunk, 1, w),
+                (r.sent + r.complete, -1, -w),
+            ]
+        })
         .collect();
     // Ends before starts at the same instant.
-    edges.sort();
-    let (mut now, mut peak) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        peak = peak.max(now);
+    edges.sort_by_key(|e| (e.0, e.1));
+    let (mut count, mut peak, mut load, mut peak_load) = (0i32, 0i32, 0.0f64, 0.0f64);
+    for (_, d, w) in edges {
+        count += d;
+        load += w;
+        peak = peak.max(count);
+        peak_load = peak_load.max(load);
     }
-    peak as usize
+    (peak as usize, peak_load)
 }
 
 /// A client that plays what it receives: it starts playback `start_buffer` after the first
