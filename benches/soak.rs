@@ -95,23 +95,25 @@ fn main() {
         duration: render,
         ..Default::default()
     };
-    // Each genome's real-time factor with every core busy: a stream of genome g takes
-    // 1 / x[g] of the machine, and the mix (every genome equally often) 1 / x of it per stream,
-    // x the harmonic mean.
+    // The prediction is the throughput bench's: the mix rendered in-process with every core
+    // busy. Each genome's own real-time factor (also all cores busy) weighs the streams in
+    // progress, since the ones admitted at a peak need not be an even mix.
+    let predicted = all_cores_busy_real_time(&compiled, std::slice::from_ref(&request), 2);
     let per_genome: Vec<f64> = compiled
         .iter()
         .map(|g| {
-            all_cores_busy_real_time(std::slice::from_ref(g), std::slice::from_ref(&request), 2)
+            all_cores_busy_real_time(std::slice::from_ref(g), std::slice::from_ref(&request), 4)
         })
         .collect();
-    let predicted = per_genome.len() as f64 / per_genome.iter().map(|x| 1.0 / x).sum::<f64>();
+    let mean_cost = per_genome.iter().map(|x| 1.0 / x).sum::<f64>() / per_genome.len() as f64;
     println!();
     println!(
-        "Predicted capacity: **{predicted:.0}** real-time streams of this mix (each genome \
-         rendered in-process with all cores busy: {} x real time; the mix's harmonic mean). \
-         Refused clients ask again, so the streams admitted at the peak lean towards cheaper \
-         genomes: \"peak load\" is the sum over the streams in progress at one moment of \
-         1 / their genome's real-time factor, i.e. the share of the predicted capacity in use.",
+        "Predicted capacity: **{predicted:.0}** real-time streams of this mix (the engine \
+         in-process renders it at {predicted:.0}x real time with all cores busy). Each genome \
+         alone, all cores busy: {} x real time. Refused clients ask again, so the streams \
+         admitted at a peak lean towards cheaper genomes: \"peak load\" is the largest sum, \
+         over the streams in progress at one moment, of each stream's share of the predicted \
+         capacity (1 / {predicted:.0}, scaled by its genome's cost relative to the mix's mean).",
         per_genome
             .iter()
             .map(|x| format!("{x:.0}"))
@@ -120,7 +122,9 @@ fn main() {
     );
     let mut all_errors = Vec::new();
     let mut best_load = 0.0f64;
-    let load_of = |r: &RenderStat| 1.0 / per_genome[(r.client + r.nth) % per_genome.len()];
+    let load_of = |r: &RenderStat| {
+        1.0 / per_genome[(r.client + r.nth) % per_genome.len()] / mean_cost / predicted
+    };
     for mode in &modes {
         let greedy = match mode.as_str() {
             "paced" => false,
