@@ -13,12 +13,16 @@
 //! `benches/peer/render.mjs` printed for the original renderer, times ours on the same genomes
 //! and requests, and prints the ratios (benches/peer/run.sh does both in one run).
 //!
-//! Options: `--reps N` (renders per genome and request, default 5), `--duration 4`,
-//! `--server-renders N` (default 64).
 //! 3. where a Vulkan device exists (any kind, lavapipe included), the same in-process renders
 //!    with the CPPN on the GPU (`render_batch_with`, `CppnBackend::Gpu`), one at a time and all
 //!    genomes in flight at once (their CPPN jobs then share submissions); skipped, saying why,
-//!    without one.
+//!    without one;
+//! 4. long renders, every fixture genome on the all-core pool: a 60 s render's time, and a
+//!    `--long` s (default 600) render rendered block by block, its preparation and the cost
+//!    per second of audio of its first and of its last minute.
+//!
+//! Options: `--reps N` (renders per genome and request, default 5), `--duration 4`,
+//! `--server-renders N` (default 64), `--long 600`, `--skip-long`.
 
 mod common;
 
@@ -55,6 +59,57 @@ fn main() {
     engine(&fx, &compiled, reps, duration, cores);
     server(&fx, args.num("--server-renders", 64), duration, cores);
     gpu(&fx, &compiled, reps, duration);
+    if !args.flag("--skip-long") {
+        long(&fx, &compiled, args.num("--long", 600.0), cores);
+    }
+}
+
+/// Whether cost per second of audio stays flat as a render goes on (the convolver tail's
+/// purpose), and what 60 s renders cost.
+fn long(fx: &[Fixture], compiled: &[Arc<CompiledGenome>], seconds: f64, cores: usize) {
+    let all = pool(cores);
+    println!();
+    println!("## Long renders ({cores}-thread pool, one at a time)");
+    println!();
+    println!(
+        "| genome | 60 s render: s | {seconds:.0} s render: preparation s | first minute: ms per s of audio | last minute: ms per s of audio | last / first |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let minute = (60.0 * SAMPLE_RATE as f64) as usize;
+    for (f, g) in fx.iter().zip(compiled) {
+        let sixty = {
+            let start = Instant::now();
+            all.install(|| render_batch(g, &request(0.0, 1.0, 60.0), false).unwrap());
+            start.elapsed().as_secs_f64()
+        };
+        let (prepare, first, last) = all.install(|| {
+            let start = Instant::now();
+            let mut render = Render::new(g, &request(0.0, 1.0, seconds)).unwrap();
+            let prepare = start.elapsed().as_secs_f64();
+            let total = render.total_frames();
+            let mut block = [0.0f32; RENDER_QUANTUM];
+            let (mut first, mut last, mut done) = (0.0, 0.0, 0);
+            while !render.is_finished() {
+                let start = Instant::now();
+                done += render.next_block(&mut block);
+                let t = start.elapsed().as_secs_f64();
+                if done <= minute {
+                    first += t;
+                } else if done > total.saturating_sub(minute) {
+                    last += t;
+                }
+            }
+            (prepare, first, last)
+        });
+        let per_second = |t: f64| t * 1000.0 / 60.0;
+        println!(
+            "| {} | {sixty:.2} | {prepare:.2} | {:.2} | {:.2} | {:.2} |",
+            f.id,
+            per_second(first),
+            per_second(last),
+            last / first
+        );
+    }
 }
 
 /// In-process renders with the CPPN on Vulkan, against the same renders on the CPU.

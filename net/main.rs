@@ -102,7 +102,7 @@ struct ServeArgs {
     threads: usize,
     /// Cores that the renders in progress may need together to play in real time, by their
     /// measured cost; a render that would exceed it is refused as busy, with `retryAfter`
-    /// (default: 0.8 x the worker threads).
+    /// (default: 0.8 x the worker threads, at most 0.8 x the cores the process may run on).
     #[arg(long, env = "CPU_BUDGET")]
     cpu_budget: Option<f64>,
     /// Do not log one line per render.

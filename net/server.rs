@@ -313,14 +313,18 @@ impl Server {
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|e| e.to_string())?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| e.to_string())?);
+        // The cores this process may run on (its CPU affinity, e.g. `taskset` or a container's
+        // cpuset), not the machine's.
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = if config.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            available
         } else {
             config.threads
         };
+        // More workers than cores add no capacity to promise.
         let cores = config
             .cpu_budget
-            .unwrap_or(threads as f64 * crate::admission::DEFAULT_CPU_SHARE);
+            .unwrap_or(threads.min(available) as f64 * crate::admission::DEFAULT_CPU_SHARE);
         let cpu_budget = (cores.max(0.0) * MICROCORES as f64) as u64;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
