@@ -201,18 +201,7 @@ fn concurrency(fx: &[Fixture], levels: &[usize], samples: usize, duration: f64) 
         "| clients | format | genome | renders | first chunk p50 / p90 / p99 / max | complete p50 / p99 | renders/s | server CPU s | peak RSS MiB | errors |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    // Warm the cache: every genome once by id.
-    let mut warmup =
-        |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
-    let _ = run_load(Load {
-        addr: server.addr,
-        clients: 1,
-        ramp: Duration::ZERO,
-        next_request: &mut warmup,
-        player: None,
-        time_limit: Duration::from_secs(60),
-        server_pid: None,
-    });
+    warm_cache(server.addr, fx);
     let mut errors = Vec::new();
     for &n in levels {
         let per_client = samples.div_ceil(n).max(1);
@@ -284,18 +273,7 @@ fn heavy_preparations(fx: &[Fixture], rounds: usize, samples: usize, server_args
     println!();
     println!("| beside | admitted | renders | first chunk p50 / p90 / p99 / max | starting at the end p50 / min | errors |");
     println!("|---|---|---|---|---|---|");
-    // Compiles every fixture genome (the convolver among them) into the cache.
-    let mut warmup =
-        |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
-    let _ = run_load(Load {
-        addr: server.addr,
-        clients: 1,
-        ramp: Duration::ZERO,
-        next_request: &mut warmup,
-        player: None,
-        time_limit: Duration::from_secs(60),
-        server_pid: None,
-    });
+    warm_cache(server.addr, fx);
     let mut errors = Vec::new();
     for heavy in [false, true] {
         let mut first = Vec::new();

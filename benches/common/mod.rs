@@ -69,6 +69,21 @@ pub fn all_cores_busy_real_time(
     audio / start.elapsed().as_secs_f64()
 }
 
+/// Renders every fixture genome once by id (0.1 s), so that the server has them all compiled
+/// in its cache.
+pub fn warm_cache(addr: SocketAddr, fx: &[Fixture]) {
+    let mut next = |_: usize, nth: usize| fx.get(nth).map(|f| render_message(f, false, 0.1, true));
+    let _ = run_load(Load {
+        addr,
+        clients: 1,
+        ramp: Duration::ZERO,
+        next_request: &mut next,
+        player: None,
+        time_limit: Duration::from_secs(60),
+        server_pid: None,
+    });
+}
+
 /// A `render` message for a genome by id (cached by the server after its first render) or
 /// inline (compiled on every request, never cached).
 pub fn render_message(f: &Fixture, inline: bool, duration: f64, binary: bool) -> String {
