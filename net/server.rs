@@ -6,7 +6,7 @@
 //! that connection until the next writable event, and a full ring parks the job (the worker is
 //! free again) until the loop has drained it below half.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -153,6 +153,10 @@ pub struct Shared {
     pub next_stream_id: u64,
     /// Sessions with something to pump, each once (see `Session::mark_dirty`).
     pub dirty: Vec<Token>,
+    /// One-shot sessions whose render waits for room in the CPU budget, first come first
+    /// served; at most one entry per connection, so bounded by `--max-connections`. An entry
+    /// whose session has gone is skipped.
+    pub cpu_waiters: VecDeque<Token>,
     /// Renders parked on a full ring, and renders queued behind another on their connection.
     pub parked: usize,
     pub queued: usize,
@@ -390,6 +394,7 @@ impl Server {
                 stream_owner: HashMap::new(),
                 next_stream_id: 1,
                 dirty: Vec::new(),
+                cpu_waiters: VecDeque::new(),
                 parked: 0,
                 starting: 0,
                 queued: 0,
@@ -490,6 +495,7 @@ impl Server {
                 }
             }
             self.job_events();
+            self.start_waiting();
             self.pump_dirty();
             if last_sweep.elapsed() >= Duration::from_secs(1) {
                 last_sweep = Instant::now();
@@ -569,6 +575,24 @@ impl Server {
 
     /// Runs `f` on the session of `token`, if it is still open, and drops the session if `f`
     /// found it gone.
+    /// Starts the one-shot renders waiting for CPU, in order, while they fit (renders that
+    /// ended or measured cheaper may have made room since the last turn).
+    fn start_waiting(&mut self) {
+        while let Some(token) = self.shared.cpu_waiters.pop_front() {
+            let mut waits = false;
+            self.with_session(token, |session, shared| {
+                waits = !session.retry_waiting(shared)?;
+                Ok(())
+            });
+            if waits {
+                // It queued itself again at the back; it keeps its place at the front.
+                self.shared.cpu_waiters.pop_back();
+                self.shared.cpu_waiters.push_front(token);
+                return;
+            }
+        }
+    }
+
     fn with_session(&mut self, token: Token, f: impl FnOnce(&mut Session, &mut Shared) -> Alive) {
         let Some(session) = token
             .0

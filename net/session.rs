@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use krs_engine::dsp::RENDER_QUANTUM;
-use krs_engine::render::budget::{Account, Demand, Refusal, Reservation};
+use krs_engine::render::budget::{Account, Demand, Refusal, Reservation, Resource};
 use krs_engine::render::frames_for;
 use krs_engine::render::stream::{
     stream, Finished, JobEvent, RenderJob, StreamHandle, RING_BLOCKS,
@@ -262,6 +262,9 @@ pub struct Session {
     last_active: Instant,
     streams: Vec<Stream>,
     queued: VecDeque<RenderSpec>,
+    /// A one-shot render (worker port) waiting for room in the CPU budget: kromosynth-cli takes
+    /// an error for a failed evaluation, so it waits instead (in `Shared::cpu_waiters`, once).
+    waiting: Option<RenderSpec>,
     next_wire_id: u32,
     /// The socket refused a write; wait for a writable event before producing more chunks.
     blocked: bool,
@@ -288,6 +291,7 @@ impl Session {
             last_active: Instant::now(),
             streams: Vec::new(),
             queued: VecDeque::new(),
+            waiting: None,
             next_wire_id: 1,
             blocked: false,
             dirty: false,
@@ -979,6 +983,18 @@ impl Session {
 
     /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any.
     fn refuse_start(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
+        let cpu_busy = matches!(
+            refusal,
+            Refusal::Busy {
+                resource: Resource::Cpu,
+                ..
+            }
+        );
+        if self.kind == Kind::OneShot && cpu_busy && !shared.draining {
+            self.waiting = Some(spec);
+            shared.cpu_waiters.push_back(self.token);
+            return Ok(());
+        }
         self.send_refusal(shared, &spec, refusal)?;
         // Untagged renders queued behind this one start when it ends: now.
         if spec.request_id.is_none() {
@@ -988,6 +1004,21 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Starts the render waiting for CPU ([`Session::refuse_start`]) if it fits now, or refuses
+    /// it when the server is draining. True when it no longer waits.
+    pub fn retry_waiting(&mut self, shared: &mut Shared) -> Result<bool, Gone> {
+        let Some(spec) = self.waiting.take() else {
+            return Ok(true);
+        };
+        if shared.draining {
+            let message = "Server shutting down: reconnect and ask again";
+            self.send_error(shared, spec.form, spec.request_id.as_ref(), message)?;
+            return Ok(true);
+        }
+        self.start_stream(shared, spec)?;
+        Ok(self.waiting.is_none())
     }
 
     /// Tells the client that its render does not fit the memory or CPU budget (`retryAfter`

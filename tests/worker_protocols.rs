@@ -492,3 +492,43 @@ fn genome_id_with_evo_run_id_reads_that_runs_database() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// kromosynth-cli takes an error for a failed evaluation, so a worker-port render that does
+/// not fit the CPU budget waits for room instead of being refused: with room for about one
+/// render at a time (`--cpu-budget 0.03`), six at once all get their samples.
+#[test]
+fn worker_renders_wait_for_room_in_the_cpu_budget_instead_of_failing() {
+    let server = ServerProcess::start(&["--worker-port", "0", "--cpu-budget", "0.03"]);
+    let ids = deterministic_ids();
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let url = server.worker_url.clone().unwrap();
+            let id = ids[i % ids.len()].clone();
+            std::thread::spawn(move || {
+                let mut socket = tungstenite::connect(&url).unwrap().0;
+                socket
+                    .send(Message::Text(
+                        json!({"genomeString": genome_string(&id), "duration": 1,
+                            "noteDelta": 0, "velocity": 1, "sampleRate": 48000})
+                        .to_string(),
+                    ))
+                    .unwrap();
+                let got = match first_message(&mut socket) {
+                    Message::Binary(bytes) => f32s(&bytes),
+                    other => panic!("expected samples, got {other:?}"),
+                };
+                assert_bits_eq(
+                    &got,
+                    &normalized(&id, &request(1.0, 0.0, 1.0)),
+                    &format!("waiting {id}"),
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = server.wait_for_no_renders(Duration::from_secs(10));
+    assert_eq!(stats["renders"], 0, "{stats}");
+    assert_eq!(stats["cpuReserved"], 0, "{stats}");
+}
