@@ -459,7 +459,10 @@ impl Server {
     /// progress or queued finishes, connections are closed (1001) as they fall idle, and `run`
     /// returns once none is left or `drain_timeout` has passed; a second signal returns at once.
     pub fn run(mut self) -> io::Result<Stopped> {
-        let mut events = Events::with_capacity(1024);
+        // At most this many socket events per turn: the streams' chunks are written once per
+        // turn, so a burst of requests (hundreds of clients asking again after `retryAfter`)
+        // delays them by at most this many events' work; epoll hands out the rest next turn.
+        let mut events = Events::with_capacity(128);
         let mut last_sweep = Instant::now();
         loop {
             // Sessions dirtied while pumping others are pumped on the next turn, at once.
