@@ -763,6 +763,75 @@ mod tests {
         assert!(snr >= 120., "SNR {snr} dB");
     }
 
+    /// The convolution of `input` with `ir` computed in f64 (one FFT of both, zero-padded):
+    /// what both f32 algorithms approximate.
+    fn true_convolution(ir: &[f32], input: &[f32]) -> Vec<f64> {
+        let n = (ir.len() + input.len()).next_power_of_two();
+        let mut planner = RealFftPlanner::<f64>::new();
+        let (fwd, inv) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
+        let spectrum = |x: &[f32]| {
+            let mut buf = vec![0f64; n];
+            buf.iter_mut().zip(x).for_each(|(b, x)| *b = f64::from(*x));
+            let mut out = fwd.make_output_vec();
+            fwd.process(&mut buf, &mut out).unwrap();
+            out
+        };
+        let (a, b) = (spectrum(ir), spectrum(input));
+        let mut product: Vec<Complex<f64>> = a.iter().zip(&b).map(|(a, b)| a * b).collect();
+        let mut out = vec![0f64; n];
+        inv.process(&mut product, &mut out).unwrap();
+        out.truncate(input.len());
+        out.iter_mut().for_each(|v| *v /= n as f64);
+        out
+    }
+
+    /// The tail's error on a longer IR than the default tests afford (the exact algorithm is
+    /// quadratic), against the exact algorithm and against the convolution in f64:
+    /// `KRS_TAIL_SECONDS=120 cargo test --release -p krs-engine --lib tail_error_on_a_long_ir
+    /// -- --ignored --nocapture` (about 40 s at 120 s, four times that at 240 s).
+    #[test]
+    #[ignore]
+    fn tail_error_on_a_long_ir() {
+        let seconds: usize = std::env::var("KRS_TAIL_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        let len = seconds * DEFAULT_SAMPLE_RATE as usize;
+        let ir = long_ir(len);
+        let input = noise(len / PARTITION * PARTITION, 11);
+        let truth = true_convolution(&ir, &input);
+        let snr = |ours: &[f32]| {
+            let (mut signal, mut noise) = (0f64, 0f64);
+            for (t, o) in truth.iter().zip(ours) {
+                signal += t * t;
+                noise += (t - f64::from(*o)).powi(2);
+            }
+            10. * (signal / noise).log10()
+        };
+        let mut exact = Partitioned::new(ir.clone()).unwrap();
+        let mut ours = Engine::new(ir.clone(), HEAD_PARTITIONS).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for block in input.chunks_exact(RENDER_QUANTUM) {
+            let block: &[f32; RENDER_QUANTUM] = block.try_into().unwrap();
+            let (mut x, mut y) = ([0.; RENDER_QUANTUM], [0.; RENDER_QUANTUM]);
+            exact.process(block, &mut x);
+            ours.process(block, &mut y);
+            a.extend_from_slice(&x);
+            b.extend_from_slice(&y);
+        }
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for (x, y) in a.iter().zip(&b) {
+            signal += f64::from(*x).powi(2);
+            noise += (f64::from(*x) - f64::from(*y)).powi(2);
+        }
+        eprintln!(
+            "{seconds} s: ours vs exact {:.1} dB; against the f64 convolution: exact {:.1} dB, ours {:.1} dB",
+            10. * (signal / noise).log10(),
+            snr(&a),
+            snr(&b)
+        );
+    }
+
     #[test]
     fn tail_output_starts_where_the_head_ends() {
         // An IR of two impulses, one in the head and one in the tail: the tail's one arrives
