@@ -108,11 +108,15 @@ mod tests {
         let (thread, process) = (thread_cpu(), process_cpu());
         std::thread::sleep(Duration::from_millis(30));
         assert!(thread_cpu() - thread < Duration::from_millis(10));
+        // Working advances it (however long the scheduler makes that take on a busy machine).
         let spin = std::time::Instant::now();
-        while spin.elapsed() < Duration::from_millis(30) {
+        while thread_cpu() - thread < Duration::from_millis(20) {
             std::hint::black_box(0u64);
+            assert!(
+                spin.elapsed() < Duration::from_secs(30),
+                "the thread clock stood still"
+            );
         }
-        assert!(thread_cpu() - thread >= Duration::from_millis(25));
         assert!(process_cpu() - process >= thread_cpu() - thread);
     }
 
