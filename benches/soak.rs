@@ -192,6 +192,7 @@ fn main() {
                 server_pid: Some(server.pid()),
             });
             let alive = server.is_alive();
+            let peak = peak_concurrency(&report.renders, load_of);
             let late: u64 = report.renders.iter().map(|r| r.late_chunks).sum();
             let with_underrun = report.renders.iter().filter(|r| r.late_chunks > 0).count();
             let min_slack = report
@@ -206,8 +207,8 @@ fn main() {
             "| {n} | {} | {} | {} | {:.2} | {late} | {with_underrun} | {} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.1} | {:.0} | {:.0} | {errors} |",
             report.renders.len(),
             report.refused,
-            peak_concurrency(&report.renders, load_of).0,
-            peak_concurrency(&report.renders, load_of).1,
+            peak.0,
+            peak.1,
             if min_slack.is_finite() {
                 format!("{:.1}", min_slack * 1000.0)
             } else {
@@ -238,7 +239,7 @@ fn main() {
             if ok {
                 best = Some(best.map_or(n, |b| b.max(n)));
                 if !greedy {
-                    best_load = best_load.max(peak_concurrency(&report.renders, load_of).1);
+                    best_load = best_load.max(peak.1);
                 }
             }
         }

@@ -359,11 +359,11 @@ fn health_answers_on_both_ports_and_other_paths_get_http_statuses() {
     assert_still_renders(&mut socket, "ws");
 }
 
-#[test]
-fn many_worker_connections_at_once_each_get_their_own_render() {
-    let server = start();
+/// `count` render-worker requests at once, one connection each (genome `i % ids`, noteDelta
+/// `i % 5`, `seconds` long), each checked bit for bit against the batch renderer.
+fn concurrent_worker_renders(server: &ServerProcess, count: usize, seconds: f64) {
     let ids = deterministic_ids();
-    let threads: Vec<_> = (0..48)
+    let threads: Vec<_> = (0..count)
         .map(|i| {
             let url = server.worker_url.clone().unwrap();
             let id = ids[i % ids.len()].clone();
@@ -372,7 +372,7 @@ fn many_worker_connections_at_once_each_get_their_own_render() {
                 let note_delta = (i % 5) as f64;
                 socket
                     .send(Message::Text(
-                        json!({"genomeString": genome_string(&id), "duration": 0.25,
+                        json!({"genomeString": genome_string(&id), "duration": seconds,
                             "noteDelta": note_delta, "velocity": 1, "sampleRate": 48000})
                         .to_string(),
                     ))
@@ -383,7 +383,7 @@ fn many_worker_connections_at_once_each_get_their_own_render() {
                 };
                 assert_bits_eq(
                     &got,
-                    &normalized(&id, &request(0.25, note_delta, 1.0)),
+                    &normalized(&id, &request(seconds, note_delta, 1.0)),
                     &format!("concurrent {id}"),
                 );
             })
@@ -392,6 +392,12 @@ fn many_worker_connections_at_once_each_get_their_own_render() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+#[test]
+fn many_worker_connections_at_once_each_get_their_own_render() {
+    let server = start();
+    concurrent_worker_renders(&server, 48, 0.25);
     assert_eq!(
         server.wait_for_no_renders(Duration::from_secs(10))["renders"],
         0
@@ -499,35 +505,7 @@ fn genome_id_with_evo_run_id_reads_that_runs_database() {
 #[test]
 fn worker_renders_wait_for_room_in_the_cpu_budget_instead_of_failing() {
     let server = ServerProcess::start(&["--worker-port", "0", "--cpu-budget", "0.03"]);
-    let ids = deterministic_ids();
-    let threads: Vec<_> = (0..6)
-        .map(|i| {
-            let url = server.worker_url.clone().unwrap();
-            let id = ids[i % ids.len()].clone();
-            std::thread::spawn(move || {
-                let mut socket = tungstenite::connect(&url).unwrap().0;
-                socket
-                    .send(Message::Text(
-                        json!({"genomeString": genome_string(&id), "duration": 1,
-                            "noteDelta": 0, "velocity": 1, "sampleRate": 48000})
-                        .to_string(),
-                    ))
-                    .unwrap();
-                let got = match first_message(&mut socket) {
-                    Message::Binary(bytes) => f32s(&bytes),
-                    other => panic!("expected samples, got {other:?}"),
-                };
-                assert_bits_eq(
-                    &got,
-                    &normalized(&id, &request(1.0, 0.0, 1.0)),
-                    &format!("waiting {id}"),
-                );
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    concurrent_worker_renders(&server, 6, 1.0);
     let stats = server.wait_for_no_renders(Duration::from_secs(10));
     assert_eq!(stats["renders"], 0, "{stats}");
     assert_eq!(stats["cpuReserved"], 0, "{stats}");
