@@ -238,8 +238,9 @@ impl RenderJob {
     /// Replaces the CPU the job holds with its measured cost (its turns' CPU times the
     /// process's `overhead`), once it has rendered enough to measure
     /// ([`MEASURE_AFTER_SECONDS`]), whenever the cost is above what it holds and when it is
-    /// below by more than a quarter: the budget's lock is taken a few times per render, not
-    /// per turn, and a render never holds much less than it costs.
+    /// below by more than a quarter: a render never holds less than it costs, and a steady one
+    /// takes the budget's lock only when its cost rises (at most once per turn, never per
+    /// block).
     fn measure_cpu(&mut self, overhead: f64) {
         let (Some(cpu), Stage::Running(render)) = (&mut self.cpu, &self.stage) else {
             return;
