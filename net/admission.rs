@@ -101,6 +101,12 @@ fn key(genome: &GenomeRef) -> Option<String> {
     }
 }
 
+/// Cores a render costing `rendering` seconds of CPU per frame needs to play in real time at
+/// `sample_rate`, scaled by the process's `overhead`.
+fn playing(rendering: f64, sample_rate: u32, overhead: f64) -> f64 {
+    rendering * overhead * f64::from(sample_rate)
+}
+
 impl CostModel {
     fn cost(&self, genome: &GenomeRef) -> Cost {
         key(genome)
@@ -121,15 +127,15 @@ impl CostModel {
         overhead: f64,
     ) -> u64 {
         let cost = self.cost(genome);
-        let playing = cost.rendering * overhead * f64::from(sample_rate);
         let starting =
             (cost.prepare * frames as f64 / PREPARE_SPREAD_SECONDS).min(MAX_STARTING_CORES);
-        ((playing + starting) * MICROCORES as f64).ceil() as u64
+        ((playing(cost.rendering, sample_rate, overhead) + starting) * MICROCORES as f64).ceil()
+            as u64
     }
 
     /// The real-time share of a render of a genome it does not know, at 48 kHz.
     pub fn typical(&self, overhead: f64) -> u64 {
-        (self.mix.rendering * overhead * 48_000.0 * MICROCORES as f64).ceil() as u64
+        (playing(self.mix.rendering, 48_000, overhead) * MICROCORES as f64).ceil() as u64
     }
 
     /// Learns from a finished render of `frames` frames: `rendering` (CPU of its rendering

@@ -94,7 +94,8 @@ pub struct Config {
     /// Render worker threads; 0 means one per core.
     pub threads: usize,
     /// Cores the renders in progress may need together to play in real time, by their
-    /// measured cost (`None`: [`crate::admission::DEFAULT_CPU_SHARE`] of the worker threads).
+    /// measured cost (`None`: [`crate::admission::DEFAULT_CPU_SHARE`] of the worker threads, or
+    /// of the cores the process may run on where those are fewer).
     pub cpu_budget: Option<f64>,
     /// Print one line per render to stderr.
     pub log_renders: bool,

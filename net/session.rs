@@ -60,6 +60,10 @@ enum Ws {
     Gone,
 }
 
+/// What a render asked for while the server drains gets: its client reconnects, through a
+/// balancer to another instance.
+const SHUTTING_DOWN: &str = "Server shutting down: reconnect and ask again";
+
 /// One render being streamed to a connection.
 struct Stream {
     id: u64,
@@ -573,12 +577,9 @@ impl Session {
         match protocol::parse_client_message(text, &shared.limits) {
             // Draining: what this connection already asked for finishes, nothing new starts; the
             // client reconnects, through a balancer to another instance.
-            Ok(ClientMessage::Render(spec)) if shared.draining => self.send_error(
-                shared,
-                spec.form,
-                spec.request_id.as_ref(),
-                "Server shutting down: reconnect and ask again",
-            ),
+            Ok(ClientMessage::Render(spec)) if shared.draining => {
+                self.send_error(shared, spec.form, spec.request_id.as_ref(), SHUTTING_DOWN)
+            }
             Ok(ClientMessage::Render(spec)) => self.request_render(shared, *spec),
             Ok(ClientMessage::Cancel { request_id }) => self.cancel(shared, &request_id),
             Ok(ClientMessage::PlaybackPosition) => Ok(()),
@@ -981,7 +982,8 @@ impl Session {
         }
     }
 
-    /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any.
+    /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any;
+    /// a one-shot render refused for CPU only waits instead ([`Session::retry_waiting`]).
     fn refuse_start(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
         let cpu_busy = matches!(
             refusal,
@@ -1013,8 +1015,7 @@ impl Session {
             return Ok(true);
         };
         if shared.draining {
-            let message = "Server shutting down: reconnect and ask again";
-            self.send_error(shared, spec.form, spec.request_id.as_ref(), message)?;
+            self.send_error(shared, spec.form, spec.request_id.as_ref(), SHUTTING_DOWN)?;
             return Ok(true);
         }
         self.start_stream(shared, spec)?;
