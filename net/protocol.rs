@@ -669,6 +669,8 @@ pub struct ServerStats {
     pub parked: usize,
     /// Renders without `requestId` waiting for the one before them on their connection.
     pub queued: usize,
+    /// Whole-result renders waiting for room in the CPU budget.
+    pub waiting_for_cpu: usize,
     /// Renders whose first chunk is not written yet (waiting for a worker, or preparing).
     pub starting: usize,
     /// Render jobs waiting for a worker: those yet to send their first chunk, and the others.
@@ -694,8 +696,9 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
     open_message(&mut out, "stats", request_id);
     let _ = write!(
         out,
-        ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\"startingRenders\":{},\
-         \"waitingNewJobs\":{},\"waitingResumedJobs\":{},\"cachedGenomes\":{},\
+        ",\"connections\":{},\"renders\":{},\"parkedRenders\":{},\"queuedRenders\":{},\
+         \"cpuWaitingRenders\":{},\"startingRenders\":{},\"waitingNewJobs\":{},\
+         \"waitingResumedJobs\":{},\"cachedGenomes\":{},\
          \"refusedConnections\":{},\"stalledRenders\":{},\"idleClosed\":{},\
          \"memoryReserved\":{},\"memoryBudget\":{},\"load\":{},\"cpuReserved\":{},\
          \"cpuBudget\":{},\"cpuOverhead\":{}}}",
@@ -703,6 +706,7 @@ pub fn stats(request_id: Option<&Value>, s: &ServerStats) -> String {
         s.renders,
         s.parked,
         s.queued,
+        s.waiting_for_cpu,
         s.starting,
         s.waiting_new,
         s.waiting_resumed,
@@ -857,13 +861,18 @@ mod tests {
             None,
             &ServerStats {
                 renders: 3,
+                waiting_for_cpu: 2,
                 ..ServerStats::default()
             },
         ))
         .unwrap();
         assert_eq!(
-            (v["type"].as_str(), v["renders"].as_u64()),
-            (Some("stats"), Some(3))
+            (
+                v["type"].as_str(),
+                v["renders"].as_u64(),
+                v["cpuWaitingRenders"].as_u64()
+            ),
+            (Some("stats"), Some(3), Some(2))
         );
     }
 

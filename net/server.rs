@@ -154,9 +154,9 @@ pub struct Shared {
     pub next_stream_id: u64,
     /// Sessions with something to pump, each once (see `Session::mark_dirty`).
     pub dirty: Vec<Token>,
-    /// One-shot sessions whose render waits for room in the CPU budget, first come first
-    /// served; at most one entry per connection, so bounded by `--max-connections`. An entry
-    /// whose session has gone is skipped.
+    /// Sessions with whole-result renders waiting for room in the CPU budget, first come first
+    /// served: one entry per waiting render (a session's entries are removed with its waiting
+    /// renders), so at most `MAX_STREAMS_PER_CONNECTION` per connection.
     pub cpu_waiters: VecDeque<Token>,
     /// Renders parked on a full ring, and renders queued behind another on their connection.
     pub parked: usize,
@@ -220,6 +220,7 @@ impl Shared {
             renders: self.stream_owner.len(),
             parked: self.parked,
             queued: self.queued,
+            waiting_for_cpu: self.cpu_waiters.len(),
             starting: self.starting,
             waiting_new,
             waiting_resumed,
@@ -579,8 +580,8 @@ impl Server {
 
     /// Runs `f` on the session of `token`, if it is still open, and drops the session if `f`
     /// found it gone.
-    /// Starts the one-shot renders waiting for CPU, in order, while they fit (renders that
-    /// ended or measured cheaper may have made room since the last turn).
+    /// Starts the renders waiting for CPU, in order, while they fit (renders that ended or
+    /// measured cheaper may have made room since the last turn).
     fn start_waiting(&mut self) {
         while let Some(token) = self.shared.cpu_waiters.pop_front() {
             let mut waits = false;

@@ -266,9 +266,12 @@ pub struct Session {
     last_active: Instant,
     streams: Vec<Stream>,
     queued: VecDeque<RenderSpec>,
-    /// A one-shot render (worker port) waiting for room in the CPU budget: kromosynth-cli takes
-    /// an error for a failed evaluation, so it waits instead (in `Shared::cpu_waiters`, once).
-    waiting: Option<RenderSpec>,
+    /// Whole-result renders (batch form, worker port, PCM) waiting for room in the CPU budget,
+    /// in arrival order, each also once in `Shared::cpu_waiters`. Their clients wait for the
+    /// whole render anyway, and kromosynth-cli takes an error for a failed evaluation, so they
+    /// queue instead of being refused. Counted with `streams` against
+    /// [`MAX_STREAMS_PER_CONNECTION`] (at most that many).
+    waiting: VecDeque<RenderSpec>,
     next_wire_id: u32,
     /// The socket refused a write; wait for a writable event before producing more chunks.
     blocked: bool,
@@ -295,7 +298,7 @@ impl Session {
             last_active: Instant::now(),
             streams: Vec::new(),
             queued: VecDeque::new(),
-            waiting: None,
+            waiting: VecDeque::new(),
             next_wire_id: 1,
             blocked: false,
             dirty: false,
@@ -321,6 +324,7 @@ impl Session {
         let idle = matches!(self.ws, Ws::Open(_))
             && self.streams.is_empty()
             && self.queued.is_empty()
+            && self.waiting.is_empty()
             && !self.closing
             && self.draining_until.is_none()
             && now.duration_since(self.last_active) > timeout;
@@ -535,6 +539,7 @@ impl Session {
         let done = matches!(self.ws, Ws::Open(_))
             && self.streams.is_empty()
             && self.queued.is_empty()
+            && self.waiting.is_empty()
             && !self.blocked
             && !self.closing
             && self.draining_until.is_none();
@@ -594,15 +599,11 @@ impl Session {
     fn request_render(&mut self, shared: &mut Shared, spec: RenderSpec) -> Alive {
         let refuse = match &spec.request_id {
             Some(id) => {
-                if self
-                    .streams
-                    .iter()
-                    .any(|s| s.spec.request_id.as_ref() == Some(id))
-                {
+                if self.specs().any(|s| s.request_id.as_ref() == Some(id)) {
                     Some(format!(
                         "requestId {id} is already in use on this connection"
                     ))
-                } else if self.streams.len() >= MAX_STREAMS_PER_CONNECTION {
+                } else if self.streams.len() + self.waiting.len() >= MAX_STREAMS_PER_CONNECTION {
                     Some(format!(
                         "Too many renders on this connection (at most \
                          {MAX_STREAMS_PER_CONNECTION} at once)"
@@ -611,7 +612,7 @@ impl Session {
                     None
                 }
             }
-            None if self.streams.iter().any(|s| s.spec.request_id.is_none()) => {
+            None if self.specs().any(|s| s.request_id.is_none()) => {
                 if self.queued.len() >= MAX_QUEUED_PER_CONNECTION {
                     Some(format!(
                         "Too many queued renders on this connection (at most \
@@ -624,10 +625,12 @@ impl Session {
                 }
             }
             // An untagged render counts towards the connection's concurrent renders too.
-            None if self.streams.len() >= MAX_STREAMS_PER_CONNECTION => Some(format!(
-                "Too many renders on this connection (at most \
-                 {MAX_STREAMS_PER_CONNECTION} at once)"
-            )),
+            None if self.streams.len() + self.waiting.len() >= MAX_STREAMS_PER_CONNECTION => {
+                Some(format!(
+                    "Too many renders on this connection (at most \
+                     {MAX_STREAMS_PER_CONNECTION} at once)"
+                ))
+            }
             None => None,
         };
         let refuse = refuse.or_else(|| shared.would_refuse());
@@ -731,6 +734,18 @@ impl Session {
     }
 
     fn cancel(&mut self, shared: &mut Shared, request_id: &Value) -> Alive {
+        if let Some(i) = self
+            .waiting
+            .iter()
+            .position(|s| s.request_id.as_ref() == Some(request_id))
+        {
+            self.waiting.remove(i);
+            // The connection's entries there are alike: each retries its first waiting render.
+            if let Some(entry) = shared.cpu_waiters.iter().rposition(|t| *t == self.token) {
+                shared.cpu_waiters.remove(entry);
+            }
+            return self.send_text(shared, protocol::cancelled(request_id, 0));
+        }
         match self
             .streams
             .iter()
@@ -983,7 +998,8 @@ impl Session {
     }
 
     /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any;
-    /// a one-shot render refused for CPU only waits instead ([`Session::retry_waiting`]).
+    /// a whole-result render refused for CPU only waits instead ([`Session::retry_waiting`]).
+    /// Streams are refused: a player asked for audio now, and may retry or go elsewhere.
     fn refuse_start(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
         let cpu_busy = matches!(
             refusal,
@@ -992,34 +1008,55 @@ impl Session {
                 ..
             }
         );
-        if self.kind == Kind::OneShot && cpu_busy && !shared.draining {
-            self.waiting = Some(spec);
+        if spec.form != Form::Stream && cpu_busy && !shared.draining {
+            self.waiting.push_back(spec);
             shared.cpu_waiters.push_back(self.token);
             return Ok(());
         }
         self.send_refusal(shared, &spec, refusal)?;
-        // Untagged renders queued behind this one start when it ends: now.
         if spec.request_id.is_none() {
-            if let Some(next) = self.queued.pop_front() {
-                shared.queued -= 1;
-                return self.request_render(shared, next);
-            }
+            self.start_next_queued(shared)?;
         }
         Ok(())
     }
 
-    /// Starts the render waiting for CPU ([`Session::refuse_start`]) if it fits now, or refuses
-    /// it when the server is draining. True when it no longer waits.
+    /// Untagged renders queued behind one start when it ends (or never starts): now.
+    fn start_next_queued(&mut self, shared: &mut Shared) -> Alive {
+        match self.queued.pop_front() {
+            Some(next) => {
+                shared.queued -= 1;
+                self.request_render(shared, next)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the first render waiting for CPU ([`Session::refuse_start`]) if it fits now, or
+    /// refuses it when the server is draining. True when it no longer waits.
     pub fn retry_waiting(&mut self, shared: &mut Shared) -> Result<bool, Gone> {
-        let Some(spec) = self.waiting.take() else {
+        let Some(spec) = self.waiting.pop_front() else {
             return Ok(true);
         };
         if shared.draining {
             self.send_error(shared, spec.form, spec.request_id.as_ref(), SHUTTING_DOWN)?;
+            if spec.request_id.is_none() {
+                self.start_next_queued(shared)?;
+            }
             return Ok(true);
         }
+        let others = self.waiting.len();
         self.start_stream(shared, spec)?;
-        Ok(self.waiting.is_none())
+        if self.waiting.len() == others {
+            return Ok(true);
+        }
+        // It waits again, queued at the back: it keeps its place at the front.
+        self.waiting.rotate_right(1);
+        Ok(false)
+    }
+
+    /// The renders of this connection that are in progress or wait for CPU.
+    fn specs(&self) -> impl Iterator<Item = &RenderSpec> {
+        self.streams.iter().map(|s| &s.spec).chain(&self.waiting)
     }
 
     /// Tells the client that its render does not fit the memory or CPU budget (`retryAfter`
@@ -1040,22 +1077,14 @@ impl Session {
     fn end_stream(&mut self, shared: &mut Shared, i: usize, outcome: Outcome) -> Alive {
         let s = self.remove_stream(shared, i);
         self.last_active = Instant::now();
-        let next = if s.spec.request_id.is_none() {
-            self.queued.pop_front()
-        } else {
-            None
-        };
         shared.metrics.render_ended(&outcome);
         if shared.config.log_renders {
             log_render(self.peer, &s, &outcome);
         }
-        match next {
-            Some(spec) => {
-                shared.queued -= 1;
-                self.request_render(shared, spec)
-            }
-            None => Ok(()),
+        if s.spec.request_id.is_none() {
+            self.start_next_queued(shared)?;
         }
+        Ok(())
     }
 
     fn remove_stream(&mut self, shared: &mut Shared, i: usize) -> Stream {
@@ -1079,6 +1108,11 @@ impl Session {
     fn clear_queue(&mut self, shared: &mut Shared) {
         shared.queued -= self.queued.len();
         self.queued.clear();
+        if !self.waiting.is_empty() {
+            self.waiting.clear();
+            let token = self.token;
+            shared.cpu_waiters.retain(|t| *t != token);
+        }
     }
 
     /// Ends every render of a session being dropped.

@@ -265,6 +265,54 @@ fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
     assert_still_renders(&mut other, "after the first render ended");
 }
 
+/// The same budget with batch-form renders (the whole render in one message, nothing to play in
+/// real time): the second and third, which a stream would be refused for, wait for room
+/// instead, as kromosynth's batch clients and the original server expect (it never refused
+/// one), and a waiting render can be cancelled.
+#[test]
+fn batch_renders_wait_for_room_in_the_cpu_budget_instead_of_being_refused() {
+    let server = ServerProcess::start(&["--cpu-budget", "0.05"]);
+    let (mut socket, _) = client::connect(&server.url).unwrap();
+    let requests = [("first", 5), ("second", 2), ("third", 2)];
+    for (id, duration) in requests {
+        let request = json!({"type": "render", "genomeId": GENOME, "duration": duration,
+            "requestId": id, "batch": true});
+        socket.send(Message::Text(request.to_string())).unwrap();
+    }
+    // Sent with the requests: it arrives long before 9 s of audio are rendered.
+    socket
+        .send(Message::Text(
+            json!({"type": "cancel", "requestId": "third"}).to_string(),
+        ))
+        .unwrap();
+    let (mut completed, mut cancelled, mut samples) = (Vec::new(), None, Vec::new());
+    while completed.len() < 2 || cancelled.is_none() {
+        match socket.read().unwrap() {
+            Message::Text(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                match v["type"].as_str().unwrap() {
+                    "complete" => completed.push(v["requestId"].as_str().unwrap().to_owned()),
+                    "cancelled" => cancelled = Some(v),
+                    "batch-result" => {}
+                    _ => panic!("unexpected message {v}"),
+                }
+            }
+            Message::Binary(bytes) => samples.push(bytes.len() / 4),
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+    completed.sort();
+    assert_eq!(completed, ["first", "second"]);
+    samples.sort();
+    assert_eq!(samples, [2 * 48_000, 5 * 48_000]);
+    let cancelled = cancelled.unwrap();
+    assert_eq!(cancelled["requestId"], "third", "{cancelled}");
+    assert_eq!(cancelled["chunksSent"], 0, "{cancelled}");
+    let stats = server.wait_for_no_renders(Duration::from_secs(10));
+    assert_eq!(stats["renders"], 0, "{stats}");
+    assert_eq!(stats["cpuWaitingRenders"], 0, "{stats}");
+}
+
 /// A budget too small for a render of typical cost: `/health` says busy, so a balancer sends
 /// clients elsewhere, and a render is refused as too large, without `retryAfter`.
 #[test]
