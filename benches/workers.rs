@@ -1,7 +1,10 @@
 //! Render-worker bench: plays kromosynth-cli's part in an evolution run against the worker port.
 //! N clients at once, each rendering M genomes back to back, one connection per render (connect,
 //! send the request, take the first message, close), as `ws-gene-evaluation.js` does. Prints
-//! renders per second, the render latency percentiles, and errors, per N.
+//! renders per second, the render latency percentiles, and errors, per N; then the engine's
+//! ceiling for the same mix in-process (every core busy, each render compiling its genome from
+//! the JSON and normalizing as the server does for `genomeString`, no sockets), the most any
+//! server could serve on these cores.
 //!
 //! `cargo bench --bench workers` runs against our server (started here with `--worker-port 0`).
 //! With `--peer ws://A,ws://B` the same load also goes to those render workers (round robin
@@ -72,13 +75,47 @@ fn main() {
         }
         best.push((name.to_owned(), top));
     }
-    if let [(_, ours), (_, peer)] = best.as_slice() {
+    let ceiling = in_process(&genomes, renders.max(8), duration, rate);
+    let ours = best[0].1;
+    println!();
+    println!(
+        "Engine alone, in-process, every core busy (no sockets, no clients): {ceiling:.1} \
+         renders/s; ours served {:.0}% of it.",
+        100.0 * ours / ceiling
+    );
+    if let [_, (_, peer)] = best.as_slice() {
         println!();
         println!(
-            "Best renders/s: ours {ours:.1}, peer {peer:.1}: {:.0}x",
-            ours / peer.max(1e-9)
+            "Best renders/s: ours {ours:.1}, peer {peer:.1}: {:.0}x (the engine alone: {:.0}x)",
+            ours / peer.max(1e-9),
+            ceiling / peer.max(1e-9)
         );
     }
+}
+
+/// Renders per second of the mix with every core busy, in-process ([`on_every_core`]), `reps`
+/// renders of each genome in all, each compiled from its JSON and normalized, as the worker
+/// port does with a `genomeString`; one warm-up pass first, as the server's threads are warm.
+fn in_process(genomes: &[String], reps: usize, duration: f64, rate: u32) -> f64 {
+    use krs_engine::{render_batch, CompiledGenome, RenderRequest};
+    // The server's allocator policy, without which every render here would fault in fresh
+    // pages for its buffers.
+    kromosynth_render_socket::malloc::keep_freed_memory();
+    let request = RenderRequest {
+        duration,
+        note_delta: 0.0,
+        velocity: 1.0,
+        sample_rate: rate,
+        ..RenderRequest::default()
+    };
+    let render = |n: usize| {
+        let genome = CompiledGenome::from_json(genomes[n % genomes.len()].as_bytes());
+        render_batch(&genome.unwrap(), &request, true).unwrap();
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    on_every_core(genomes.len() * cores, render);
+    let jobs = reps * genomes.len();
+    jobs as f64 / on_every_core(jobs, render).as_secs_f64()
 }
 
 struct Outcome {

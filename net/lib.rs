@@ -7,6 +7,7 @@ pub mod client;
 pub mod fds;
 pub mod genomes;
 pub mod http;
+pub mod malloc;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

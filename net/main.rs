@@ -13,8 +13,6 @@ use krs_engine::{render_batch_with, CompiledGenome, CppnBackend, Gpu, RenderRequ
 use krs_storage::Genomes;
 use serde_json::json;
 
-mod malloc;
-
 #[derive(Parser)]
 #[command(
     version,
@@ -210,7 +208,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    malloc::keep_freed_memory();
+    kromosynth_render_socket::malloc::keep_freed_memory();
     let mut server = Server::bind(Config {
         host: args.host,
         port: args.port,

@@ -46,27 +46,40 @@ pub fn all_cores_busy_real_time(
     requests: &[krs_engine::RenderRequest],
     reps: usize,
 ) -> f64 {
-    use rayon::prelude::*;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs: Vec<(usize, &krs_engine::RenderRequest)> = (0..reps)
         .flat_map(|_| (0..genomes.len()).flat_map(|g| requests.iter().map(move |r| (g, r))))
         .collect();
-    let pools: Vec<rayon::ThreadPool> = (0..cores)
-        .map(|_| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let start = Instant::now();
-    pools.par_iter().enumerate().for_each(|(p, pool)| {
-        for (g, r) in jobs.iter().skip(p).step_by(cores) {
-            pool.install(|| krs_engine::render_batch(&genomes[*g], r, false).unwrap());
-        }
+    let wall = on_every_core(jobs.len(), |n| {
+        let (g, r) = jobs[n];
+        krs_engine::render_batch(&genomes[g], r, false).unwrap();
     });
     let audio: f64 = jobs.iter().map(|(_, r)| r.duration).sum();
-    audio / start.elapsed().as_secs_f64()
+    audio / wall.as_secs_f64()
+}
+
+/// Runs jobs `0..jobs` with every core busy: one thread per core, each with its own 1-thread
+/// rayon pool (so a render's parallel CPPN fills stay on its core), job `n` on thread
+/// `n % cores`. Returns the wall time. Plain threads on purpose: a `par_iter` over the pools
+/// ran them one after the other, because a rayon worker waiting in `install` steals and runs
+/// its sibling's item, so "every core busy" measured about one core.
+pub fn on_every_core(jobs: usize, job: impl Fn(usize) + Sync) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for core in 0..cores {
+            let job = &job;
+            scope.spawn(move || {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                for n in (core..jobs).step_by(cores) {
+                    pool.install(|| job(n));
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 /// Renders every fixture genome once by id (0.1 s), so that the server has them all compiled
