@@ -603,7 +603,7 @@ impl Session {
                     Some(format!(
                         "requestId {id} is already in use on this connection"
                     ))
-                } else if self.streams.len() + self.waiting.len() >= MAX_STREAMS_PER_CONNECTION {
+                } else if self.specs().count() >= MAX_STREAMS_PER_CONNECTION {
                     Some(format!(
                         "Too many renders on this connection (at most \
                          {MAX_STREAMS_PER_CONNECTION} at once)"
@@ -625,12 +625,10 @@ impl Session {
                 }
             }
             // An untagged render counts towards the connection's concurrent renders too.
-            None if self.streams.len() + self.waiting.len() >= MAX_STREAMS_PER_CONNECTION => {
-                Some(format!(
-                    "Too many renders on this connection (at most \
+            None if self.specs().count() >= MAX_STREAMS_PER_CONNECTION => Some(format!(
+                "Too many renders on this connection (at most \
                      {MAX_STREAMS_PER_CONNECTION} at once)"
-                ))
-            }
+            )),
             None => None,
         };
         let refuse = refuse.or_else(|| shared.would_refuse());

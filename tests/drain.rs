@@ -186,14 +186,7 @@ fn health_is_busy_while_the_memory_budget_has_no_room() {
         json!({"type": "cancel", "requestId": "held"}).to_string(),
     ))
     .unwrap();
-    server.wait_for_no_renders(LIMIT);
-    // A worker may still be finishing a turn of the cancelled job, which holds the
-    // reservations until it drops the job.
-    let deadline = std::time::Instant::now() + LIMIT;
-    while reserved(&server) != 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let stats = server.stats();
+    let stats = server.wait_for_no_renders(LIMIT);
     assert_eq!(stats["memoryReserved"], 0, "{stats}");
     assert_eq!(health(server.addr).0, 200);
 }

@@ -254,13 +254,8 @@ fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
             json!({"type": "cancel", "requestId": "first"}).to_string(),
         ))
         .unwrap();
-    server.wait_for_no_renders(Duration::from_secs(10));
-    // A worker may still be finishing a turn of the cancelled job.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.stats()["cpuReserved"] != 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(server.stats()["cpuReserved"], 0);
+    let stats = server.wait_for_no_renders(Duration::from_secs(10));
+    assert_eq!(stats["cpuReserved"], 0, "{stats}");
     let (mut other, _) = client::connect(&server.url).unwrap();
     assert_still_renders(&mut other, "after the first render ended");
 }

@@ -219,12 +219,15 @@ impl ServerProcess {
         v
     }
 
-    /// Waits (bounded) until `stats` reports no render in progress; the last stats.
+    /// Waits (bounded) until `stats` reports no render in progress and no memory or CPU
+    /// reserved (an ended render's job keeps its reservations until the worker finishing its
+    /// turn drops it, a moment after the render stops counting); the last stats.
     pub fn wait_for_no_renders(&self, limit: Duration) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let v = self.stats();
-            if v["renders"] == 0 || start.elapsed() > limit {
+            let idle = v["renders"] == 0 && v["memoryReserved"] == 0 && v["cpuReserved"] == 0;
+            if idle || start.elapsed() > limit {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(20));
