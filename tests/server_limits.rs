@@ -228,11 +228,15 @@ fn a_render_whose_client_stopped_reading_is_dropped_and_freed() {
 fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
     let server = ServerProcess::start(&["--cpu-budget", "0.05"]);
     let (mut socket, _) = client::connect(&server.url).unwrap();
+    // Both frames in one write, so the server reads the second before the first can have
+    // rendered the quarter second after which its measured cost replaces the estimate (sent
+    // apart on a loaded machine, the first was measured cheaper and the second fitted).
     for id in ["first", "second"] {
         let request = json!({"type": "render", "genomeId": GENOME, "duration": 5,
             "requestId": id, "format": "binary"});
-        socket.send(Message::Text(request.to_string())).unwrap();
+        socket.write(Message::Text(request.to_string())).unwrap();
     }
+    socket.flush().unwrap();
     let refusal = loop {
         if let Message::Text(text) = socket.read().unwrap() {
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
