@@ -146,6 +146,9 @@ fn main() {
     );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut best: Option<usize> = None;
+        // First chunks of every level of this mode, by genome: the mix's p99 is mostly the
+        // convolver genomes, which evaluate their whole impulse response before a first block.
+        let mut first_by_genome: Vec<Vec<f64>> = vec![Vec::new(); fx.len()];
         // The given levels first, then (bounded by --search-steps) bisection between the largest
         // passing level and the smallest failing one above it, to pin down the largest N.
         let mut queue: std::collections::VecDeque<usize> = levels.iter().copied().collect();
@@ -224,6 +227,9 @@ fn main() {
             report.server_cpu_s / wall * 100.0,
             report.client_cpu_s / wall * 100.0,
         );
+            for r in &report.renders {
+                first_by_genome[(r.client + r.nth) % fx.len()].push(ms(r.first_chunk));
+            }
             if !alive {
                 all_errors.push(format!("{mode}, {n} clients: the server died"));
             }
@@ -242,6 +248,21 @@ fn main() {
                     best_load = best_load.max(peak.1);
                 }
             }
+        }
+        println!();
+        println!("First chunk by genome, every level above:");
+        println!();
+        println!("| genome | renders | first chunk p50 / p99 / max ms |");
+        println!("|---|---|---|");
+        for (f, first) in fx.iter().zip(&first_by_genome) {
+            println!(
+                "| {} | {} | {:.1} / {:.1} / {:.1} |",
+                f.id,
+                first.len(),
+                pct(first, 50.0),
+                pct(first, 99.0),
+                pct(first, 100.0)
+            );
         }
         println!();
         match best {

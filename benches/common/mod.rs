@@ -58,28 +58,41 @@ pub fn all_cores_busy_real_time(
 }
 
 /// Runs jobs `0..jobs` with every core busy: one thread per core, each with its own 1-thread
-/// rayon pool (so a render's parallel CPPN fills stay on its core), job `n` on thread
-/// `n % cores`. Returns the wall time. Plain threads on purpose: a `par_iter` over the pools
-/// ran them one after the other, because a rayon worker waiting in `install` steals and runs
-/// its sibling's item, so "every core busy" measured about one core.
+/// rayon pool (so a render's parallel CPPN fills stay on its core), each taking the next job
+/// when it finishes one. Returns the busy time per core: the jobs' own times summed, divided
+/// by the cores. Not the wall time: the last jobs run while other cores have nothing left, and
+/// with renders of very different costs (the fixture mix spans 100x) that idle tail was up to
+/// a fifth of the wall time, which understated what the cores carry when there is work for all
+/// of them. Plain threads on purpose: a `par_iter` over the pools ran them one after the
+/// other, because a rayon worker waiting in `install` steals and runs its sibling's item.
 pub fn on_every_core(jobs: usize, job: impl Fn(usize) + Sync) -> Duration {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for core in 0..cores {
-            let job = &job;
-            scope.spawn(move || {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .build()
-                    .unwrap();
-                for n in (core..jobs).step_by(cores) {
-                    pool.install(|| job(n));
-                }
-            });
-        }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let busy: Duration = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let (job, next) = (&job, &next);
+                scope.spawn(move || {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .build()
+                        .unwrap();
+                    let mut busy = Duration::ZERO;
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if n >= jobs {
+                            return busy;
+                        }
+                        let start = Instant::now();
+                        pool.install(|| job(n));
+                        busy += start.elapsed();
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
     });
-    start.elapsed()
+    busy / cores as u32
 }
 
 /// Renders every fixture genome once by id (0.1 s), so that the server has them all compiled
