@@ -10,8 +10,8 @@
 //! measured cost as it renders. The reservations themselves are the engine's
 //! (`krs_engine::render::budget`).
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use krs_engine::render::budget::MICROCORES;
 
@@ -133,6 +133,12 @@ impl CostModel {
             as u64
     }
 
+    /// How long a render of `genome`, `frames` long, is expected to prepare (wall time of its
+    /// preparation turns).
+    pub fn preparation(&self, genome: &GenomeRef, frames: usize) -> Duration {
+        Duration::from_secs_f64(self.cost(genome).prepare * frames as f64)
+    }
+
     /// The real-time share of a render of a genome it does not know, at 48 kHz.
     pub fn typical(&self, overhead: f64) -> u64 {
         (playing(self.mix.rendering, 48_000, overhead) * MICROCORES as f64).ceil() as u64
@@ -164,6 +170,81 @@ impl CostModel {
                 .or_insert(cost)
                 .approach(cost, GENOME_WEIGHT);
         }
+    }
+}
+
+/// The default `--start-delay-ms`: a new render is refused (a whole-result render waits)
+/// while a render accepted longer ago than this has not rendered its first chunk yet: the workers are behind on first chunks, and
+/// a render accepted now would wait behind all of them. A render's own preparation counts, so
+/// a heavy one (a convolver genome's whole-duration impulse response, 10-20 ms for 10 s of
+/// audio on 2 cores) holds new renders off for part of its time, which is what keeps the first
+/// chunks of the renders accepted beside it within the 50 ms.
+pub const START_QUEUE_DELAY: Duration = Duration::from_millis(25);
+
+/// A render expected to prepare for longer than this (a long render of a convolver genome: 600
+/// s of audio prepare in about a second) never holds new renders off ([`Starts`]): its deadline backs off
+/// as it prepares (`krs_engine::render::stream`), so the renders accepted after it start first,
+/// and counting it would refuse every render for as long as it prepares.
+pub const HEAVY_PREPARATION: Duration = Duration::from_millis(100);
+
+/// The renders accepted that have not rendered their first chunk yet (waiting for a worker,
+/// fetching and compiling their genome, preparing, or rendering the chunk), oldest first: one
+/// entry per render in progress at most, so bounded by `--max-streams`.
+#[derive(Debug)]
+pub struct Starts {
+    /// How long the oldest may have waited when a render is accepted; `None`: any.
+    delay: Option<Duration>,
+    /// Those that count towards congestion.
+    by_age: BTreeSet<(Instant, u64)>,
+    /// The heavy ones ([`HEAVY_PREPARATION`]).
+    heavy: BTreeSet<(Instant, u64)>,
+}
+
+impl Starts {
+    pub fn new(delay: Option<Duration>) -> Starts {
+        Starts {
+            delay,
+            by_age: BTreeSet::new(),
+            heavy: BTreeSet::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: u64, accepted: Instant, heavy: bool) {
+        if heavy {
+            self.heavy.insert((accepted, id));
+        } else {
+            self.by_age.insert((accepted, id));
+        }
+    }
+
+    /// Removes the render if it is still here (its first chunk is rendered, or it ended).
+    pub fn remove(&mut self, id: u64, accepted: Instant) {
+        if !self.by_age.remove(&(accepted, id)) {
+            self.heavy.remove(&(accepted, id));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_age.len() + self.heavy.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Why a render asked for at `now` should not start yet, or `None`: the oldest render
+    /// still starting, heavy ones aside, was accepted more than the delay ago.
+    pub fn congested(&self, now: Instant) -> Option<String> {
+        let delay = self.delay?;
+        let (oldest, _) = self.by_age.first()?;
+        let waited = now.saturating_duration_since(*oldest);
+        (waited > delay).then(|| {
+            format!(
+                "Server busy: {} renders starting, the oldest accepted {} ms ago, retry later",
+                self.by_age.len(),
+                waited.as_millis()
+            )
+        })
     }
 }
 
@@ -260,6 +341,34 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn starts_are_congested_while_the_oldest_waits_beyond_the_delay() {
+        let mut starts = Starts::new(Some(START_QUEUE_DELAY));
+        let t0 = Instant::now();
+        assert_eq!(starts.congested(t0 + Duration::from_secs(9)), None);
+        starts.add(1, t0, false);
+        starts.add(2, t0 + Duration::from_millis(20), false);
+        // A heavy preparation is counted as starting, but never holds new renders off.
+        starts.add(3, t0 - Duration::from_secs(1), true);
+        assert_eq!(starts.congested(t0 + START_QUEUE_DELAY), None);
+        let late = t0 + START_QUEUE_DELAY + Duration::from_millis(1);
+        let message = starts.congested(late).expect("the oldest waited too long");
+        assert!(message.contains("2 renders starting"), "{message}");
+        // Once the oldest has rendered its first chunk, the next oldest is the one that counts.
+        starts.remove(1, t0);
+        assert_eq!(starts.congested(late), None);
+        starts.remove(1, t0);
+        assert_eq!(starts.len(), 2);
+        starts.remove(2, t0 + Duration::from_millis(20));
+        starts.remove(3, t0 - Duration::from_secs(1));
+        assert!(starts.is_empty());
+        assert_eq!(starts.congested(late + Duration::from_secs(9)), None);
+        // Turned off.
+        let mut any = Starts::new(None);
+        any.add(1, t0, false);
+        assert_eq!(any.congested(late), None);
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

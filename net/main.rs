@@ -103,6 +103,11 @@ struct ServeArgs {
     /// (default: 0.8 x the worker threads, at most 0.8 x the cores the process may run on).
     #[arg(long, env = "CPU_BUDGET")]
     cpu_budget: Option<f64>,
+    /// A new render is refused as busy, with `retryAfter` (a whole-result render waits), while
+    /// a render accepted more than this many milliseconds ago has not rendered its first chunk
+    /// (renders expected to prepare for longer than 100 ms aside); 0: never refuse for that.
+    #[arg(long, env = "START_DELAY_MS", default_value_t = 25)]
+    start_delay_ms: u64,
     /// Do not log one line per render.
     #[arg(long)]
     quiet: bool,
@@ -231,6 +236,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         ),
         threads: args.threads,
         cpu_budget: args.cpu_budget,
+        start_delay: (args.start_delay_ms > 0)
+            .then(|| std::time::Duration::from_millis(args.start_delay_ms)),
         log_renders: !args.quiet,
         compressor: args.compressor
             || std::env::var("USE_COMPRESSOR").is_ok_and(|v| v == "true" || v == "1"),

@@ -146,7 +146,7 @@ pub fn render(m: &Metrics, g: &Gauges) -> String {
     metric(
         "krs_renders_starting",
         "gauge",
-        "Renders whose first chunk is not written yet (waiting for a worker, or preparing).",
+        "Renders whose first chunk is not rendered yet (waiting for a worker, preparing, or rendering it).",
         &g.starting,
     );
     metric(

@@ -671,7 +671,8 @@ pub struct ServerStats {
     pub queued: usize,
     /// Whole-result renders waiting for room in the CPU budget.
     pub waiting_for_cpu: usize,
-    /// Renders whose first chunk is not written yet (waiting for a worker, or preparing).
+    /// Renders whose first chunk is not rendered yet (waiting for a worker, preparing, or
+    /// rendering it).
     pub starting: usize,
     /// Render jobs waiting for a worker: those yet to send their first chunk, and the others.
     pub waiting_new: usize,

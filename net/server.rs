@@ -22,7 +22,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::admission::CostModel;
+use crate::admission::{CostModel, Starts};
 use crate::fds::{self, FdLimits, Spare};
 use crate::genomes::GenomeProvider;
 use crate::http::{AllowedOrigins, Endpoints, Health};
@@ -97,6 +97,9 @@ pub struct Config {
     /// measured cost (`None`: [`crate::admission::DEFAULT_CPU_SHARE`] of the worker threads, or
     /// of the cores the process may run on where those are fewer).
     pub cpu_budget: Option<f64>,
+    /// Longest a render accepted may wait for its first chunk to be rendered before new
+    /// renders are refused (whole-result renders wait); `None`: never refuse for that.
+    pub start_delay: Option<Duration>,
     /// Print one line per render to stderr.
     pub log_renders: bool,
     /// The limiter for renders that do not say `compressor` (see `RenderSpec::compressor`).
@@ -126,6 +129,7 @@ impl Default for Config {
                 / crate::admission::DEFAULT_CONNECTION_SHARE,
             threads: 0,
             cpu_budget: None,
+            start_delay: Some(crate::admission::START_QUEUE_DELAY),
             log_renders: true,
             compressor: false,
             allowed_origins: AllowedOrigins::Any,
@@ -161,8 +165,9 @@ pub struct Shared {
     /// Renders parked on a full ring, and renders queued behind another on their connection.
     pub parked: usize,
     pub queued: usize,
-    /// Renders whose first chunk is not written yet (waiting for a worker, or preparing).
-    pub starting: usize,
+    /// Renders whose first chunk is not rendered yet, by when they were accepted: new renders
+    /// wait while the oldest waits too long (`admission::START_QUEUE_DELAY`).
+    pub starts: Starts,
     /// Open connections per peer address (for `max_connections_per_ip`).
     pub per_ip: HashMap<IpAddr, usize>,
     /// Since start: connections closed at accept (over a limit), renders dropped because their
@@ -221,7 +226,7 @@ impl Shared {
             parked: self.parked,
             queued: self.queued,
             waiting_for_cpu: self.cpu_waiters.len(),
-            starting: self.starting,
+            starting: self.starts.len(),
             waiting_new,
             waiting_resumed,
             cached_genomes: self.genomes.cached(),
@@ -246,7 +251,7 @@ impl Endpoints for Shared {
                 renders: self.stream_owner.len(),
                 parked: self.parked,
                 queued: self.queued,
-                starting: self.starting,
+                starting: self.starts.len(),
                 cached_genomes: self.genomes.cached(),
                 worker_threads: self.scheduler.pool().current_num_threads(),
                 refused_connections: self.refused_connections,
@@ -367,6 +372,7 @@ impl Server {
                 Some(listener)
             }
         };
+        let starts = Starts::new(config.start_delay);
         Ok(Server {
             poll,
             addr: listener.local_addr().map_err(|e| e.to_string())?,
@@ -398,7 +404,7 @@ impl Server {
                 dirty: Vec::new(),
                 cpu_waiters: VecDeque::new(),
                 parked: 0,
-                starting: 0,
+                starts,
                 queued: 0,
                 per_ip: HashMap::new(),
                 refused_connections: 0,
@@ -578,10 +584,9 @@ impl Server {
         self.shared.stats()
     }
 
-    /// Runs `f` on the session of `token`, if it is still open, and drops the session if `f`
-    /// found it gone.
-    /// Starts the renders waiting for CPU, in order, while they fit (renders that ended or
-    /// measured cheaper may have made room since the last turn).
+    /// Starts the renders waiting for CPU or for the first chunks ahead of them, in order,
+    /// while they fit (renders that ended, measured cheaper or sent their first chunk may
+    /// have made room since the last turn).
     fn start_waiting(&mut self) {
         while let Some(token) = self.shared.cpu_waiters.pop_front() {
             let mut waits = false;
@@ -598,6 +603,8 @@ impl Server {
         }
     }
 
+    /// Runs `f` on the session of `token`, if it is still open, and drops the session if `f`
+    /// found it gone.
     fn with_session(&mut self, token: Token, f: impl FnOnce(&mut Session, &mut Shared) -> Alive) {
         let Some(session) = token
             .0

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use krs_engine::dsp::RENDER_QUANTUM;
-use krs_engine::render::budget::{Account, Demand, Refusal, Reservation, Resource};
+use krs_engine::render::budget::{
+    Account, Demand, Refusal, Reservation, Resource, RETRY_AFTER_SECONDS,
+};
 use krs_engine::render::frames_for;
 use krs_engine::render::stream::{
     stream, Finished, JobEvent, RenderJob, StreamHandle, RING_BLOCKS,
@@ -25,6 +27,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use crate::admission::HEAVY_PREPARATION;
 use crate::http::{self, Endpoints};
 use crate::protocol::{self, ClientMessage, Completion, Form, Format, RenderSpec};
 use crate::server::Shared;
@@ -639,6 +642,10 @@ impl Session {
     }
 
     fn start_stream(&mut self, shared: &mut Shared, spec: RenderSpec) -> Alive {
+        let received = Instant::now();
+        if let Some(message) = shared.starts.congested(received) {
+            return self.refuse_start(shared, spec, &message, Some(RETRY_AFTER_SECONDS), true);
+        }
         let account = self
             .account
             .get_or_insert_with(|| shared.budget.account())
@@ -655,12 +662,12 @@ impl Session {
         );
         let cpu = match account.reserve(Demand::cpu(estimate)) {
             Ok(r) => r,
-            Err(refusal) => return self.refuse_start(shared, spec, &refusal),
+            Err(refusal) => return self.refuse_for(shared, spec, &refusal),
         };
         let held_memory = if spec.is_held() {
             match account.reserve(Demand::memory(total_frames as u64 * 4)) {
                 Ok(r) => Some(r),
-                Err(refusal) => return self.refuse_start(shared, spec, &refusal),
+                Err(refusal) => return self.refuse_for(shared, spec, &refusal),
             }
         } else {
             None
@@ -669,6 +676,7 @@ impl Session {
         shared.next_stream_id += 1;
         let provider = shared.genomes.clone();
         let genome = spec.genome.clone();
+        let heavy = shared.costs.preparation(&genome, total_frames) > HEAVY_PREPARATION;
         let backend = if spec.use_gpu {
             shared.gpu.clone()
         } else {
@@ -717,12 +725,12 @@ impl Session {
             total_frames,
             taken: 0,
             chunks_sent: 0,
-            received: Instant::now(),
+            received,
             first_chunk: None,
             _held_memory: held_memory,
         });
         shared.stream_owner.insert(id, self.token);
-        shared.starting += 1;
+        shared.starts.add(id, received, heavy);
         shared.metrics.renders_started += 1;
         if let Some(start) = start {
             self.send_text(shared, start)?;
@@ -766,12 +774,17 @@ impl Session {
         match event {
             JobEvent::Ready(_) => {}
             JobEvent::Parked(_, job) => {
+                // Its first chunk is rendered (a job parks after its first turn).
+                shared
+                    .starts
+                    .remove(self.streams[i].id, self.streams[i].received);
                 self.streams[i].parked = Some(job);
                 self.streams[i].parked_at = Some(Instant::now());
                 shared.parked += 1;
             }
             JobEvent::Finished(_, finished) => {
                 let s = &mut self.streams[i];
+                shared.starts.remove(s.id, s.received);
                 shared.costs.learn(
                     &s.spec.genome,
                     finished.rendering,
@@ -791,7 +804,7 @@ impl Session {
             JobEvent::Refused(_, refusal) => {
                 let s = &self.streams[i];
                 let spec = s.spec.clone();
-                self.send_refusal(shared, &spec, &refusal)?;
+                self.send_refusal(shared, &spec, &refusal.to_string(), refusal.retry_after())?;
                 self.end_stream(shared, i, Outcome::Failed(&refusal.to_string()))?;
             }
         }
@@ -841,9 +854,6 @@ impl Session {
                     if let Flush::Done = status {
                         progressed = true;
                         let first = s.first_chunk.is_none();
-                        if first {
-                            shared.starting -= 1;
-                        }
                         let frame = s.take_frame();
                         shared
                             .metrics
@@ -995,10 +1005,9 @@ impl Session {
         }
     }
 
-    /// Refuses `spec` for `refusal` and starts the untagged render queued behind it, if any;
-    /// a whole-result render refused for CPU only waits instead ([`Session::retry_waiting`]).
-    /// Streams are refused: a player asked for audio now, and may retry or go elsewhere.
-    fn refuse_start(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
+    /// Refuses `spec` for `refusal` ([`Session::refuse_start`]); CPU is the resource a
+    /// whole-result render waits for.
+    fn refuse_for(&mut self, shared: &mut Shared, spec: RenderSpec, refusal: &Refusal) -> Alive {
         let cpu_busy = matches!(
             refusal,
             Refusal::Busy {
@@ -1006,12 +1015,28 @@ impl Session {
                 ..
             }
         );
-        if spec.form != Form::Stream && cpu_busy && !shared.draining {
+        let message = refusal.to_string();
+        self.refuse_start(shared, spec, &message, refusal.retry_after(), cpu_busy)
+    }
+
+    /// Refuses `spec` with `message` and starts the untagged render queued behind it, if any;
+    /// a whole-result render refused for what frees up by itself (`waits`: CPU, or the first
+    /// chunks ahead of it) waits instead ([`Session::retry_waiting`]). Streams are refused: a
+    /// player asked for audio now, and may retry or go elsewhere.
+    fn refuse_start(
+        &mut self,
+        shared: &mut Shared,
+        spec: RenderSpec,
+        message: &str,
+        retry_after: Option<u32>,
+        waits: bool,
+    ) -> Alive {
+        if spec.form != Form::Stream && waits && !shared.draining {
             self.waiting.push_back(spec);
             shared.cpu_waiters.push_back(self.token);
             return Ok(());
         }
-        self.send_refusal(shared, &spec, refusal)?;
+        self.send_refusal(shared, &spec, message, retry_after)?;
         if spec.request_id.is_none() {
             self.start_next_queued(shared)?;
         }
@@ -1057,17 +1082,21 @@ impl Session {
         self.streams.iter().map(|s| &s.spec).chain(&self.waiting)
     }
 
-    /// Tells the client that its render does not fit the memory or CPU budget (`retryAfter`
-    /// when it may later).
-    fn send_refusal(&mut self, shared: &mut Shared, spec: &RenderSpec, refusal: &Refusal) -> Alive {
-        let message = refusal.to_string();
+    /// Tells the client that its render cannot start now (`retry_after`: seconds after which
+    /// it may) or ever.
+    fn send_refusal(
+        &mut self,
+        shared: &mut Shared,
+        spec: &RenderSpec,
+        message: &str,
+        retry_after: Option<u32>,
+    ) -> Alive {
         match spec.form {
             Form::Stream | Form::Batch => {
-                let text =
-                    protocol::refused(spec.request_id.as_ref(), &message, refusal.retry_after());
+                let text = protocol::refused(spec.request_id.as_ref(), message, retry_after);
                 self.send_text(shared, text)
             }
-            form => self.send_error(shared, form, spec.request_id.as_ref(), &message),
+            form => self.send_error(shared, form, spec.request_id.as_ref(), message),
         }
     }
 
@@ -1092,9 +1121,7 @@ impl Session {
         if s.parked.is_some() {
             shared.parked -= 1;
         }
-        if s.first_chunk.is_none() {
-            shared.starting -= 1;
-        }
+        shared.starts.remove(s.id, s.received);
         // A job neither parked here nor finished is queued or on a worker: take it out of
         // the queue now, so that its reservations end with the stream.
         if s.parked.is_none() && s.finished.is_none() {

@@ -264,6 +264,57 @@ fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
     assert_still_renders(&mut other, "after the first render ended");
 }
 
+/// `--start-delay-ms 1` on one worker thread: while a render accepted earlier is still
+/// preparing (40 s of the convolver genome, whose whole impulse response is evaluated before
+/// its first chunk: tens of milliseconds at least), a new stream is refused as busy with
+/// `retryAfter`, a batch render waits instead, and both get through once the first chunk is out.
+#[test]
+fn renders_wait_or_are_refused_while_an_earlier_render_has_not_started() {
+    const CONVOLVER: &str = "01M88X8EMSXWZE35NP3PBFS4V7";
+    let server = ServerProcess::start(&["--start-delay-ms", "1", "--threads", "1"]);
+    let (mut first, _) = client::connect(&server.url).unwrap();
+    let request = json!({"type": "render", "genomeId": CONVOLVER, "duration": 40,
+        "requestId": "first", "format": "binary"});
+    first.send(Message::Text(request.to_string())).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stats()["startingRenders"] != 1 {
+        assert!(Instant::now() < deadline, "{}", server.stats());
+    }
+    std::thread::sleep(Duration::from_millis(2));
+    let (mut other, _) = client::connect(&server.url).unwrap();
+    for (id, batch) in [("stream", false), ("batch", true)] {
+        let request = json!({"type": "render", "genomeId": GENOME, "duration": 1,
+            "requestId": id, "batch": batch});
+        other.write(Message::Text(request.to_string())).unwrap();
+    }
+    other.flush().unwrap();
+    // Each render ends in one `error` or one `complete`.
+    let mut ends = Vec::new();
+    while ends.len() < 2 {
+        if let Message::Text(text) = other.read().unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "error" || v["type"] == "complete" {
+                ends.push(v);
+            }
+        }
+    }
+    let (refusal, complete) = (&ends[0], &ends[1]);
+    assert_eq!(refusal["type"], "error", "{ends:?}");
+    assert_eq!(refusal["requestId"], "stream", "{refusal}");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Server busy: 1 renders starting"),
+        "{message}"
+    );
+    assert_eq!(refusal["retryAfter"], 1, "{refusal}");
+    assert_eq!(complete["requestId"], "batch", "{complete}");
+    // The batch render waited for the first one's first chunk.
+    let stats = server.stats();
+    assert_eq!(stats["startingRenders"], 0, "{stats}");
+    drop(first);
+    assert_still_renders(&mut other, "after the first render started");
+}
+
 /// The same budget with batch-form renders (the whole render in one message, nothing to play in
 /// real time): the second and third, which a stream would be refused for, wait for room
 /// instead, as kromosynth's batch clients and the original server expect (it never refused

@@ -190,11 +190,15 @@ fn a_render_that_could_never_fit_is_refused_without_retry_and_held_renders_count
 /// it came after them: 2.1 s on 2 cores. The latency bench has the times.)
 #[test]
 fn long_preparations_do_not_delay_another_clients_first_chunk() {
+    // A start delay of 1 ms: the long renders, expected to prepare for longer than 100 ms,
+    // must not hold the short one off either.
     let server = ServerProcess::start(&[
         "--max-memory",
         "1500M",
         "--max-memory-per-connection",
         "1500M",
+        "--start-delay-ms",
+        "1",
     ]);
     let (mut greedy, _) = client::connect(&server.url).unwrap();
     for i in 0..8 {

@@ -102,6 +102,11 @@ impl ServerProcess {
     }
 
     /// [`ServerProcess::start`], with `configure` applied to the command first.
+    ///
+    /// The server admits every render however long the first chunks ahead of it take
+    /// (`START_DELAY_MS=0`) unless `extra` says `--start-delay-ms`: on a loaded CI machine a
+    /// test's second render could otherwise be refused as busy at random; start admission
+    /// has its own tests (tests/server_limits.rs, tests/server_memory.rs).
     pub fn start_with(extra: &[&str], configure: impl FnOnce(&mut Command)) -> ServerProcess {
         static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -116,6 +121,7 @@ impl ServerProcess {
             .env_remove("PORT")
             .env_remove("HOST")
             .env_remove("THREADS")
+            .env("START_DELAY_MS", "0")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
