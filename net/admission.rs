@@ -182,10 +182,11 @@ impl CostModel {
 pub const START_QUEUE_DELAY: Duration = Duration::from_millis(25);
 
 /// A render expected to prepare for longer than this (a long render of a convolver genome: 600
-/// s of audio prepare in about a second) never holds new renders off ([`Starts`]): its deadline backs off
-/// as it prepares (`krs_engine::render::stream`), so the renders accepted after it start first,
-/// and counting it would refuse every render for as long as it prepares.
-pub const HEAVY_PREPARATION: Duration = Duration::from_millis(100);
+/// s of audio prepare in about a second) never holds new renders off ([`Starts`]): past this
+/// much preparation its deadline backs off (`krs_engine::render::stream`), so the renders
+/// accepted after it start first, and counting it would refuse every render for as long as it
+/// prepares.
+pub const HEAVY_PREPARATION: Duration = krs_engine::render::stream::PREPARE_GRACE;
 
 /// The renders accepted that have not rendered their first chunk yet (waiting for a worker,
 /// fetching and compiling their genome, preparing, or rendering the chunk), oldest first: one

@@ -105,7 +105,7 @@ struct ServeArgs {
     cpu_budget: Option<f64>,
     /// A new render is refused as busy, with `retryAfter` (a whole-result render waits), while
     /// a render accepted more than this many milliseconds ago has not rendered its first chunk
-    /// (renders expected to prepare for longer than 100 ms aside); 0: never refuse for that.
+    /// (renders expected to prepare for longer than 50 ms aside); 0: never refuse for that.
     #[arg(long, env = "START_DELAY_MS", default_value_t = 25)]
     start_delay_ms: u64,
     /// Do not log one line per render.

@@ -265,15 +265,16 @@ fn a_render_beyond_the_cpu_budget_is_refused_as_busy_until_another_ends() {
 }
 
 /// `--start-delay-ms 1` on one worker thread: while a render accepted earlier is still
-/// preparing (40 s of the convolver genome, whose whole impulse response is evaluated before
-/// its first chunk: tens of milliseconds at least), a new stream is refused as busy with
+/// preparing (20 s of the convolver genome, whose whole impulse response is evaluated before
+/// its first chunk: tens of milliseconds on one thread; expected, before any render of it is
+/// measured, to prepare for 40 ms, so not a heavy one), a new stream is refused as busy with
 /// `retryAfter`, a batch render waits instead, and both get through once the first chunk is out.
 #[test]
 fn renders_wait_or_are_refused_while_an_earlier_render_has_not_started() {
     const CONVOLVER: &str = "01M88X8EMSXWZE35NP3PBFS4V7";
     let server = ServerProcess::start(&["--start-delay-ms", "1", "--threads", "1"]);
     let (mut first, _) = client::connect(&server.url).unwrap();
-    let request = json!({"type": "render", "genomeId": CONVOLVER, "duration": 40,
+    let request = json!({"type": "render", "genomeId": CONVOLVER, "duration": 20,
         "requestId": "first", "format": "binary"});
     first.send(Message::Text(request.to_string())).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

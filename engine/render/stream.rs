@@ -7,9 +7,12 @@
 //! - a job that has sent its first chunk: that moment plus the audio time of the frames it
 //!   has rendered, so a paced client's stream is due when its playback gets there, and a
 //!   greedy client that reads far ahead is due late: it gets spare capacity only;
-//! - a job still preparing after a turn (a long render's whole-duration outputs): the later
-//!   of its start budget and the end of that turn plus the preparation time spent so far, so
-//!   a heavy preparation backs off in proportion to its cost and lighter renders go first.
+//! - a job still preparing after a turn (its whole-duration outputs): its start budget for
+//!   its first [`PREPARE_GRACE`] of preparation, so a render that prepares for tens of
+//!   milliseconds (10 s of a convolver genome) gets its first chunk out in one go; past that,
+//!   the later of its start budget and the end of that turn plus the preparation time spent
+//!   so far, so a heavy preparation (a long convolver render) backs off in proportion to its
+//!   cost and lighter renders go first.
 //!
 //! No worker ever waits for a consumer, and no job holds a worker for long:
 //! - the worker pushes blocks until the ring is full, then returns the job to the consumer as
@@ -72,6 +75,13 @@ pub const START_BUDGET: Duration = Duration::from_millis(10);
 /// again (it stops at the first piece boundary past it; a piece is 4096 samples of the
 /// outputs per worker, well under a millisecond for the fixture genomes).
 pub const PREPARE_TURN: Duration = Duration::from_millis(2);
+
+/// Preparation a job does under its start deadline before its deadline backs off: enough for
+/// a 10 s render of a convolver genome on a loaded 2-core machine (tens of milliseconds; backing
+/// off from the first turn, such first chunks made the p99 at 256 clients 107-127 ms, against
+/// 43-45 ms with a grace: benches/README.md, soak), and a bound on how long a heavy one holds
+/// the workers from the renders due after it.
+pub const PREPARE_GRACE: Duration = Duration::from_millis(50);
 
 /// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
 /// `Finished`/`Failed`/`Refused`. An event channel sized `EVENTS_PER_STREAM * streams` never fills.
@@ -271,6 +281,7 @@ impl RenderJob {
                 let played = render.frames_rendered() as f64 / self.sample_rate;
                 clock + Duration::from_secs_f64(played)
             }
+            (Stage::Preparing(..), _) if self.prepare < PREPARE_GRACE => start,
             (Stage::Preparing(..), _) => start.max(now + self.prepare),
             _ => start,
         }
