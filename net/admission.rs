@@ -174,11 +174,12 @@ impl CostModel {
 }
 
 /// The default `--start-delay-ms`: a new render is refused (a whole-result render waits)
-/// while a render accepted longer ago than this has not rendered its first chunk yet: the workers are behind on first chunks, and
-/// a render accepted now would wait behind all of them. A render's own preparation counts, so
-/// a heavy one (a convolver genome's whole-duration impulse response, 10-20 ms for 10 s of
-/// audio on 2 cores) holds new renders off for part of its time, which is what keeps the first
-/// chunks of the renders accepted beside it within the 50 ms.
+/// while a render accepted longer ago than this has not rendered its first chunk yet: the
+/// workers are behind on first chunks, and a render accepted now would wait behind all of
+/// them. A render's own preparation counts, so a convolver genome's (its whole-duration impulse
+/// response, 10-20 ms for 10 s of audio on 2 cores) holds new renders off for part of its
+/// time; half the 50 ms target for a first chunk leaves the other half for the render
+/// itself.
 pub const START_QUEUE_DELAY: Duration = Duration::from_millis(25);
 
 /// A render expected to prepare for longer than this (a long render of a convolver genome: 600

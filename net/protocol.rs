@@ -669,7 +669,8 @@ pub struct ServerStats {
     pub parked: usize,
     /// Renders without `requestId` waiting for the one before them on their connection.
     pub queued: usize,
-    /// Whole-result renders waiting for room in the CPU budget.
+    /// Whole-result renders waiting for room in the CPU budget or for the first chunks ahead
+    /// of them.
     pub waiting_for_cpu: usize,
     /// Renders whose first chunk is not rendered yet (waiting for a worker, preparing, or
     /// rendering it).

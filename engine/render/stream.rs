@@ -77,10 +77,10 @@ pub const START_BUDGET: Duration = Duration::from_millis(10);
 pub const PREPARE_TURN: Duration = Duration::from_millis(2);
 
 /// Preparation a job does under its start deadline before its deadline backs off: enough for
-/// a 10 s render of a convolver genome on a loaded 2-core machine (tens of milliseconds; backing
-/// off from the first turn, such first chunks made the p99 at 256 clients 107-127 ms, against
-/// 43-45 ms with a grace: benches/README.md, soak), and a bound on how long a heavy one holds
-/// the workers from the renders due after it.
+/// a 10 s render of a convolver genome on a loaded 2-core machine (tens of milliseconds), and
+/// a bound on how long a heavy one holds the workers from the renders due after it. Backing
+/// off from the first turn, first chunks at 256 clients had a p99 of 107-127 ms; with 100 ms
+/// of grace 43-45 ms, with these 50 ms 53-60 ms in a longer run (benches/README.md, soak).
 pub const PREPARE_GRACE: Duration = Duration::from_millis(50);
 
 /// Most events a stream can have outstanding at once: one `Ready`, one `Parked`, one final
