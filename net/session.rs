@@ -804,8 +804,9 @@ impl Session {
             JobEvent::Refused(_, refusal) => {
                 let s = &self.streams[i];
                 let spec = s.spec.clone();
-                self.send_refusal(shared, &spec, &refusal.to_string(), refusal.retry_after())?;
-                self.end_stream(shared, i, Outcome::Failed(&refusal.to_string()))?;
+                let message = refusal.to_string();
+                self.send_refusal(shared, &spec, &message, refusal.retry_after())?;
+                self.end_stream(shared, i, Outcome::Failed(&message))?;
             }
         }
         self.mark_dirty(shared);
