@@ -2,13 +2,13 @@
 //! CPPN or noise output, and the fills that evaluate them, the first on every core before the
 //! first block, the later ones as prefetches on another core while the render goes on.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cppn::{self, Program};
 use crate::dsp::sample_array::SampleArray;
 
 use super::outputs::{remap_one, NoiseGen, WaveSpan};
+use super::pieces::{Pieces, Piecewise};
 
 /// Samples a render's CPPN evaluates before its first block whatever the read-ahead: at least
 /// one default chunk (4096 frames), so the first chunk needs a single fill.
@@ -148,7 +148,7 @@ pub struct Filler {
     /// Whether the arrays are windows, so a fill may not run more than a window ahead.
     windowed: bool,
     work: Arc<FillWork>,
-    prefetch: Option<Arc<Prefetch>>,
+    prefetch: Option<Arc<Pieces<FillBatch>>>,
 }
 
 /// What a fill computes: shared with the prefetch task.
@@ -161,42 +161,37 @@ struct FillWork {
     noise: parking_lot::Mutex<Vec<(NoiseGen, Signal)>>,
 }
 
-/// A fill of `range` handed to the rayon pool, in pieces that the spawned task and the render
-/// (when it catches up) take one at a time. A render has at most one in flight (it starts the
-/// next only once this one is done), so the pool holds at most one task per render.
-struct Prefetch {
+/// A fill of `range` in pieces, taken one at a time by the render and by helper tasks
+/// ([`Pieces`]). A render has at most one prefetch in flight (it starts the next only once
+/// this one is done), so the pool holds at most one prefetch task per render.
+struct FillBatch {
+    work: Arc<FillWork>,
     range: std::ops::Range<usize>,
     pieces: Vec<Piece>,
-    /// The next piece to take.
-    next: AtomicUsize,
-    /// Pieces done: counted (release) after each piece's last write, read (acquire) before
-    /// the render reads what they wrote.
-    finished: AtomicUsize,
-    /// Set when the render is gone: the pieces not yet taken are not needed.
-    cancelled: AtomicBool,
+}
+
+impl FillBatch {
+    fn new(work: &Arc<FillWork>, range: std::ops::Range<usize>, step: usize) -> Arc<Pieces<Self>> {
+        let pieces = work.pieces(&range, step);
+        let count = pieces.len();
+        let batch = FillBatch {
+            work: work.clone(),
+            range,
+            pieces,
+        };
+        Pieces::new(batch, count)
+    }
+}
+
+impl Piecewise for FillBatch {
+    fn run_piece(&self, piece: usize) {
+        self.work.fill_piece(&self.pieces[piece], &self.range);
+    }
 }
 
 /// Frames of one prefetch piece: a quarter of a prefetch, so that a render that catches up
 /// with its prefetch shares what is left of it with the worker.
 const PREFETCH_PIECE: usize = PREFETCH_CHUNK / 4;
-
-impl Prefetch {
-    /// Takes and fills pieces until none is left.
-    fn work_on(&self, work: &FillWork) {
-        while !self.cancelled.load(Ordering::Relaxed) {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(piece) = self.pieces.get(i) else {
-                return;
-            };
-            work.fill_piece(piece, &self.range);
-            self.finished.fetch_add(1, Ordering::Release);
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        self.finished.load(Ordering::Acquire) == self.pieces.len()
-    }
-}
 
 /// Part of a fill: a frame range of one frequency group's CPPN outputs, or all the noise.
 enum Piece {
@@ -253,7 +248,7 @@ impl Filler {
     /// Frames filled so far (a finished prefetch included).
     pub fn filled(&self) -> usize {
         match &self.prefetch {
-            Some(p) if p.is_done() => p.range.end,
+            Some(p) if p.is_done() => p.work().range.end,
             _ => self.filled,
         }
     }
@@ -268,7 +263,7 @@ impl Filler {
         }
         if let Some(p) = &self.prefetch {
             if p.is_done() {
-                self.filled = p.range.end;
+                self.filled = p.work().range.end;
                 self.prefetch = None;
             }
         }
@@ -289,23 +284,12 @@ impl Filler {
     #[cold]
     fn catch_up(&mut self, need: usize) {
         if let Some(p) = self.prefetch.take() {
-            p.work_on(&self.work);
-            let mut spins = 0u32;
-            while !p.is_done() {
-                // The pieces still running on other workers finish within their own
-                // length of work, with nothing for them to wait on.
-                spins += 1;
-                if spins < 1000 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            self.filled = p.range.end;
+            p.finish();
+            self.filled = p.work().range.end;
         }
         if need > self.filled {
             let to = need.max(self.filled + FILL_CHUNK).min(self.frames);
-            self.work.fill(self.filled..to);
+            FillWork::fill(&self.work, self.filled..to);
             self.filled = to;
         }
     }
@@ -325,16 +309,8 @@ impl Filler {
         if to > room {
             return;
         }
-        let range = self.filled..to;
-        let p = Arc::new(Prefetch {
-            pieces: self.work.pieces(&range, PREFETCH_PIECE),
-            range,
-            next: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-            cancelled: AtomicBool::new(false),
-        });
-        let (task, work) = (p.clone(), self.work.clone());
-        rayon::spawn(move || task.work_on(&work));
+        let p = FillBatch::new(&self.work, self.filled..to, PREFETCH_PIECE);
+        p.spawn_helpers(1);
         self.prefetch = Some(p);
     }
 }
@@ -343,19 +319,18 @@ impl Drop for Filler {
     fn drop(&mut self) {
         // What nobody has started of a prefetch is not needed any more.
         if let Some(p) = &self.prefetch {
-            p.cancelled.store(true, Ordering::Relaxed);
+            p.cancel();
         }
     }
 }
 
 impl FillWork {
-    /// Evaluates `range` of every lazy array, on every core.
-    fn fill(&self, range: std::ops::Range<usize>) {
-        use rayon::prelude::*;
+    /// Evaluates `range` of every lazy array, on every core of the current rayon pool.
+    fn fill(work: &Arc<FillWork>, range: std::ops::Range<usize>) {
         let step = cppn::PARALLEL_CHUNK.min(range.len().div_ceil(2)).max(256);
-        self.pieces(&range, step)
-            .par_iter()
-            .for_each(|piece| self.fill_piece(piece, &range));
+        let batch = FillBatch::new(work, range, step);
+        batch.spawn_helpers(rayon::current_num_threads() - 1);
+        batch.finish();
     }
 
     /// The pieces of a fill of `range`: each group's frames in sub-ranges of `step`, so that

@@ -24,6 +24,7 @@ pub mod filler;
 pub mod graph;
 pub mod order;
 pub mod outputs;
+mod pieces;
 pub mod post;
 pub mod resolver;
 pub mod stream;
@@ -354,7 +355,7 @@ impl<'g> RenderPlan<'g> {
     /// Evaluates what some node needs whole and builds the runtime graph: the expensive half.
     pub fn build(self, backend: &CppnBackend) -> Result<Render, Error> {
         let mut preparation = self.prepare(backend);
-        preparation.step(usize::MAX);
+        preparation.step(None, rayon::current_num_threads() - 1);
         preparation.finish(backend)
     }
 
@@ -385,21 +386,16 @@ pub struct Preparation<'g> {
 }
 
 impl Preparation<'_> {
-    /// Evaluates up to `pieces` more pieces of 4096 samples of the whole-duration outputs, in
-    /// parallel on the current rayon pool; returns true once nothing is left.
-    pub fn step(&mut self, pieces: usize) -> bool {
+    /// Evaluates the whole-duration outputs until they are done (returns true) or `until` has
+    /// passed, with `helpers` tasks on the current rayon pool taking pieces of 4096 samples.
+    pub fn step(&mut self, until: Option<std::time::Instant>, helpers: usize) -> bool {
         match &mut self.whole {
             Some(whole) => {
-                whole.step(pieces);
+                whole.step(until, helpers);
                 whole.is_done()
             }
             None => true,
         }
-    }
-
-    /// Pieces left for [`Preparation::step`].
-    pub fn pieces_left(&self) -> usize {
-        self.whole.as_ref().map_or(0, |w| w.pieces_left())
     }
 
     /// Builds the runtime graph from the evaluated outputs (evaluating what is left first)

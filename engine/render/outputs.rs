@@ -5,10 +5,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::cppn::{self, Program};
 use crate::gpu::CppnBackend;
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
+
+use super::pieces::{Pieces, Piecewise};
 
 /// The CPPN(s) of a genome.
 #[derive(Debug)]
@@ -238,10 +241,10 @@ pub struct WholeOutputs {
 
 /// One frequency group's wanted CPPN outputs, filled [`cppn::PARALLEL_CHUNK`] samples a piece.
 struct WholeGroup {
-    /// Pruned to `indices`.
-    program: Program,
+    /// Pruned to `indices`; shared with the turn's helper tasks.
+    program: Arc<Program>,
     periods: f64,
-    indices: Vec<usize>,
+    indices: Arc<[usize]>,
     /// (network output, position in `indices`).
     members: Vec<(usize, usize)>,
     buffers: Vec<Vec<f32>>,
@@ -252,6 +255,55 @@ struct WholeGroup {
 impl WholeGroup {
     fn pieces(&self) -> usize {
         self.buffers[0].len().div_ceil(cppn::PARALLEL_CHUNK)
+    }
+}
+
+/// Pieces of a group handed out per [`Pieces`]: eight per worker, so a batch's closing wait
+/// (for the pieces still running) comes rarely, while the pieces evaluated but not yet copied
+/// into place stay a small, bounded extra (64 KiB per output and worker).
+const BATCH_PIECES_PER_WORKER: usize = 8;
+
+/// A batch of a group's pieces, from piece `first` on, evaluated into buffers of their own
+/// (a helper cannot borrow the group's), which the owner copies into place.
+struct GroupBatch {
+    program: Arc<Program>,
+    periods: f64,
+    velocity: f64,
+    /// Samples of each output.
+    n: usize,
+    indices: Arc<[usize]>,
+    first: usize,
+    /// Per piece of the batch: its samples of each output. Each lock is taken once, by the
+    /// piece's writer, then once by the owner.
+    done: Vec<parking_lot::Mutex<Vec<Vec<f32>>>>,
+}
+
+impl GroupBatch {
+    fn samples(&self, k: usize) -> std::ops::Range<usize> {
+        let start = (self.first + k) * cppn::PARALLEL_CHUNK;
+        start..(start + cppn::PARALLEL_CHUNK).min(self.n)
+    }
+}
+
+impl Piecewise for GroupBatch {
+    fn run_piece(&self, k: usize) {
+        let range = self.samples(k);
+        let mut buffers: Vec<Vec<f32>> = self
+            .indices
+            .iter()
+            .map(|_| vec![0.0; range.len()])
+            .collect();
+        let mut views: Vec<&mut [f32]> = buffers.iter_mut().map(|b| &mut b[..]).collect();
+        cppn::evaluate_range(
+            &self.program,
+            self.periods,
+            self.velocity,
+            self.n,
+            range,
+            &self.indices,
+            &mut views,
+        );
+        *self.done[k].lock() = buffers;
     }
 }
 
@@ -282,10 +334,10 @@ impl WholeOutputs {
                 continue;
             }
             pending.push_back(WholeGroup {
-                program: group.program.pruned(&indices),
+                program: Arc::new(group.program.pruned(&indices)),
                 periods: timeline.input_periods(group.frequency),
                 buffers: indices.iter().map(|_| vec![0.0f32; n]).collect(),
-                indices,
+                indices: indices.into(),
                 members,
                 done: 0,
             });
@@ -299,96 +351,94 @@ impl WholeOutputs {
         }
     }
 
-    /// Pieces left to evaluate (one piece is [`cppn::PARALLEL_CHUNK`] samples of a group's
-    /// outputs, or as many samples of a noise output).
-    pub fn pieces_left(&self) -> usize {
-        let noise: usize = self
-            .noise
-            .iter()
-            .map(|(_, _, v)| (self.timeline.frames - v.len()).div_ceil(cppn::PARALLEL_CHUNK))
-            .sum();
-        let cppn: usize = self.groups.iter().map(|g| g.pieces() - g.done).sum();
-        noise + cppn
-    }
-
     pub fn is_done(&self) -> bool {
         self.noise.is_empty() && self.groups.is_empty()
     }
 
-    /// Evaluates up to `pieces` more pieces, those of a CPPN group in parallel on the rayon
-    /// pool this runs on.
-    pub fn step(&mut self, pieces: usize) {
-        use rayon::prelude::*;
-        let frames = self.timeline.frames;
-        if let Some((_, generator, samples)) = self.noise.last_mut() {
-            let more = pieces
-                .saturating_mul(cppn::PARALLEL_CHUNK)
-                .min(frames - samples.len());
-            samples.extend((0..more).map(|_| generator.next_sample()));
-            if samples.len() == frames {
-                let (out, _, samples) = self.noise.pop().expect("the last noise output");
-                self.result[out] = Some(Arc::new(samples));
+    /// Evaluates outputs until everything is done or `until` has passed (checked after each
+    /// piece of [`cppn::PARALLEL_CHUNK`] samples), a group's pieces shared with `helpers`
+    /// tasks on the rayon pool this runs on (see [`Pieces`] for why not a join).
+    pub fn step(&mut self, until: Option<Instant>, helpers: usize) {
+        let over = || until.is_some_and(|t| Instant::now() >= t);
+        while !self.is_done() {
+            if !self.noise.is_empty() {
+                self.step_noise();
+            } else {
+                self.step_group(until, helpers);
             }
-            return;
+            if over() {
+                return;
+            }
         }
+    }
+
+    /// Generates one piece of the last noise output.
+    fn step_noise(&mut self) {
+        let frames = self.timeline.frames;
+        let Some((_, generator, samples)) = self.noise.last_mut() else {
+            return;
+        };
+        let more = cppn::PARALLEL_CHUNK.min(frames - samples.len());
+        samples.extend((0..more).map(|_| generator.next_sample()));
+        if samples.len() == frames {
+            let (out, _, samples) = self.noise.pop().expect("the last noise output");
+            self.result[out] = Some(Arc::new(samples));
+        }
+    }
+
+    /// Evaluates one batch of the current group's pieces, or what of it `until` leaves time
+    /// for.
+    fn step_group(&mut self, until: Option<Instant>, helpers: usize) {
         let Some(group) = self.groups.front_mut() else {
             return;
         };
-        let n = group.buffers[0].len();
         let first = group.done;
-        let last = first.saturating_add(pieces).min(group.pieces());
-        // Piece i of every buffer goes to one task.
-        let mut per_piece: Vec<Vec<&mut [f32]>> = (first..last)
-            .map(|_| Vec::with_capacity(group.buffers.len()))
-            .collect();
-        for buffer in group.buffers.iter_mut() {
-            let chunks = buffer.chunks_mut(cppn::PARALLEL_CHUNK).skip(first);
-            for (slot, chunk) in per_piece.iter_mut().zip(chunks) {
-                slot.push(chunk);
+        let count = (group.pieces() - first).min(BATCH_PIECES_PER_WORKER * (helpers + 1));
+        let batch = Pieces::new(
+            GroupBatch {
+                program: group.program.clone(),
+                periods: group.periods,
+                velocity: self.velocity,
+                n: group.buffers[0].len(),
+                indices: group.indices.clone(),
+                first,
+                done: (0..count).map(|_| Default::default()).collect(),
+            },
+            count,
+        );
+        batch.spawn_helpers(helpers);
+        batch.work_on(until);
+        let taken = batch.close();
+        let work = batch.work();
+        for k in 0..taken {
+            let range = work.samples(k);
+            for (buffer, piece) in group.buffers.iter_mut().zip(work.done[k].lock().iter()) {
+                buffer[range.clone()].copy_from_slice(piece);
             }
         }
-        let (program, periods, indices) = (&group.program, group.periods, &group.indices);
-        let velocity = self.velocity;
-        per_piece
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(k, mut chunk)| {
-                let start = (first + k) * cppn::PARALLEL_CHUNK;
-                let end = (start + cppn::PARALLEL_CHUNK).min(n);
-                cppn::evaluate_range(
-                    program,
-                    periods,
-                    velocity,
-                    n,
-                    start..end,
-                    indices,
-                    &mut chunk,
-                );
-            });
-        group.done = last;
-        if group.done == group.pieces() {
-            let group = self.groups.pop_front().expect("the current group");
-            let rate = self.timeline.sample_rate;
-            let buffers: Vec<Arc<Vec<f32>>> = group
-                .buffers
-                .into_iter()
-                .map(|b| match self.timeline.anti_aliasing {
-                    true => anti_alias(&b, frames, rate),
-                    false => b,
-                })
-                .map(Arc::new)
-                .collect();
-            for &(out, k) in &group.members {
-                self.result[out] = Some(buffers[k].clone());
-            }
+        group.done += taken;
+        if group.done < group.pieces() {
+            return;
+        }
+        let group = self.groups.pop_front().expect("the current group");
+        let (frames, rate) = (self.timeline.frames, self.timeline.sample_rate);
+        let buffers: Vec<Arc<Vec<f32>>> = group
+            .buffers
+            .into_iter()
+            .map(|b| match self.timeline.anti_aliasing {
+                true => anti_alias(&b, frames, rate),
+                false => b,
+            })
+            .map(Arc::new)
+            .collect();
+        for &(out, k) in &group.members {
+            self.result[out] = Some(buffers[k].clone());
         }
     }
 
     /// Evaluates what is left, in one go.
     pub fn run(mut self) -> Vec<Option<Arc<Vec<f32>>>> {
-        while !self.is_done() {
-            self.step(usize::MAX);
-        }
+        self.step(None, rayon::current_num_threads() - 1);
         self.result
     }
 
@@ -605,6 +655,59 @@ mod tests {
             let mut generator = NoiseGen::new(kind, 9, 4);
             let pieces: Vec<f32> = (0..10_000).map(|_| generator.next_sample()).collect();
             assert_eq!(whole, pieces);
+        }
+    }
+
+    /// A preparation's turns end after a piece, share their pieces with a helper, and start
+    /// again where the last stopped: the outputs equal one uninterrupted evaluation on one
+    /// thread, bit for bit, for every output of every fixture genome (noise included), with
+    /// and without anti-aliasing.
+    #[test]
+    fn outputs_evaluated_in_short_shared_turns_equal_one_evaluation() {
+        let pools = [1, 3].map(|threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        });
+        for fixture in crate::fixtures::all() {
+            let genome = crate::CompiledGenome::from_json(&fixture.genome_json()).unwrap();
+            let output_count = genome.cppns().output_count();
+            let web = crate::patch::graph::build(genome.patch(), 0.0, false, output_count).unwrap();
+            let all: Vec<usize> = (0..web.outputs.len()).collect();
+            for anti_aliasing in [false, true] {
+                let timeline = Timeline {
+                    // 7.3 pieces of cppn::PARALLEL_CHUNK, oversampled 14.6.
+                    frames: cppn::PARALLEL_CHUNK * 7 + 1234,
+                    anti_aliasing,
+                    ..Timeline::new(0)
+                };
+                let new =
+                    || WholeOutputs::new(genome.cppns(), &web.outputs, &all, timeline, 0.8, 3);
+                let whole = pools[0].install(|| new().run());
+                let stepped = pools[1].install(|| {
+                    let mut outputs = new();
+                    let mut turns = 0;
+                    while !outputs.is_done() {
+                        outputs.step(Some(Instant::now()), 2);
+                        turns += 1;
+                    }
+                    assert!(turns > 1 || whole.iter().all(Option::is_none));
+                    outputs.finish()
+                });
+                assert_eq!(whole.len(), stepped.len());
+                for (i, (a, b)) in whole.iter().zip(&stepped).enumerate() {
+                    let bits = |v: &Option<Arc<Vec<f32>>>| {
+                        v.as_ref()
+                            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                    };
+                    assert!(
+                        bits(a) == bits(b),
+                        "{} output {i}, anti-aliasing {anti_aliasing}",
+                        fixture.id
+                    );
+                }
+            }
         }
     }
 

@@ -73,7 +73,8 @@ pub const START_BUDGET: Duration = Duration::from_millis(10);
 
 /// About how long one preparation turn evaluates whole-duration outputs before the job queues
 /// again (it stops at the first piece boundary past it; a piece is 4096 samples of the
-/// outputs per worker, well under a millisecond for the fixture genomes).
+/// outputs, well under a millisecond for the fixture genomes, and idle workers help with the
+/// turn's pieces: render/pieces.rs).
 pub const PREPARE_TURN: Duration = Duration::from_millis(2);
 
 /// Preparation a job does under its start deadline before its deadline backs off: enough for
@@ -475,15 +476,8 @@ impl Scheduler {
         }
         if let Stage::Preparing(preparation, _) = &mut job.stage {
             let started = Instant::now();
-            let pieces = self.pool.current_num_threads();
-            let done = loop {
-                if preparation.step(pieces) {
-                    break true;
-                }
-                if started.elapsed() >= PREPARE_TURN {
-                    break false;
-                }
-            };
+            let helpers = self.pool.current_num_threads() - 1;
+            let done = preparation.step(Some(started + PREPARE_TURN), helpers);
             if !done {
                 job.prepare += started.elapsed();
                 return Some(job);
