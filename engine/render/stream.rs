@@ -18,8 +18,9 @@
 //! - the worker pushes blocks until the ring is full, then returns the job to the consumer as
 //!   [`JobEvent::Parked`]; the consumer resubmits it once it has drained the ring below half,
 //!   so a stream whose client is far ahead costs nothing;
-//! - a job renders at most [`SLICE_BLOCKS`] blocks per turn, and prepares for at most about
-//!   [`PREPARE_TURN`] per turn, then queues itself again under its new deadline;
+//! - a job renders at most [`SLICE_BLOCKS`] blocks or about [`RENDER_TURN`] per turn, and
+//!   prepares for at most about [`PREPARE_TURN`] per turn, then queues itself again under its
+//!   new deadline;
 //! - a job's first rendering turn renders [`FIRST_SLICE_BLOCKS`] blocks and then returns the
 //!   job to the consumer as if parked, so the consumer sends the first chunk before it
 //!   resubmits the job: the rest of the render then cannot slow the first chunk's encoding
@@ -58,6 +59,15 @@ pub const RING_BLOCKS: usize = 64;
 /// Blocks a job renders per turn on a worker before it yields to other jobs: 128 blocks are
 /// 16384 frames (0.34 s of audio), a few milliseconds of work for typical genomes.
 pub const SLICE_BLOCKS: usize = 128;
+
+/// About how long a rendering turn after the first lasts at most (the clock is read every
+/// [`CLOCK_BLOCKS`] blocks): under 1024 soak players on 2 cores, 128 blocks of the costliest
+/// fixture genomes took 8-40 ms of wall time (about a thousand such turns in a 20 s run),
+/// holding off the streams due meanwhile; with this bound, 17.
+pub const RENDER_TURN: Duration = Duration::from_millis(2);
+
+/// Blocks between two reads of the clock in a rendering turn.
+const CLOCK_BLOCKS: usize = 8;
 
 /// Blocks of a job's first rendering turn: one default chunk (4096 frames). The job then goes
 /// back to its consumer ([`JobEvent::Parked`]) until that chunk is written, so a burst of new
@@ -503,7 +513,11 @@ impl Scheduler {
             SLICE_BLOCKS
         };
         let started = thread_cpu();
-        let end = self.render_slice(&mut job, slice);
+        // A later turn also ends after about RENDER_TURN, so that an expensive genome's blocks
+        // cannot hold a worker for tens of milliseconds on a loaded machine; the first turn
+        // renders its whole first chunk.
+        let until = (!first_turn).then(|| Instant::now() + RENDER_TURN);
+        let end = self.render_slice(&mut job, slice, until);
         let spent = thread_cpu().saturating_sub(started);
         job.rendering += spent;
         self.overhead.add_turn(spent);
@@ -543,13 +557,18 @@ impl Scheduler {
         }
     }
 
-    /// Renders up to `slice` blocks of a running job into its ring.
-    fn render_slice(&self, job: &mut RenderJob, slice: usize) -> SliceEnd {
+    /// Renders up to `slice` blocks of a running job into its ring, and with `until`, no more
+    /// once that moment has passed.
+    fn render_slice(&self, job: &mut RenderJob, slice: usize, until: Option<Instant>) -> SliceEnd {
         let Stage::Running(render) = &mut job.stage else {
             unreachable!("a job renders once prepared")
         };
         let mut block: Block = [0.0; RENDER_QUANTUM];
-        for _ in 0..slice {
+        for i in 0..slice {
+            // The clock is read once per CLOCK_BLOCKS blocks, not per block.
+            if i % CLOCK_BLOCKS == CLOCK_BLOCKS - 1 && until.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
             if job.shared.is_cancelled() {
                 return SliceEnd::Cancelled;
             }
@@ -645,6 +664,29 @@ mod tests {
             handle.consumer.pop().unwrap();
         }
         n
+    }
+
+    #[test]
+    fn a_rendering_turn_past_its_time_stops_at_the_next_clock_reading() {
+        let (scheduler, rx) = scheduler();
+        let (job, mut handle) = job(1.0);
+        scheduler.submit(job);
+        let JobEvent::Parked(7, mut job) = next_event(&rx) else {
+            panic!("the first turn ends with the job handed back");
+        };
+        drain(&mut handle);
+        let over = Some(Instant::now());
+        assert!(matches!(
+            scheduler.render_slice(&mut job, SLICE_BLOCKS, over),
+            SliceEnd::Sliced
+        ));
+        assert_eq!(handle.consumer.slots(), CLOCK_BLOCKS - 1);
+        // Without a time bound, the turn goes on until the ring is full.
+        assert!(matches!(
+            scheduler.render_slice(&mut job, SLICE_BLOCKS, None),
+            SliceEnd::Full
+        ));
+        assert_eq!(handle.consumer.slots(), RING_BLOCKS);
     }
 
     #[test]
