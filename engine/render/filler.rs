@@ -8,7 +8,7 @@ use crate::cppn::{self, Program};
 use crate::dsp::sample_array::SampleArray;
 
 use super::outputs::{remap_one, NoiseGen, WaveSpan};
-use super::pieces::{Pieces, Piecewise};
+use super::pieces::{other_workers, Pieces, Piecewise};
 
 /// Samples a render's CPPN evaluates before its first block whatever the read-ahead: at least
 /// one default chunk (4096 frames), so the first chunk needs a single fill.
@@ -329,7 +329,7 @@ impl FillWork {
     fn fill(work: &Arc<FillWork>, range: std::ops::Range<usize>) {
         let step = cppn::PARALLEL_CHUNK.min(range.len().div_ceil(2)).max(256);
         let batch = FillBatch::new(work, range, step);
-        batch.spawn_helpers(rayon::current_num_threads() - 1);
+        batch.spawn_helpers(other_workers());
         batch.finish();
     }
 

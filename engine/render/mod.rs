@@ -355,7 +355,7 @@ impl<'g> RenderPlan<'g> {
     /// Evaluates what some node needs whole and builds the runtime graph: the expensive half.
     pub fn build(self, backend: &CppnBackend) -> Result<Render, Error> {
         let mut preparation = self.prepare(backend);
-        preparation.step(None, rayon::current_num_threads() - 1);
+        preparation.step(None, pieces::other_workers());
         preparation.finish(backend)
     }
 

@@ -11,7 +11,7 @@ use crate::cppn::{self, Program};
 use crate::gpu::CppnBackend;
 use crate::patch::synthis::{NetworkOutput, NoiseKind, Source};
 
-use super::pieces::{Pieces, Piecewise};
+use super::pieces::{other_workers, Pieces, Piecewise};
 
 /// The CPPN(s) of a genome.
 #[derive(Debug)]
@@ -438,7 +438,7 @@ impl WholeOutputs {
 
     /// Evaluates what is left, in one go.
     pub fn run(mut self) -> Vec<Option<Arc<Vec<f32>>>> {
-        self.step(None, rayon::current_num_threads() - 1);
+        self.step(None, other_workers());
         self.result
     }
 

@@ -17,6 +17,12 @@ pub(super) trait Piecewise: Send + Sync + 'static {
     fn run_piece(&self, piece: usize);
 }
 
+/// Helpers that can share work with the current thread: the other workers of the rayon pool it
+/// runs on (of the global pool outside one).
+pub(super) fn other_workers() -> usize {
+    rayon::current_num_threads().saturating_sub(1)
+}
+
 /// `next` is set to this when the work is closed: every later claim lands at or past it, so
 /// no piece is taken after [`Pieces::close`].
 const CLOSED: usize = usize::MAX / 2;
