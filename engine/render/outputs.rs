@@ -260,7 +260,8 @@ impl WholeGroup {
 
 /// Pieces of a group handed out per [`Pieces`]: eight per worker, so a batch's closing wait
 /// (for the pieces still running) comes rarely, while the pieces evaluated but not yet copied
-/// into place stay a small, bounded extra (64 KiB per output and worker).
+/// into place stay a small, bounded extra (8 x 4096 f32 samples, 128 KiB, per output and
+/// worker).
 const BATCH_PIECES_PER_WORKER: usize = 8;
 
 /// A batch of a group's pieces, from piece `first` on, evaluated into buffers of their own
