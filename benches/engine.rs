@@ -56,23 +56,32 @@ fn render(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
     for (id, g) in genomes() {
-        for (note_delta, velocity, duration) in [(0.0, 1.0, 1.0), (12.0, 0.5, 4.0)] {
+        // The last is kromosynth-cli's usual evolution render (see the `workers` bench).
+        for (note_delta, velocity, duration, sample_rate) in [
+            (0.0, 1.0, 1.0, SAMPLE_RATE),
+            (12.0, 0.5, 4.0, SAMPLE_RATE),
+            (0.0, 1.0, 1.0, 16_000),
+        ] {
             let request = RenderRequest {
                 duration,
                 note_delta,
                 velocity,
                 seed: 1,
+                sample_rate,
                 ..RenderRequest::default()
             };
             let start = Instant::now();
             render_batch(&g, &request, true).unwrap();
             eprintln!(
-                "{id} {note_delta}_{velocity}_{duration}: one render {:.1} ms, real-time factor {:.0}x",
+                "{id} {note_delta}_{velocity}_{duration}_{sample_rate}Hz: one render {:.1} ms, real-time factor {:.0}x",
                 start.elapsed().as_secs_f64() * 1e3,
                 duration / start.elapsed().as_secs_f64()
             );
             group.bench_function(
-                BenchmarkId::new(&id[18..], format!("{note_delta}_{velocity}_{duration}")),
+                BenchmarkId::new(
+                    &id[18..],
+                    format!("{note_delta}_{velocity}_{duration}_{sample_rate}Hz"),
+                ),
                 |b| b.iter(|| render_batch(&g, &request, true).unwrap()),
             );
         }
