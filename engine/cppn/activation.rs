@@ -5,12 +5,12 @@
 //! JavaScript. The transcendental functions come from the `libm` crate, a port of the same
 //! fdlibm algorithms that V8 uses for `Math.sin`, `Math.exp`, ..., so results match the
 //! original's doubles, not merely to within an ulp. [`Activation::apply_in_place`] computes a
-//! row of samples at once with the AVX2 versions of `exp` and `sin` in [`super::simd`], which
-//! give the same bits.
+//! row of samples at once with the AVX2 or AVX-512 versions of `exp`, `sin` and `asin` in
+//! [`super::simd`], which give the same bits.
 
 use std::f64::consts::PI;
 
-use super::simd;
+use super::simd::{self, Kernels, Level};
 
 /// An activation function id as stored in `activationFunction`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,61 +116,84 @@ impl Activation {
         }
     }
 
-    /// `v[i] = self.apply(v[i])` for every element, with the same bits, using the AVX2
-    /// kernels where the CPU has them.
+    /// `v[i] = self.apply(v[i])` for every element, with the same bits, using the widest
+    /// kernels this CPU has.
     #[inline]
     pub fn apply_in_place(self, v: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.apply_in_place_avx2(v) };
-            return;
-        }
-        self.apply_in_place_scalar(v);
+        self.apply_in_place_at(Level::detected(), v);
     }
 
-    /// [`Activation::apply_in_place`] without the AVX2 kernels (the reference the tests compare
-    /// them with).
+    /// [`Activation::apply_in_place`] with `level`'s kernels, to compare levels; a level this
+    /// CPU does not run panics.
+    pub fn apply_in_place_at(self, level: Level, v: &mut [f64]) {
+        assert!(level.available(), "{level:?} kernels on a CPU without them");
+        // SAFETY: the CPU runs the level (asserted above).
+        unsafe {
+            match level {
+                Level::Scalar => self.apply_with::<simd::Scalar>(v),
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx2 => self.apply_avx2(v),
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx512 => self.apply_avx512(v),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("only x86_64 has vector levels"),
+            }
+        }
+    }
+
+    /// [`Activation::apply_in_place`] one value at a time (the reference the tests compare
+    /// the kernels with).
     pub fn apply_in_place_scalar(self, v: &mut [f64]) {
         for x in v {
             *x = self.apply(*x);
         }
     }
 
-    /// The exp- and sin-based functions run their transcendental part through the four-lane
-    /// kernels, in separate passes so that a lane the kernel hands back to the scalar
-    /// function gets exactly the scalar argument; the rest are plain loops that the compiler
-    /// vectorizes with AVX2 here.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 ([`simd::available`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    pub fn apply_in_place_avx2(self, v: &mut [f64]) {
+    unsafe fn apply_avx2(self, v: &mut [f64]) {
+        self.apply_with::<simd::Avx2>(v);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn apply_avx512(self, v: &mut [f64]) {
+        self.apply_with::<simd::Avx512>(v);
+    }
+
+    /// The exp- and sin-based functions run their transcendental part through `K`'s kernels,
+    /// in separate passes so that a lane the kernel hands back to the scalar function gets
+    /// exactly the scalar argument; the rest are plain loops that the compiler vectorizes for
+    /// the caller's instruction set (this is inlined into callers compiled for `K`'s).
+    ///
+    /// # Safety
+    /// The CPU must run `K`'s instruction set ([`Level::available`]).
+    #[inline(always)]
+    pub unsafe fn apply_with<K: Kernels>(self, v: &mut [f64]) {
         match self {
-            Activation::Sine => simd::sin_in_place(v),
+            Activation::Sine => K::sin_in_place(v),
             Activation::Sine2 => {
                 v.iter_mut().for_each(|x| *x *= 2.0);
-                simd::sin_in_place(v);
+                K::sin_in_place(v);
             }
             Activation::Triangle => {
-                simd::sin_in_place(v);
-                simd::asin_in_place(v);
+                K::sin_in_place(v);
+                K::asin_in_place(v);
                 v.iter_mut().for_each(|x| *x *= 2.0 / PI);
             }
             Activation::BipolarSigmoid => {
                 v.iter_mut().for_each(|x| *x *= -4.9);
-                simd::exp_in_place(v);
+                K::exp_in_place(v);
                 v.iter_mut().for_each(|x| *x = (2.0 / (1.0 + *x)) - 1.0);
             }
             Activation::PlainSigmoid => {
                 v.iter_mut().for_each(|x| *x = -*x);
-                simd::exp_in_place(v);
+                K::exp_in_place(v);
                 v.iter_mut().for_each(|x| *x = 1.0 / (1.0 + *x));
             }
             Activation::Gaussian => {
                 v.iter_mut().for_each(|x| *x = -((*x * 2.5) * (*x * 2.5)));
-                simd::exp_in_place(v);
+                K::exp_in_place(v);
                 v.iter_mut().for_each(|x| *x = 2.0 * *x - 1.0);
             }
             _ => self.apply_in_place_scalar(v),
@@ -241,19 +264,25 @@ mod tests {
         }
         for a in Activation::ALL {
             let expected: Vec<u64> = args.iter().map(|x| a.apply(*x).to_bits()).collect();
-            let mut fast = args.clone();
-            fast.chunks_mut(37).for_each(|c| a.apply_in_place(c));
             let mut scalar = args.clone();
             a.apply_in_place_scalar(&mut scalar);
+            for level in Level::all_available() {
+                let mut fast = args.clone();
+                fast.chunks_mut(37)
+                    .for_each(|c| a.apply_in_place_at(level, c));
+                for (i, e) in expected.iter().enumerate() {
+                    let nan = f64::from_bits(*e).is_nan();
+                    assert!(
+                        fast[i].to_bits() == *e || (nan && fast[i].is_nan()),
+                        "{a:?}({}) = {} in place with {level:?}, {} by apply",
+                        args[i],
+                        fast[i],
+                        f64::from_bits(*e)
+                    );
+                }
+            }
             for (i, e) in expected.iter().enumerate() {
                 let nan = f64::from_bits(*e).is_nan();
-                assert!(
-                    fast[i].to_bits() == *e || (nan && fast[i].is_nan()),
-                    "{a:?}({}) = {} in place, {} by apply",
-                    args[i],
-                    fast[i],
-                    f64::from_bits(*e)
-                );
                 assert!(scalar[i].to_bits() == *e || (nan && scalar[i].is_nan()));
             }
         }

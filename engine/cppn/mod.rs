@@ -11,6 +11,7 @@
 pub mod activation;
 pub mod simd;
 
+use simd::{Kernels, Level};
 use std::ops::Range;
 
 pub use activation::Activation;
@@ -305,26 +306,48 @@ impl<'a> BlockEvaluator<'a> {
     /// [`Program::run`] for samples `first..first + len` (`len <= BLOCK`): every sample gets
     /// exactly the bits `run` gives it, because per sample the same operations happen in the
     /// same order; only the loop nest is swapped.
+    #[inline]
     pub fn run(&mut self, first: usize, len: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if simd::available() {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { self.run_avx2(first, len) };
-            return;
+        self.run_at(Level::detected(), first, len);
+    }
+
+    /// [`BlockEvaluator::run`] with `level`'s kernels, to compare levels; a level this CPU does
+    /// not run panics.
+    pub fn run_at(&mut self, level: Level, first: usize, len: usize) {
+        assert!(level.available(), "{level:?} kernels on a CPU without them");
+        // SAFETY: the CPU runs the level (asserted above).
+        unsafe {
+            match level {
+                Level::Scalar => self.run_with::<simd::Scalar>(first, len),
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx2 => self.run_avx2(first, len),
+                #[cfg(target_arch = "x86_64")]
+                Level::Avx512 => self.run_avx512(first, len),
+                #[cfg(not(target_arch = "x86_64"))]
+                _ => unreachable!("only x86_64 has vector levels"),
+            }
         }
-        self.run_generic(first, len);
     }
 
     /// The same code compiled for AVX2, so the sums and the simple activations vectorize
-    /// four wide and the transcendental ones use the [`simd`] kernels.
+    /// four wide and the transcendental ones use the four-lane [`simd`] kernels.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn run_avx2(&mut self, first: usize, len: usize) {
-        self.run_generic(first, len);
+    unsafe fn run_avx2(&mut self, first: usize, len: usize) {
+        self.run_with::<simd::Avx2>(first, len);
     }
 
+    /// The same code compiled for AVX-512: eight wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn run_avx512(&mut self, first: usize, len: usize) {
+        self.run_with::<simd::Avx512>(first, len);
+    }
+
+    /// # Safety
+    /// The CPU must run `K`'s instruction set.
     #[inline(always)]
-    fn run_generic(&mut self, first: usize, len: usize) {
+    unsafe fn run_with<K: Kernels>(&mut self, first: usize, len: usize) {
         assert!(len <= BLOCK);
         let p = self.program;
         let row = |r: usize| r * BLOCK..r * BLOCK + len;
@@ -339,7 +362,7 @@ impl<'a> BlockEvaluator<'a> {
         }
         if p.input_count >= 1 {
             ramp.iter_mut().for_each(|r| *r *= self.input_periods);
-            Activation::Sine.apply_in_place(ramp);
+            K::sin_in_place(ramp);
             ramp.iter_mut().for_each(|e| *e *= self.velocity);
             self.regs[row(p.bias_count)].copy_from_slice(ramp);
         }
@@ -351,7 +374,7 @@ impl<'a> BlockEvaluator<'a> {
                     *s += *x * w;
                 }
             }
-            op.activation.apply_in_place(sum);
+            op.activation.apply_with::<K>(sum);
             self.regs[row(op.target as usize)].copy_from_slice(sum);
         }
     }
@@ -629,24 +652,26 @@ mod tests {
         assert_eq!(p.ops.len(), Activation::ALL.len() + 2);
         let n = 5000;
         let (periods, velocity) = (input_periods(261.6, n, 48000.0), 0.7);
-        let mut block = BlockEvaluator::new(&p, n, periods, velocity);
-        let mut single = p.registers();
-        // Blocks that start anywhere and have any length, including 1 and BLOCK.
-        let mut first = 0;
-        for len in [BLOCK, 1, 63, 17, BLOCK, 5, 40].iter().cycle().take(60) {
-            block.run(first, *len);
-            for j in 0..*len {
-                p.run(&mut single, inputs(first + j, n, periods, velocity));
-                for (r, value) in single.iter().enumerate() {
-                    assert_eq!(
-                        block.register(r)[j].to_bits(),
-                        value.to_bits(),
-                        "register {r} of sample {}",
-                        first + j
-                    );
+        for level in Level::all_available() {
+            let mut block = BlockEvaluator::new(&p, n, periods, velocity);
+            let mut single = p.registers();
+            // Blocks that start anywhere and have any length, including 1 and BLOCK.
+            let mut first = 0;
+            for len in [BLOCK, 1, 63, 17, BLOCK, 5, 40].iter().cycle().take(60) {
+                block.run_at(level, first, *len);
+                for j in 0..*len {
+                    p.run(&mut single, inputs(first + j, n, periods, velocity));
+                    for (r, value) in single.iter().enumerate() {
+                        assert_eq!(
+                            block.register(r)[j].to_bits(),
+                            value.to_bits(),
+                            "register {r} of sample {} with {level:?}",
+                            first + j
+                        );
+                    }
                 }
+                first += len;
             }
-            first += len;
         }
     }
 
