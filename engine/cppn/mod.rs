@@ -269,16 +269,8 @@ pub fn input_periods(frequency: f64, n: usize, sample_rate: f64) -> f64 {
 /// 40-register network are 20 KiB, which stays in L1.
 pub const BLOCK: usize = 64;
 
-/// 0.0, 1.0, ..., the offsets of a row's samples from its first.
-const ROW_OFFSETS: [f64; BLOCK] = {
-    let mut offsets = [0.0; BLOCK];
-    let mut i = 0;
-    while i < BLOCK {
-        offsets[i] = i as f64;
-        i += 1;
-    }
-    offsets
-};
+/// The offsets of a row's samples from its first.
+const ROW_OFFSETS: [f64; BLOCK] = crate::counting();
 
 /// A program evaluated [`BLOCK`] samples at a time for one render and frequency: one register
 /// row of `BLOCK` f64 per register, and the input signal's parameters (see [`inputs`]).
@@ -364,8 +356,8 @@ impl<'a> BlockEvaluator<'a> {
         let row = |r: usize| r * BLOCK..r * BLOCK + len;
         // The inputs of [`inputs`], a row at a time: the ramp, then sin(periods * ramp) * velocity.
         // The sample index as `first as f64 + i as f64`, which is `(first + i) as f64` exactly
-        // (integers below 2^53), so that the loop vectorizes: an integer-to-float conversion
-        // per sample kept it scalar, about two fifths of this function's own time.
+        // (integers below 2^53), so that the loop vectorizes ([`crate::counting`]): a
+        // conversion per sample kept it scalar, about two fifths of this function's own time.
         let (base, last) = (first as f64, (self.samples - 1) as f64);
         let ramp = &mut self.scratch[..len];
         for (r, offset) in ramp.iter_mut().zip(ROW_OFFSETS) {

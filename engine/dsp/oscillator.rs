@@ -335,16 +335,7 @@ impl PhaseSink for SquareWave<'_> {
     }
 }
 
-/// 0, 1, 2, ... as f64: loaded, they vectorize where a converted loop counter does not.
-const FRAME_INDICES: [f64; RENDER_QUANTUM] = {
-    let mut t = [0.0; RENDER_QUANTUM];
-    let mut i = 0;
-    while i < RENDER_QUANTUM {
-        t[i] = i as f64;
-        i += 1;
-    }
-    t
-};
+const FRAME_INDICES: [f64; RENDER_QUANTUM] = crate::counting();
 
 /// The rounded step of one increment per binade, remembered: an oscillator at a constant
 /// frequency crosses the same few binades every period, and working out a binade's step is a
