@@ -4,13 +4,13 @@
 //! overrides and additions (`cppn-neat/activation-functions.js`), evaluated in f64 like
 //! JavaScript. The transcendental functions come from the `libm` crate, a port of the same
 //! fdlibm algorithms that V8 uses for `Math.sin`, `Math.exp`, ..., so results match the
-//! original's doubles, not merely to within an ulp. [`Activation::apply_in_place`] computes a
+//! original's doubles, not merely to within an ulp. [`Activation::apply_with`] computes a
 //! row of samples at once with the AVX2 or AVX-512 versions of `exp`, `sin` and `asin` in
 //! [`super::simd`], which give the same bits.
 
 use std::f64::consts::PI;
 
-use super::simd::{self, Kernels, Level};
+use super::simd::Kernels;
 
 /// An activation function id as stored in `activationFunction`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,58 +116,22 @@ impl Activation {
         }
     }
 
-    /// `v[i] = self.apply(v[i])` for every element, with the same bits, using the widest
-    /// kernels this CPU has.
-    #[inline]
-    pub fn apply_in_place(self, v: &mut [f64]) {
-        self.apply_in_place_at(Level::detected(), v);
-    }
-
-    /// [`Activation::apply_in_place`] with `level`'s kernels, to compare levels; a level this
-    /// CPU does not run panics.
-    pub fn apply_in_place_at(self, level: Level, v: &mut [f64]) {
-        assert!(level.available(), "{level:?} kernels on a CPU without them");
-        // SAFETY: the CPU runs the level (asserted above).
-        unsafe {
-            match level {
-                Level::Scalar => self.apply_with::<simd::Scalar>(v),
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx2 => self.apply_avx2(v),
-                #[cfg(target_arch = "x86_64")]
-                Level::Avx512 => self.apply_avx512(v),
-                #[cfg(not(target_arch = "x86_64"))]
-                _ => unreachable!("only x86_64 has vector levels"),
-            }
-        }
-    }
-
-    /// [`Activation::apply_in_place`] one value at a time (the reference the tests compare
-    /// the kernels with).
+    /// `v[i] = self.apply(v[i])` one value at a time (the reference the tests compare
+    /// [`Activation::apply_with`] with).
     pub fn apply_in_place_scalar(self, v: &mut [f64]) {
         for x in v {
             *x = self.apply(*x);
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn apply_avx2(self, v: &mut [f64]) {
-        self.apply_with::<simd::Avx2>(v);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq")]
-    unsafe fn apply_avx512(self, v: &mut [f64]) {
-        self.apply_with::<simd::Avx512>(v);
-    }
-
-    /// The exp- and sin-based functions run their transcendental part through `K`'s kernels,
+    /// `v[i] = self.apply(v[i])` for every element, with the same bits, the CPPN evaluator's
+    /// way: the exp- and sin-based functions run their transcendental part through `K`'s kernels,
     /// in separate passes so that a lane the kernel hands back to the scalar function gets
     /// exactly the scalar argument; the rest are plain loops that the compiler vectorizes for
     /// the caller's instruction set (this is inlined into callers compiled for `K`'s).
     ///
     /// # Safety
-    /// The CPU must run `K`'s instruction set ([`Level::available`]).
+    /// The CPU must run `K`'s instruction set ([`super::simd::Level::available`]).
     #[inline(always)]
     pub unsafe fn apply_with<K: Kernels>(self, v: &mut [f64]) {
         match self {
@@ -203,6 +167,7 @@ impl Activation {
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::{self, Level};
     use super::*;
 
     #[test]
@@ -241,6 +206,29 @@ mod tests {
         assert_eq!(NullFn.apply(123.0), 0.0);
     }
 
+    /// `a` applied in place to `args` (in odd-sized slices, so the kernels' scalar tails run
+    /// too) with each level's kernels this CPU has.
+    fn in_place_at_every_level(a: Activation, args: &[f64]) -> Vec<(Level, Vec<f64>)> {
+        fn with<K: Kernels>(a: Activation, args: &[f64]) -> Vec<f64> {
+            let mut v = args.to_vec();
+            // SAFETY: called below only for levels this CPU runs.
+            v.chunks_mut(37)
+                .for_each(|c| unsafe { a.apply_with::<K>(c) });
+            v
+        }
+        let mut results = vec![(Level::Scalar, with::<simd::Scalar>(a, args))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Level::Avx2.available() {
+                results.push((Level::Avx2, with::<simd::Avx2>(a, args)));
+            }
+            if Level::Avx512.available() {
+                results.push((Level::Avx512, with::<simd::Avx512>(a, args)));
+            }
+        }
+        results
+    }
+
     #[test]
     fn in_place_application_matches_apply_bit_for_bit() {
         // Arguments across the ranges CPPN sums take, the kernels' fallback ranges, and the
@@ -266,10 +254,7 @@ mod tests {
             let expected: Vec<u64> = args.iter().map(|x| a.apply(*x).to_bits()).collect();
             let mut scalar = args.clone();
             a.apply_in_place_scalar(&mut scalar);
-            for level in Level::all_available() {
-                let mut fast = args.clone();
-                fast.chunks_mut(37)
-                    .for_each(|c| a.apply_in_place_at(level, c));
+            for (level, fast) in in_place_at_every_level(a, &args) {
                 for (i, e) in expected.iter().enumerate() {
                     let nan = f64::from_bits(*e).is_nan();
                     assert!(
